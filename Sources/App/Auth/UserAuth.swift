@@ -1,0 +1,78 @@
+import JWT
+import Vapor
+
+/// The caller, as named by a verified bearer JWT. Identity never comes from the body or query.
+struct AuthUser: Authenticatable, Sendable {
+    let id: String
+}
+
+struct UserClaims: JWTPayload {
+    var sub: SubjectClaim
+    var exp: ExpirationClaim
+    var iss: IssuerClaim?
+    var aud: AudienceClaim?
+
+    /// Time-based checks happen in `JWTVerifier` against the injected clock.
+    func verify(using algorithm: some JWTAlgorithm) async throws {}
+}
+
+/// Verifies host-platform JWTs (HS256, JWT_SECRET), checking exp and, when configured, iss/aud.
+struct JWTVerifier: Sendable {
+    let keys: JWTKeyCollection
+    let settings: AppConfig.JWTSettings
+    let clock: AppClock
+
+    static func make(_ settings: AppConfig.JWTSettings, clock: AppClock) async -> JWTVerifier {
+        let keys = JWTKeyCollection()
+        await keys.add(hmac: HMACKey(from: settings.secret), digestAlgorithm: .sha256)
+        return JWTVerifier(keys: keys, settings: settings, clock: clock)
+    }
+
+    func verify(_ token: String) async throws -> AuthUser {
+        let claims: UserClaims
+        do {
+            claims = try await keys.verify(token, as: UserClaims.self)
+        } catch {
+            throw APIError.unauthorized("Invalid bearer token")
+        }
+        guard claims.exp.value > clock.now() else { throw APIError(.unauthorized, "token_expired", "Bearer token has expired") }
+        if let issuer = settings.issuer, claims.iss?.value != issuer {
+            throw APIError.unauthorized("Bearer token has the wrong issuer")
+        }
+        if let audience = settings.audience, !(claims.aud?.value.contains(audience) ?? false) {
+            throw APIError.unauthorized("Bearer token has the wrong audience")
+        }
+        let sub = claims.sub.value
+        guard Validation.isValidUserID(sub) else { throw APIError.unauthorized("Bearer token has an invalid subject") }
+        return AuthUser(id: sub)
+    }
+
+    /// Signs a token as the host platform would (dev tokens, tests).
+    func sign(userID: String, expiresIn: TimeInterval) async throws -> String {
+        let exp = Date(timeIntervalSince1970: (clock.now().timeIntervalSince1970 + expiresIn).rounded(.down))
+        let claims = UserClaims(
+            sub: .init(value: userID), exp: .init(value: exp),
+            iss: settings.issuer.map { .init(value: $0) }, aud: settings.audience.map { .init(value: [$0]) }
+        )
+        return try await keys.sign(claims)
+    }
+}
+
+/// Requires a valid member/creator bearer token on every route it guards.
+struct UserAuthMiddleware: AsyncMiddleware {
+    func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
+        guard let bearer = request.headers.bearerAuthorization else { throw APIError.unauthorized() }
+        request.auth.login(try await request.deps.jwt.verify(bearer.token))
+        return try await next.respond(to: request)
+    }
+}
+
+extension Request {
+    /// The authenticated caller; only valid behind `UserAuthMiddleware`.
+    var caller: AuthUser {
+        get throws {
+            guard let user = auth.get(AuthUser.self) else { throw APIError.unauthorized() }
+            return user
+        }
+    }
+}

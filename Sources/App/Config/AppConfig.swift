@@ -1,0 +1,103 @@
+import Foundation
+import Vapor
+
+/// Typed settings, read once from the environment (Vapor also loads `.env` files).
+struct AppConfig: Sendable {
+    enum DatabaseChoice: Sendable, Equatable {
+        case sqliteFile(String)
+        case sqliteMemory
+        case postgres(url: String)
+    }
+
+    var database: DatabaseChoice
+    var jwt: JWTSettings
+    var adminAPIKey: String?
+    var agora: AgoraSettings
+    var frontendURL: String?
+    var corsAllowedOrigins: [String]
+    /// Development conveniences: demo data and printed dev tokens.
+    var isDevelopment: Bool
+
+    struct JWTSettings: Sendable {
+        var secret: String
+        var issuer: String?
+        var audience: String?
+    }
+
+    struct AgoraSettings: Sendable {
+        var appId: String
+        var appCertificate: String
+        /// Token and privilege lifetime in seconds (relative to issue time), 1…86 400.
+        var tokenTTLSeconds: UInt32
+    }
+
+    struct Error: Swift.Error, CustomStringConvertible {
+        let problems: [String]
+        var description: String { "Invalid configuration:\n" + problems.map { "  - \($0)" }.joined(separator: "\n") }
+    }
+
+    /// Production needs JWT_SECRET, AGORA_APP_ID and AGORA_APP_CERTIFICATE; development fills
+    /// the gaps with secrets generated once and kept under `dataDirectory`.
+    static func load(environment: Environment, dataDirectory: String = "data", get: (String) -> String? = Environment.get) throws -> AppConfig {
+        func value(_ name: String) -> String? {
+            guard let v = get(name)?.trimmingCharacters(in: .whitespacesAndNewlines), !v.isEmpty else { return nil }
+            return v
+        }
+        var problems: [String] = []
+        let production = environment == .production
+        let dev: DevSecrets? = production ? nil : try DevSecrets.loadOrCreate(directory: dataDirectory)
+
+        let database: DatabaseChoice
+        if let url = value("DATABASE_URL") {
+            if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
+                database = .postgres(url: url)
+            } else {
+                problems.append("DATABASE_URL must be a postgres:// or postgresql:// URL (unset it to use SQLite)")
+                database = .sqliteMemory
+            }
+        } else {
+            database = .sqliteFile(value("SQLITE_PATH") ?? "\(dataDirectory)/app.sqlite")
+        }
+
+        var missing: [String] = []
+        let jwtSecret = value("JWT_SECRET") ?? dev?.jwtSecret
+        let appId = value("AGORA_APP_ID") ?? dev?.agoraAppId
+        let certificate = value("AGORA_APP_CERTIFICATE") ?? dev?.agoraAppCertificate
+        if jwtSecret == nil { missing.append("JWT_SECRET") }
+        if appId == nil { missing.append("AGORA_APP_ID") }
+        if certificate == nil { missing.append("AGORA_APP_CERTIFICATE") }
+        if !missing.isEmpty { problems.append("missing required setting(s) for production: \(missing.joined(separator: ", "))") }
+        // jwt-kit asserts on HMAC keys shorter than the SHA-256 output.
+        if let jwtSecret, jwtSecret.utf8.count < 32 { problems.append("JWT_SECRET must be at least 32 bytes") }
+        if let appId, !isHex32(appId) { problems.append("AGORA_APP_ID must be the 32-character hex App ID") }
+        if let certificate, !isHex32(certificate) { problems.append("AGORA_APP_CERTIFICATE must be the 32-character hex App Certificate") }
+
+        var ttl: UInt32 = 3600
+        if let raw = value("AGORA_TOKEN_TTL_SECONDS") {
+            if let n = UInt32(raw), (1...86_400).contains(n) { ttl = n } else {
+                problems.append("AGORA_TOKEN_TTL_SECONDS must be an integer between 1 and 86400")
+            }
+        }
+        let adminKey = value("ADMIN_API_KEY") ?? dev?.adminAPIKey
+        if let adminKey, adminKey.utf8.count < 16 { problems.append("ADMIN_API_KEY must be at least 16 characters") }
+
+        let frontend = value("FRONTEND_URL").map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+        let origins = (value("CORS_ALLOWED_ORIGINS") ?? "").split(separator: ",")
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+
+        guard problems.isEmpty else { throw Error(problems: problems) }
+        return AppConfig(
+            database: database,
+            jwt: JWTSettings(secret: jwtSecret!, issuer: value("JWT_ISSUER"), audience: value("JWT_AUDIENCE")),
+            adminAPIKey: adminKey,
+            agora: AgoraSettings(appId: appId!, appCertificate: certificate!, tokenTTLSeconds: ttl),
+            frontendURL: frontend,
+            corsAllowedOrigins: origins,
+            isDevelopment: environment == .development
+        )
+    }
+
+    static func isHex32(_ s: String) -> Bool {
+        s.utf8.count == 32 && s.allSatisfy(\.isHexDigit)
+    }
+}

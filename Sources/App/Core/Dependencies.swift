@@ -1,0 +1,36 @@
+import Vapor
+
+/// Everything outside the request that handlers need, built once in `configure` and injectable
+/// by tests (clock, uid source, stream event hooks). No globals.
+struct Dependencies: Sendable {
+    var config: AppConfig
+    var clock: AppClock
+    var jwt: JWTVerifier
+    var tokens: AgoraTokenIssuer
+    var uids: UidAllocator
+    var streamEvents: any StreamEvents
+}
+
+/// What tests (or `entrypoint`) may swap before `configure` builds the rest.
+struct Overrides: Sendable {
+    var clock: AppClock = .system
+    var randomUID: @Sendable () -> UInt32 = { UInt32.random(in: 1...UInt32.max) }
+    var streamEvents: (any StreamEvents)? = nil
+}
+
+extension Application {
+    private struct DependenciesKey: StorageKey { typealias Value = Dependencies }
+
+    var deps: Dependencies {
+        get {
+            guard let d = storage[DependenciesKey.self] else { fatalError("configure(_:) has not run") }
+            return d
+        }
+        set { storage[DependenciesKey.self] = newValue }
+    }
+}
+
+extension Request {
+    var deps: Dependencies { application.deps }
+    var now: Date { application.deps.clock.now() }
+}

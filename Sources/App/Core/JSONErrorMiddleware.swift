@@ -1,0 +1,87 @@
+import Vapor
+
+/// Turns every error into the API's JSON error shape. Internal errors are logged with their
+/// type only and never echo details to the client.
+struct JSONErrorMiddleware: AsyncMiddleware {
+    func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
+        do {
+            return try await next.respond(to: request)
+        } catch {
+            return Self.response(for: error, request: request)
+        }
+    }
+
+    static func response(for error: any Error, request: Request) -> Response {
+        let status: HTTPResponseStatus
+        let code: String
+        let message: String
+        var headers: HTTPHeaders = [:]
+        switch error {
+        case let e as APIError:
+            (status, code, message, headers) = (e.status, e.code, e.message, e.headers)
+        case let e as DecodingError:
+            (status, code, message) = (.badRequest, "invalid_body", Self.describe(e))
+        case let e as any AbortError:
+            status = e.status
+            code = Self.code(for: e.status)
+            message = e.status == .internalServerError ? "Internal server error" : Self.message(for: e)
+            headers = e.headers
+        default:
+            request.logger.report(error: error)
+            (status, code, message) = (.internalServerError, "internal_error", "Internal server error")
+        }
+        if status.code >= 500 {
+            request.logger.error("request failed", metadata: ["status": "\(status.code)", "code": "\(code)", "error": "\(String(reflecting: type(of: error)))"])
+        }
+        let response = Response(status: status, headers: headers)
+        do {
+            try response.content.encode(ErrorBody(error: .init(code: code, message: message)), as: .json)
+        } catch {
+            response.body = .init(string: #"{"success":false,"error":{"code":"internal_error","message":"Internal server error"}}"#)
+            response.headers.contentType = .json
+        }
+        return response
+    }
+
+    private static func code(for status: HTTPResponseStatus) -> String {
+        switch status {
+        case .badRequest: "bad_request"
+        case .unauthorized: "unauthorized"
+        case .forbidden: "forbidden"
+        case .notFound: "not_found"
+        case .methodNotAllowed: "method_not_allowed"
+        case .payloadTooLarge: "payload_too_large"
+        case .unsupportedMediaType: "unsupported_media_type"
+        case .tooManyRequests: "rate_limited"
+        default: status.code >= 500 ? "internal_error" : "request_error"
+        }
+    }
+
+    private static func message(for error: any AbortError) -> String {
+        switch error.status {
+        case .notFound: "Not found"
+        case .payloadTooLarge: "Request body is too large"
+        case .unsupportedMediaType: "Send the body as application/json"
+        default: error.reason
+        }
+    }
+
+    /// Names the offending field without echoing client data back.
+    private static func describe(_ error: DecodingError) -> String {
+        func path(_ ctx: DecodingError.Context) -> String {
+            let p = ctx.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+            return p.isEmpty ? "body" : String(p.drop { $0 == "." })
+        }
+        switch error {
+        case .keyNotFound(let key, let ctx):
+            let parent = path(ctx)
+            return "Missing field '\(parent == "body" ? key.stringValue : parent + "." + key.stringValue)'"
+        case .typeMismatch(_, let ctx), .valueNotFound(_, let ctx):
+            return "Field '\(path(ctx))' has the wrong type or is null"
+        case .dataCorrupted(let ctx):
+            return ctx.codingPath.isEmpty ? "Malformed JSON body" : "Field '\(path(ctx))' is invalid"
+        @unknown default:
+            return "Invalid request body"
+        }
+    }
+}

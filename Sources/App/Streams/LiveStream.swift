@@ -1,0 +1,35 @@
+import Fluent
+import Foundation
+
+/// A creator's stream (the original Prisma `Stream`; renamed to avoid Foundation.Stream).
+/// Its id is also the Agora channel name.
+final class LiveStream: Model, @unchecked Sendable {
+    static let schema = "streams"
+
+    @ID(custom: "id", generatedBy: .user) var id: String?
+    @Field(key: "title") var title: String
+    @OptionalField(key: "description") var description: String?
+    @OptionalField(key: "workout_type") var workoutType: String?
+    @OptionalField(key: "thumbnail") var thumbnail: String?
+    @Field(key: "start_time") var startTime: Date
+    @OptionalField(key: "end_time") var endTime: Date?
+    @Field(key: "is_live") var isLive: Bool
+    @OptionalField(key: "replay_url") var replayUrl: String?
+    @Field(key: "agora_channel_id") var agoraChannelId: String
+    @Field(key: "viewer_count") var viewerCount: Int
+    @OptionalField(key: "recording_id") var recordingId: String?
+    @OptionalField(key: "resource_id") var resourceId: String?
+    @OptionalField(key: "recording_sid") var recordingSid: String?
+    @Field(key: "reminder_sent") var reminderSent: Bool
+    @Timestamp(key: "created_at", on: .create) var createdAt: Date?
+    @Timestamp(key: "updated_at", on: .update) var updatedAt: Date?
+    @Parent(key: "creator_id") var creator: User
+
+    init() {}
+
+    /// New ids are random UUIDs: collision-resistant, unguessable, and under Agora's 64-byte channel limit.
+    static func newID() -> String { UUID().uuidString.lowercased() }
+
+    /// Ended = stopped after (or instead of) going live; it can never be joined again.
+    var hasEnded: Bool { endTime != nil && !isLive }
+}

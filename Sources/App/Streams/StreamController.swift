@@ -1,0 +1,163 @@
+import Fluent
+import Vapor
+
+struct StreamController: RouteCollection {
+    func boot(routes: any RoutesBuilder) throws {
+        let creator = routes.grouped("creator")
+        creator.post("streams", "create", use: create)
+        creator.post("streams", ":streamId", "stop", use: stop)
+        creator.patch("streams", ":streamId", "status", use: updateStatus)
+        creator.get(":creatorId", "scheduled-streams", use: scheduled)
+    }
+
+    /// POST /api/creator/streams/create
+    @Sendable func create(req: Request) async throws -> Response {
+        let caller = try req.caller
+        let body = try req.content.decode(CreateStreamRequest.self)
+        guard body.creatorId == caller.id else { throw APIError.forbidden("creatorId must be the authenticated user") }
+        guard let creator = try await User.find(caller.id, on: req.db) else {
+            throw APIError.notFound("user_not_found", "Creator not found")
+        }
+        guard creator.role == .creator else { throw APIError(.forbidden, "not_a_creator", "Only creators can create streams") }
+        guard creator.isActive else { throw APIError(.forbidden, "creator_inactive", "This creator account is inactive") }
+
+        let now = req.now
+        let stream = LiveStream()
+        let id = LiveStream.newID()
+        stream.id = id
+        stream.agoraChannelId = id
+        stream.title = try Validation.text(body.title, field: "title", min: 1, max: 200)!
+        stream.description = try Validation.text(body.description, field: "description", max: 5000)
+        stream.workoutType = try Validation.text(body.workoutType, field: "workoutType", max: 60)
+        if let thumbnail = body.thumbnail, !thumbnail.isEmpty {
+            guard Validation.isHTTPSURL(thumbnail) else { throw APIError.validation("thumbnail must be an https URL of at most 2048 characters") }
+            stream.thumbnail = thumbnail
+        }
+        if body.isScheduled {
+            guard let raw = body.startTime else { throw APIError.validation("startTime is required for a scheduled stream") }
+            guard let start = ISO8601.parse(raw) else {
+                throw APIError.validation("startTime must be ISO 8601 with Z or an offset, e.g. 2026-03-08T07:30:00Z")
+            }
+            guard start > now else { throw APIError.validation("startTime of a scheduled stream must be in the future") }
+            stream.startTime = start
+        } else {
+            // Going live now: the start is the moment it went live, whatever the client sent.
+            stream.startTime = now
+        }
+        stream.isLive = !body.isScheduled
+        stream.viewerCount = 0
+        stream.reminderSent = false
+        stream.$creator.id = creator.id!
+
+        let events = req.deps.streamEvents
+        try await req.db.transaction { tx in
+            try await stream.create(on: tx)
+            if body.isScheduled { try await events.streamScheduled(stream, on: tx) } else { try await events.streamWentLive(stream, on: tx) }
+        }
+        let token = try req.deps.tokens.issue(channel: id, uid: creator.agoraUid32, role: .publisher)
+        let payload = CreateStreamResponse(
+            stream: .init(id: id, title: stream.title, agoraChannelId: id, agoraToken: token.token,
+                          agoraUid: creator.agoraUid32, startTime: stream.startTime, isLive: stream.isLive),
+            message: body.isScheduled ? "Stream scheduled successfully" : "Stream is live"
+        )
+        return try await payload.encodeResponse(status: .created, for: req)
+    }
+
+    /// POST /api/creator/streams/:streamId/stop — idempotent.
+    @Sendable func stop(req: Request) async throws -> MessageResponse {
+        let stream = try await Self.findOwnedStream(req)
+        let body = try req.optionalContent(StopStreamRequest.self)
+        if let bodyID = body?.streamId, bodyID != stream.id {
+            throw APIError.validation("streamId in the body does not match the URL")
+        }
+        if let replay = body?.replayUrl {
+            guard Validation.isHTTPSURL(replay) else { throw APIError.validation("replayUrl must be an https URL of at most 2048 characters") }
+            stream.replayUrl = replay
+        }
+        if stream.hasEnded {
+            try await stream.save(on: req.db)
+            return MessageResponse(message: "Stream already ended")
+        }
+        stream.isLive = false
+        stream.endTime = req.now
+        let events = req.deps.streamEvents
+        try await req.db.transaction { tx in
+            try await stream.save(on: tx)
+            try await events.streamEnded(stream, on: tx)
+        }
+        return MessageResponse(message: "Stream ended successfully")
+    }
+
+    /// PATCH /api/creator/streams/:streamId/status {isLive}
+    @Sendable func updateStatus(req: Request) async throws -> MessageResponse {
+        let stream = try await Self.findOwnedStream(req)
+        let body = try req.content.decode(UpdateStatusRequest.self)
+        guard !stream.hasEnded else { throw APIError(.conflict, "stream_ended", "This stream has ended") }
+        let wentLive = body.isLive && !stream.isLive
+        stream.isLive = body.isLive
+        let events = req.deps.streamEvents
+        try await req.db.transaction { tx in
+            try await stream.save(on: tx)
+            if wentLive { try await events.streamWentLive(stream, on: tx) }
+        }
+        return MessageResponse(message: body.isLive ? "Stream is live" : "Stream is no longer live")
+    }
+
+    /// GET /api/creator/:creatorId/scheduled-streams?startDate&endDate&limit
+    @Sendable func scheduled(req: Request) async throws -> ScheduledStreamsResponse {
+        _ = try req.caller
+        let creatorID = req.parameters.get("creatorId") ?? ""
+        guard Validation.isValidUserID(creatorID), try await User.find(creatorID, on: req.db) != nil else {
+            throw APIError.notFound("creator_not_found", "Creator not found")
+        }
+        let start = try Self.dateBound(req, "startDate", endOfDay: false)
+        let end = try Self.dateBound(req, "endDate", endOfDay: true)
+        if let start, let end, end < start { throw APIError.validation("endDate must not be before startDate") }
+        var limit = 200
+        if let raw = req.query[String.self, at: "limit"] {
+            guard let n = Int(raw), (1...1000).contains(n) else { throw APIError.validation("limit must be an integer from 1 to 1000") }
+            limit = n
+        }
+        var query = LiveStream.query(on: req.db).filter(\.$creator.$id == creatorID)
+        if let start { query = query.filter(\.$startTime >= start) }
+        if let end { query = query.filter(\.$startTime <= end) }
+        let streams = try await query.sort(\.$startTime, .ascending).sort(\.$id, .ascending).limit(limit).all()
+        return ScheduledStreamsResponse(streams: streams.map(ScheduledStreamsResponse.Item.init))
+    }
+
+    // MARK: Helpers
+
+    static func findStream(_ req: Request) async throws -> LiveStream {
+        let id = req.parameters.get("streamId") ?? ""
+        guard !id.isEmpty, id.utf8.count <= 64, let stream = try await LiveStream.find(id, on: req.db) else {
+            throw APIError.notFound("stream_not_found", "Stream not found")
+        }
+        return stream
+    }
+
+    /// The stream, if the caller is its creator (404 if unknown, 403 if someone else's).
+    static func findOwnedStream(_ req: Request) async throws -> LiveStream {
+        let caller = try req.caller
+        let stream = try await findStream(req)
+        guard stream.$creator.id == caller.id else { throw APIError.forbidden("Only the stream's creator can do this") }
+        return stream
+    }
+
+    /// A date-only bound (YYYY-MM-DD) covers the whole UTC day, so ranges stay inclusive.
+    private static func dateBound(_ req: Request, _ name: String, endOfDay: Bool) throws -> Date? {
+        guard let raw = req.query[String.self, at: name], !raw.isEmpty else { return nil }
+        if let d = ISO8601.parse(raw) { return d }
+        if raw.count == 10, let day = ISO8601.parse(raw + "T00:00:00Z") {
+            return endOfDay ? day.addingTimeInterval(86_400 - 0.001) : day
+        }
+        throw APIError.validation("\(name) must be an ISO 8601 date-time (e.g. 2026-03-08T00:00:00Z) or a date (2026-03-08)")
+    }
+}
+
+extension Request {
+    /// Decodes a JSON body that the endpoint allows to be absent.
+    func optionalContent<T: Content>(_ type: T.Type) throws -> T? {
+        guard let body = body.data, body.readableBytes > 0 else { return nil }
+        return try content.decode(T.self)
+    }
+}

@@ -1,0 +1,73 @@
+import Vapor
+
+struct CreateStreamRequest: Content {
+    let creatorId: String
+    let title: String
+    let description: String?
+    let workoutType: String?
+    let thumbnail: String?
+    let startTime: String?
+    let isScheduled: Bool
+}
+
+struct CreateStreamResponse: Content {
+    struct Body: Content {
+        let id: String
+        let title: String
+        let agoraChannelId: String
+        let agoraToken: String
+        let agoraUid: UInt32
+        let startTime: Date
+        let isLive: Bool
+    }
+    var success = true
+    let stream: Body
+    let message: String
+}
+
+struct StopStreamRequest: Content {
+    let streamId: String?
+    let replayUrl: String?
+}
+
+struct UpdateStatusRequest: Content {
+    let isLive: Bool
+}
+
+struct MessageResponse: Content {
+    var success = true
+    let message: String
+}
+
+struct ScheduledStreamsResponse: Content {
+    struct Item: Content {
+        let id: String
+        let title: String
+        let description: String?
+        let workoutType: String?
+        let thumbnail: String?
+        let startTime: Date
+        let endTime: Date?
+        let isLive: Bool
+
+        init(_ s: LiveStream) {
+            (id, title, description, workoutType, thumbnail, startTime, endTime, isLive) =
+                (s.id ?? "", s.title, s.description, s.workoutType, s.thumbnail, s.startTime, s.endTime, s.isLive)
+        }
+
+        // Optional fields are part of the contract: always present, null when empty.
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(id, forKey: .id)
+            try c.encode(title, forKey: .title)
+            try c.encode(description, forKey: .description)
+            try c.encode(workoutType, forKey: .workoutType)
+            try c.encode(thumbnail, forKey: .thumbnail)
+            try c.encode(startTime, forKey: .startTime)
+            try c.encode(endTime, forKey: .endTime)
+            try c.encode(isLive, forKey: .isLive)
+        }
+    }
+    var success = true
+    let streams: [Item]
+}

@@ -1,0 +1,43 @@
+import Logging
+import Vapor
+
+@main
+enum Entrypoint {
+    static func main() async throws {
+        var env = try Environment.detect()
+        try LoggingSystem.bootstrap(from: &env)
+
+        let app = try await Application.make(env)
+        do {
+            let config: AppConfig
+            do {
+                config = try AppConfig.load(environment: env)
+            } catch let error as AppConfig.Error {
+                app.logger.critical("\(error.description)")
+                try? await app.asyncShutdown()
+                exit(1)
+            }
+            try await configure(app, config: config)
+            app.asyncCommands.use(DevTokenCommand(), as: "dev-token")
+            if isServe(env.arguments) {
+                try await MigrateWithLock.run(app)
+                if config.isDevelopment {
+                    try await DemoData.seed(app)
+                    try await DemoData.printTokens(app)
+                }
+            }
+            try await app.execute()
+        } catch {
+            app.logger.report(error: error)
+            try? await app.asyncShutdown()
+            throw error
+        }
+        try await app.asyncShutdown()
+    }
+
+    /// `serve` is Vapor's default command: no command word, or flags only.
+    static func isServe(_ arguments: [String]) -> Bool {
+        guard let first = arguments.dropFirst().first else { return true }
+        return first == "serve" || first.hasPrefix("-")
+    }
+}

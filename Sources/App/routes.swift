@@ -1,0 +1,12 @@
+import Vapor
+
+func routes(_ app: Application) throws {
+    app.get("health") { _ in ["status": "ok"] }
+
+    let api = app.grouped("api")
+    try api.grouped("admin").grouped(AdminAuthMiddleware()).register(collection: AdminController())
+
+    let authed = api.grouped(UserAuthMiddleware())
+    try authed.register(collection: StreamController())
+    try authed.register(collection: TokenController())
+}
