@@ -8,7 +8,8 @@ final class LiveStream: Model, @unchecked Sendable {
 
     @ID(custom: "id", generatedBy: .user) var id: String?
     @Field(key: "title") var title: String
-    @OptionalField(key: "description") var description: String?
+    // Not `description`: that name belongs to CustomStringConvertible on models.
+    @OptionalField(key: "description") var details: String?
     @OptionalField(key: "workout_type") var workoutType: String?
     @OptionalField(key: "thumbnail") var thumbnail: String?
     @Field(key: "start_time") var startTime: Date

@@ -27,7 +27,7 @@ struct StreamController: RouteCollection {
         stream.id = id
         stream.agoraChannelId = id
         stream.title = try Validation.text(body.title, field: "title", min: 1, max: 200)!
-        stream.description = try Validation.text(body.description, field: "description", max: 5000)
+        stream.details = try Validation.text(body.description, field: "description", max: 5000)
         stream.workoutType = try Validation.text(body.workoutType, field: "workoutType", max: 60)
         if let thumbnail = body.thumbnail, !thumbnail.isEmpty {
             guard Validation.isHTTPSURL(thumbnail) else { throw APIError.validation("thumbnail must be an https URL of at most 2048 characters") }

@@ -52,7 +52,7 @@ struct ScheduledStreamsResponse: Content {
 
         init(_ s: LiveStream) {
             (id, title, description, workoutType, thumbnail, startTime, endTime, isLive) =
-                (s.id ?? "", s.title, s.description, s.workoutType, s.thumbnail, s.startTime, s.endTime, s.isLive)
+                (s.id ?? "", s.title, s.details, s.workoutType, s.thumbnail, s.startTime, s.endTime, s.isLive)
         }
 
         // Optional fields are part of the contract: always present, null when empty.

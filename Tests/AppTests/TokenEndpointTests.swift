@@ -1,0 +1,119 @@
+import AgoraAccessToken
+import Fluent
+import Foundation
+import Testing
+import VaporTesting
+@testable import App
+
+@Suite struct TokenEndpointTests {
+    @Test func subscriberByDefaultPublisherOnRequest() async throws {
+        try await TestApp.run { t in
+            try await t.seedBasics()
+            let id = try await t.createStream()
+            let member = try await t.token("m1")
+            let m1 = try #require(try await User.find("m1", on: t.app.db))
+
+            let sub = try await t.send(.GET, "api/streams/\(id)/token", bearer: member)
+            #expect(sub.status == .ok)
+            #expect(Set(sub.json.keys) == ["success", "token", "uid", "channelId", "appId", "expiresAt"])
+            #expect((sub.json["uid"] as? NSNumber)?.uint32Value == m1.agoraUid32)
+            #expect(sub.json["channelId"] as? String == id)
+            #expect(sub.json["appId"] as? String == TestCredentials.agoraAppId)
+            #expect(sub.json["expiresAt"] as? String == ISO8601.string(t.start.addingTimeInterval(3600)))
+            let subToken = try AccessToken2.verify(try #require(sub.json["token"] as? String), appCertificate: TestCredentials.agoraCert)
+            #expect(subToken.services == [.rtc(channel: id, uid: String(m1.agoraUid32), privileges: [1: 3600])])
+
+            let pub = try await t.send(.GET, "api/streams/\(id)/token?role=publisher&userId=m1", bearer: member)
+            #expect(pub.status == .ok)
+            let pubToken = try AccessToken2.verify(try #require(pub.json["token"] as? String), appCertificate: TestCredentials.agoraCert)
+            #expect(pubToken.services == [.rtc(channel: id, uid: String(m1.agoraUid32), privileges: [1: 3600, 2: 3600, 3: 3600, 4: 3600])])
+
+            // The same user always gets the same uid.
+            let again = try await t.send(.GET, "api/streams/\(id)/token", bearer: member)
+            #expect((again.json["uid"] as? NSNumber)?.uint32Value == m1.agoraUid32)
+        }
+    }
+
+    @Test func refusals() async throws {
+        try await TestApp.run { t in
+            try await t.seedBasics()
+            try await t.importUsers([TestApp.user("gone", active: false)])
+            let id = try await t.createStream()
+            let member = try await t.token("m1")
+            let mismatch = try await t.send(.GET, "api/streams/\(id)/token?userId=m2", bearer: member)
+            #expect(mismatch.status == .forbidden)
+            let badRole = try await t.send(.GET, "api/streams/\(id)/token?role=admin", bearer: member)
+            #expect(badRole.status == .badRequest)
+            #expect(try await t.send(.GET, "api/streams/missing/token", bearer: member).status == .notFound)
+            #expect(try await t.send(.GET, "api/streams/\(id)/token", bearer: try await t.token("ghost")).status == .notFound)
+            let inactive = try await t.send(.GET, "api/streams/\(id)/token", bearer: try await t.token("gone"))
+            #expect(inactive.status == .forbidden && inactive.errorCode == "user_inactive")
+            try await t.send(.POST, "api/creator/streams/\(id)/stop", bearer: try await t.token("creator"))
+            let ended = try await t.send(.GET, "api/streams/\(id)/token", bearer: member)
+            #expect(ended.status == .conflict && ended.errorCode == "stream_ended")
+        }
+    }
+
+    @Test func ttlIsConfigurable() async throws {
+        try await TestApp.run(adjust: { $0.agora.tokenTTLSeconds = 600 }) { t in
+            try await t.seedBasics()
+            let id = try await t.createStream()
+            let r = try await t.send(.GET, "api/streams/\(id)/token", bearer: try await t.token("m2"))
+            let token = try AccessToken2.verify(try #require(r.json["token"] as? String), appCertificate: TestCredentials.agoraCert)
+            #expect(token.expire == 600)
+            #expect(r.json["expiresAt"] as? String == ISO8601.string(t.start.addingTimeInterval(600)))
+        }
+    }
+}
+
+@Suite struct ScheduledStreamsTests {
+    @Test func rangeOrderLimitAndShape() async throws {
+        try await TestApp.run { t in
+            try await t.seedBasics()
+            let day: TimeInterval = 86_400
+            var ids: [String] = []
+            for i in [3, 1, 2, 5, 4] { ids.append(try await t.createStream(start: t.start.addingTimeInterval(Double(i) * day), title: "S\(i)")) }
+            _ = try await t.createStream("creator2", start: t.start.addingTimeInterval(2 * day))
+            let member = try await t.token("m1")
+            let all = try await t.send(.GET, "api/creator/creator/scheduled-streams", bearer: member)
+            #expect(all.status == .ok && all.json["success"] as? Bool == true)
+            let streams = try #require(all.json["streams"] as? [[String: Any]])
+            #expect(streams.map { $0["title"] as? String } == ["S1", "S2", "S3", "S4", "S5"])
+            let first = streams[0]
+            #expect(Set(first.keys) == ["id", "title", "description", "workoutType", "thumbnail", "startTime", "endTime", "isLive"])
+            #expect(first["description"] is NSNull && first["workoutType"] is NSNull && first["thumbnail"] is NSNull && first["endTime"] is NSNull)
+            #expect((first["startTime"] as? String)?.hasSuffix("Z") == true)
+
+            // Inclusive bounds.
+            let s2 = ISO8601.string(t.start.addingTimeInterval(2 * day)), s4 = ISO8601.string(t.start.addingTimeInterval(4 * day))
+            let ranged = try await t.send(.GET, "api/creator/creator/scheduled-streams?startDate=\(s2)&endDate=\(s4)", bearer: member)
+            #expect((ranged.json["streams"] as? [[String: Any]])?.map { $0["title"] as? String } == ["S2", "S3", "S4"])
+            let open = try await t.send(.GET, "api/creator/creator/scheduled-streams?startDate=\(s4)", bearer: member)
+            #expect((open.json["streams"] as? [[String: Any]])?.count == 2)
+            let limited = try await t.send(.GET, "api/creator/creator/scheduled-streams?limit=2", bearer: member)
+            #expect((limited.json["streams"] as? [[String: Any]])?.map { $0["title"] as? String } == ["S1", "S2"])
+            // A date-only end bound covers its whole day.
+            let dayOnly = String(s2.prefix(10))
+            let sameDay = try await t.send(.GET, "api/creator/creator/scheduled-streams?startDate=\(dayOnly)&endDate=\(dayOnly)", bearer: member)
+            #expect((sameDay.json["streams"] as? [[String: Any]])?.map { $0["title"] as? String } == ["S2"])
+        }
+    }
+
+    @Test(arguments: ["startDate=yesterday", "endDate=2026-13-01", "startDate=2026-03-10T00:00:00Z&endDate=2026-03-09T00:00:00Z",
+                      "limit=0", "limit=1001", "limit=ten"])
+    func badQueries(query: String) async throws {
+        try await TestApp.run { t in
+            try await t.seedBasics()
+            let r = try await t.send(.GET, "api/creator/creator/scheduled-streams?\(query)", bearer: try await t.token("m1"))
+            #expect(r.status == .badRequest, "\(query)")
+            #expect(r.errorCode == "validation_error")
+        }
+    }
+
+    @Test func unknownCreator() async throws {
+        try await TestApp.run { t in
+            try await t.seedBasics()
+            #expect(try await t.send(.GET, "api/creator/nobody/scheduled-streams", bearer: try await t.token("m1")).status == .notFound)
+        }
+    }
+}
