@@ -97,3 +97,28 @@ import VaporTesting
         }
     }
 }
+
+@Suite struct BodyLimitTests {
+    /// Over a real socket: the in-memory tester does not stream bodies, so limits need the server.
+    @Test func oneMegabyteByDefaultSixteenOnImport() async throws {
+        try await TestApp.run { t in
+            let tester = try t.app.testing(method: .running(port: 0))
+            let padding = String(repeating: "x", count: 1_200_000)
+            var headers = HTTPHeaders()
+            headers.bearerAuthorization = .init(token: t.admin)
+            headers.contentType = .json
+            let big = try await tester.sendRequest(.PUT, "api/admin/users/u1", headers: headers,
+                                                   body: ByteBuffer(string: #"{"name":"U","email":"u@example.com","pad":"\#(padding)"}"#))
+            #expect(big.status == .payloadTooLarge)
+            let error = try JSONSerialization.jsonObject(with: Data(big.body.readableBytesView)) as? [String: Any]
+            #expect(error?["success"] as? Bool == false)
+            #expect((error?["error"] as? [String: Any])?["code"] as? String == "payload_too_large")
+
+            let users = (0..<6_000).map { TestApp.user("user-number-\($0)", timezone: "America/Argentina/Buenos_Aires") }
+            let body = try JSONSerialization.data(withJSONObject: ["users": users])
+            #expect(body.count > 1_000_000)
+            let imported = try await tester.sendRequest(.POST, "api/admin/import", headers: headers, body: ByteBuffer(data: body))
+            #expect(imported.status == .ok)
+        }
+    }
+}
