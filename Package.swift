@@ -40,8 +40,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AgoraAccessTokenTests",
-            dependencies: ["AgoraAccessToken"],
-            resources: [.copy("Fixtures")]
+            dependencies: ["AgoraAccessToken"]
         ),
         .testTarget(
             name: "AppTests",
