@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "App", targets: ["App"]),
         .library(name: "AgoraAccessToken", targets: ["AgoraAccessToken"]),
+        .library(name: "Mailer", targets: ["Mailer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/vapor/vapor.git", from: "4.122.3"),
@@ -15,6 +16,8 @@ let package = Package(
         .package(url: "https://github.com/vapor/fluent-postgres-driver.git", from: "2.14.0"),
         .package(url: "https://github.com/vapor/jwt.git", from: "5.2.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // System zlib: byte-identical deflate output to CPython/Java, which Agora's vectors need.
@@ -24,6 +27,14 @@ let package = Package(
             dependencies: [
                 "CZlib",
                 .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .target(
+            name: "Mailer",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         .executableTarget(
@@ -41,6 +52,10 @@ let package = Package(
         .testTarget(
             name: "AgoraAccessTokenTests",
             dependencies: ["AgoraAccessToken"]
+        ),
+        .testTarget(
+            name: "MailerTests",
+            dependencies: ["Mailer"]
         ),
         .testTarget(
             name: "AppTests",

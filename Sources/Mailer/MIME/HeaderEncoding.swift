@@ -1,0 +1,118 @@
+import Foundation
+
+/// RFC 5322 header rendering with RFC 2047 encoded-words for anything that is not plain ASCII.
+enum HeaderEncoding {
+    static let maxLine = 76
+    private static let wordOverhead = "=?UTF-8?B??=".count
+
+    /// Removes CR, LF and other controls so a user-supplied value can never inject a header.
+    static func sanitize(_ value: String) -> String {
+        String(String.UnicodeScalarView(value.unicodeScalars.map { $0.value < 32 || $0.value == 127 ? " " : $0 }))
+    }
+
+    static func needsEncoding(_ value: String) -> Bool {
+        value.unicodeScalars.contains { $0.value > 126 } || value.contains("=?")
+            || value.split(separator: " ").contains { $0.utf8.count > maxLine - 10 }
+    }
+
+    /// A complete unstructured header field (`Name: value`), folded with CRLF SP, lines ≤ 76 octets.
+    static func field(_ name: String, _ value: String) -> String {
+        let clean = sanitize(value)
+        if needsEncoding(clean) {
+            return name + ": " + encodedWords(clean, firstLineUsed: name.count + 2).joined(separator: "\r\n ")
+        }
+        return name + ": " + foldASCII(clean, firstLineUsed: name.count + 2)
+    }
+
+    /// Splits text into `=?UTF-8?B?…?=` words, each ≤ 75 characters, never splitting a character
+    /// (grapheme clusters such as 🏋️ stay whole), the first sized to fit after the header name.
+    static func encodedWords(_ text: String, firstLineUsed: Int) -> [String] {
+        var words: [String] = []
+        var current: [UInt8] = []
+        func capacity() -> Int {
+            let lineRoom = words.isEmpty ? maxLine - firstLineUsed : maxLine - 1
+            let base64Chars = min(lineRoom, 75) - wordOverhead
+            return max(base64Chars / 4 * 3, 3)
+        }
+        func flush() {
+            guard !current.isEmpty else { return }
+            words.append("=?UTF-8?B?" + Data(current).base64EncodedString() + "?=")
+            current.removeAll()
+        }
+        for character in text {
+            let bytes = Array(String(character).utf8)
+            if current.count + bytes.count > capacity() { flush() }
+            current += bytes
+        }
+        flush()
+        return words.isEmpty ? ["=?UTF-8?B??="] : words
+    }
+
+    /// Folds printable ASCII at spaces so lines stay ≤ 76 where possible.
+    static func foldASCII(_ text: String, firstLineUsed: Int) -> String {
+        var out = ""
+        var lineLength = firstLineUsed
+        for (i, word) in text.split(separator: " ", omittingEmptySubsequences: false).enumerated() {
+            if i == 0 {
+                out += word
+                lineLength += word.count
+            } else if lineLength + 1 + word.count > maxLine {
+                out += "\r\n " + word
+                lineLength = 1 + word.count
+            } else {
+                out += " " + word
+                lineLength += 1 + word.count
+            }
+        }
+        return out
+    }
+}
+
+/// A mailbox: optional display name and an address.
+public struct MailAddress: Sendable, Equatable {
+    public var name: String?
+    public var address: String
+
+    public init(_ address: String, name: String? = nil) {
+        self.address = address
+        self.name = name
+    }
+
+    /// Parses `Name <addr@x>` or a bare `addr@x` (EMAIL_FROM's forms).
+    public init?(parsing raw: String) {
+        let s = raw.trimmingCharacters(in: .whitespaces)
+        if let open = s.lastIndex(of: "<"), s.hasSuffix(">") {
+            var name = s[..<open].trimmingCharacters(in: .whitespaces)
+            if name.hasPrefix("\""), name.hasSuffix("\""), name.count >= 2 { name = String(name.dropFirst().dropLast()) }
+            self.init(String(s[s.index(after: open)..<s.index(before: s.endIndex)]), name: name.isEmpty ? nil : name)
+        } else {
+            self.init(s)
+        }
+        guard Self.isValid(address) else { return nil }
+    }
+
+    /// addr-spec without the exotic parts: no spaces, controls, brackets or quotes; one @.
+    public static func isValid(_ address: String) -> Bool {
+        let parts = address.split(separator: "@", omittingEmptySubsequences: false)
+        return parts.count == 2 && !parts[0].isEmpty && !parts[1].isEmpty && address.utf8.count <= 254
+            && !address.unicodeScalars.contains { $0.value <= 32 || $0.value >= 127 || "<>()[]\\,;:\"".unicodeScalars.contains($0) }
+    }
+
+    /// The header form, encoding or quoting the display name as needed.
+    func rendered(lineUsed: Int) -> String {
+        guard let rawName = name.map(HeaderEncoding.sanitize), !rawName.trimmingCharacters(in: .whitespaces).isEmpty else {
+            return "<\(address)>"
+        }
+        let angle = "<\(address)>"
+        if HeaderEncoding.needsEncoding(rawName) {
+            let words = HeaderEncoding.encodedWords(rawName, firstLineUsed: lineUsed)
+            return words.joined(separator: "\r\n ") + "\r\n " + angle
+        }
+        let specials = "()<>[]:;@\\,.\""
+        let display = rawName.contains(where: { specials.contains($0) })
+            ? "\"" + rawName.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+            : rawName
+        let oneLine = display + " " + angle
+        return lineUsed + oneLine.count <= HeaderEncoding.maxLine ? oneLine : display + "\r\n " + angle
+    }
+}

@@ -1,0 +1,143 @@
+import Foundation
+
+/// An email as the product sends it: text + optional HTML (multipart/alternative, plain first),
+/// optionally wrapped in multipart/mixed with a text/calendar attachment. `render()` produces the
+/// RFC 5322 bytes: CRLF line endings, 7-bit clean, every line ≤ 76 octets.
+public struct MailMessage: Sendable {
+    public struct Header: Sendable, Equatable {
+        public var name: String
+        public var value: String
+        public init(_ name: String, _ value: String) { self.name = name; self.value = value }
+    }
+
+    public struct Calendar: Sendable, Equatable {
+        public enum Method: String, Sendable { case publish = "PUBLISH", cancel = "CANCEL" }
+        public var method: Method
+        public var ics: String
+        public var filename: String
+        public init(method: Method, ics: String, filename: String = "invite.ics") {
+            self.method = method; self.ics = ics; self.filename = filename
+        }
+    }
+
+    public var from: MailAddress
+    public var to: [MailAddress]
+    public var subject: String
+    public var text: String
+    public var html: String?
+    public var calendar: Calendar?
+    /// Extra headers such as List-Unsubscribe; values are sanitized and folded.
+    public var headers: [Header]
+    /// Without angle brackets, e.g. `UUID@example.com`.
+    public var messageID: String
+    public var date: Date
+
+    public init(from: MailAddress, to: [MailAddress], subject: String, text: String, html: String? = nil,
+                calendar: Calendar? = nil, headers: [Header] = [], messageID: String? = nil, date: Date = Date()) {
+        self.from = from
+        self.to = to
+        self.subject = subject
+        self.text = text
+        self.html = html
+        self.calendar = calendar
+        self.headers = headers
+        let domain = from.address.split(separator: "@").last.map(String.init) ?? "localhost"
+        self.messageID = messageID ?? "\(UUID().uuidString.lowercased())@\(domain)"
+        self.date = date
+    }
+
+    public func render() -> String {
+        var head: [String] = [
+            "Date: " + Self.rfc5322Date(date),
+            addressField("From", [from]),
+            addressField("To", to),
+            "Message-ID: <\(messageID)>",
+            HeaderEncoding.field("Subject", subject),
+            "MIME-Version: 1.0",
+        ]
+        for h in headers where Self.isValidHeaderName(h.name) {
+            head.append(HeaderEncoding.field(h.name, h.value))
+        }
+        let body: Part = {
+            let textPart = Part.leaf(contentType: "text/plain; charset=utf-8", encoding: "quoted-printable",
+                                     body: QuotedPrintable.encode(text))
+            var content = textPart
+            if let html {
+                let htmlPart = Part.leaf(contentType: "text/html; charset=utf-8", encoding: "quoted-printable", body: QuotedPrintable.encode(html))
+                content = .multipart(subtype: "alternative", parts: [textPart, htmlPart])
+            }
+            guard let calendar else { return content }
+            let ics = Part.leaf(
+                contentType: "text/calendar; charset=utf-8; method=\(calendar.method.rawValue);\r\n name=\"\(Self.safeFilename(calendar.filename))\"",
+                encoding: "base64", body: Base64Lines.encode(Array(calendar.ics.utf8)),
+                disposition: "attachment; filename=\"\(Self.safeFilename(calendar.filename))\""
+            )
+            return .multipart(subtype: "mixed", parts: [content, ics])
+        }()
+        return (head + body.headerLines()).joined(separator: "\r\n") + "\r\n\r\n" + body.content() + "\r\n"
+    }
+
+    private func addressField(_ name: String, _ list: [MailAddress]) -> String {
+        var out = name + ": "
+        var used = out.count
+        for (i, address) in list.enumerated() {
+            if i > 0 { out += ",\r\n "; used = 1 }
+            let rendered = address.rendered(lineUsed: used)
+            out += rendered
+            used = (rendered.components(separatedBy: "\r\n").last?.count ?? 0) + (rendered.contains("\r\n") ? 0 : used)
+        }
+        return out
+    }
+
+    private indirect enum Part {
+        case leaf(contentType: String, encoding: String, body: String, disposition: String? = nil)
+        case multipart(subtype: String, parts: [Part])
+
+        func headerLines() -> [String] {
+            switch self {
+            case .leaf(let type, let encoding, _, let disposition):
+                return ["Content-Type: " + type, "Content-Transfer-Encoding: " + encoding] + (disposition.map { ["Content-Disposition: " + $0] } ?? [])
+            case .multipart(let subtype, _):
+                return ["Content-Type: multipart/\(subtype);\r\n boundary=\"\(boundary)\""]
+            }
+        }
+
+        /// "=_" cannot occur in quoted-printable or base64 output, so boundaries never collide with content.
+        var boundary: String {
+            if case .multipart(let subtype, let parts) = self { return "=_\(subtype)_\(parts.count)_" + Self.token }
+            return ""
+        }
+        private static let token = (0..<24).map { _ in "abcdefghijklmnopqrstuvwxyz0123456789".randomElement()! }.reduce("") { $0 + String($1) }
+
+        func content() -> String {
+            switch self {
+            case .leaf(_, _, let body, _):
+                return body
+            case .multipart(_, let parts):
+                var out = "This is a multi-part message in MIME format.\r\n"
+                for part in parts {
+                    out += "\r\n--\(boundary)\r\n" + part.headerLines().joined(separator: "\r\n") + "\r\n\r\n" + part.content()
+                }
+                return out + "\r\n--\(boundary)--"
+            }
+        }
+    }
+
+    static func rfc5322Date(_ date: Date) -> String {
+        var calendar = Foundation.Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second, .weekday], from: date)
+        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        return String(format: "%@, %02d %@ %04d %02d:%02d:%02d +0000", days[c.weekday! - 1], c.day!, months[c.month! - 1], c.year!, c.hour!, c.minute!, c.second!)
+    }
+
+    static func isValidHeaderName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.allSatisfy { (33...126).contains($0) && $0 != 58 }
+    }
+
+    static func safeFilename(_ name: String) -> String {
+        let cleaned = name.unicodeScalars.filter { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "._-".unicodeScalars.contains($0)) }
+        return cleaned.isEmpty ? "invite.ics" : String(String.UnicodeScalarView(cleaned))
+    }
+}

@@ -1,0 +1,155 @@
+import NIOCore
+import NIOPosix
+import NIOSSL
+
+enum SMTPError: Error, CustomStringConvertible {
+    case timeout
+    case connectionClosed
+    case malformedReply
+    case lineTooLong
+
+    var description: String {
+        switch self {
+        case .timeout: "timed out waiting for the server"
+        case .connectionClosed: "connection closed by the server"
+        case .malformedReply: "malformed reply from the server"
+        case .lineTooLong: "reply line too long"
+        }
+    }
+}
+
+/// Splits the server's byte stream into lines (CRLF or LF), bounded so a broken server
+/// cannot make us buffer without limit.
+struct SMTPLineDecoder: ByteToMessageDecoder {
+    typealias InboundOut = String
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let newline = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) else {
+            if buffer.readableBytes > 8192 { throw SMTPError.lineTooLong }
+            return .needMoreData
+        }
+        var bytes = buffer.readBytes(length: newline - buffer.readerIndex + 1)!
+        bytes.removeLast()
+        if bytes.last == UInt8(ascii: "\r") { bytes.removeLast() }
+        context.fireChannelRead(wrapInboundOut(String(decoding: bytes, as: UTF8.self)))
+        return .continue
+    }
+}
+
+/// Assembles (multi-line) replies and hands them out in order. Lives on the channel's event loop;
+/// every method is called there.
+final class SMTPReplyHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = String
+
+    private var pendingLines: [String] = []
+    private var ready = CircularBuffer<SMTPReply>()
+    private var waiters = CircularBuffer<EventLoopPromise<SMTPReply>>()
+    private var terminalError: (any Error)?
+    private var context: ChannelHandlerContext?
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let line = unwrapInboundIn(data)
+        let chars = Array(line.utf8)
+        guard chars.count >= 3, let code = Int(String(decoding: chars[0..<3], as: UTF8.self)), (200...599).contains(code) else {
+            fail(SMTPError.malformedReply)
+            return
+        }
+        pendingLines.append(chars.count > 4 ? String(decoding: chars[4...], as: UTF8.self) : "")
+        if chars.count > 3 && chars[3] == UInt8(ascii: "-") { return }
+        let reply = SMTPReply(code: code, lines: pendingLines)
+        pendingLines = []
+        if let waiter = waiters.popFirst() { waiter.succeed(reply) } else { ready.append(reply) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        fail(SMTPError.connectionClosed)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        fail(error)
+    }
+
+    /// The next reply, or an error if none arrives within `timeout` (which also ends the connection:
+    /// once a reply is missed the conversation cannot be trusted).
+    func nextReply(on loop: any EventLoop, timeout: TimeAmount) -> EventLoopFuture<SMTPReply> {
+        if let reply = ready.popFirst() { return loop.makeSucceededFuture(reply) }
+        if let error = terminalError { return loop.makeFailedFuture(error) }
+        let promise = loop.makePromise(of: SMTPReply.self)
+        waiters.append(promise)
+        let timer = loop.scheduleTask(in: timeout) { [weak self] in self?.fail(SMTPError.timeout) }
+        promise.futureResult.whenComplete { _ in timer.cancel() }
+        return promise.futureResult
+    }
+
+    private func fail(_ error: any Error) {
+        if terminalError == nil { terminalError = error }
+        while let waiter = waiters.popFirst() { waiter.fail(error) }
+        context?.close(promise: nil)
+    }
+}
+
+/// One TCP (optionally TLS) connection speaking SMTP lines.
+final class SMTPConnection: Sendable {
+    let channel: any Channel
+    private let handler: SMTPReplyHandler
+
+    private init(channel: any Channel, handler: SMTPReplyHandler) {
+        self.channel = channel
+        self.handler = handler
+    }
+
+    static func connect(host: String, port: Int, implicitTLS: NIOSSLContext?, serverHostname: String?,
+                        connectTimeout: TimeAmount, group: any EventLoopGroup) async throws -> SMTPConnection {
+        let handler = SMTPReplyHandler()
+        let channel = try await ClientBootstrap(group: group)
+            .connectTimeout(connectTimeout)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let implicitTLS {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: implicitTLS, serverHostname: serverHostname))
+                    }
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(SMTPLineDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+            .connect(host: host, port: port).get()
+        return SMTPConnection(channel: channel, handler: handler)
+    }
+
+    func reply(timeout: TimeAmount) async throws -> SMTPReply {
+        let handler = self.handler
+        let loop = channel.eventLoop
+        return try await loop.flatSubmit { handler.nextReply(on: loop, timeout: timeout) }.get()
+    }
+
+    func write(_ text: String) async throws {
+        try await channel.writeAndFlush(ByteBuffer(string: text)).get()
+    }
+
+    func write(_ buffer: ByteBuffer) async throws {
+        try await channel.writeAndFlush(buffer).get()
+    }
+
+    func command(_ line: String, timeout: TimeAmount) async throws -> SMTPReply {
+        try await write(line + "\r\n")
+        return try await reply(timeout: timeout)
+    }
+
+    /// STARTTLS: TLS goes in front of the line decoder; the handshake runs with the next write.
+    func startTLS(context: NIOSSLContext, serverHostname: String?) async throws {
+        let channel = self.channel
+        try await channel.eventLoop.flatSubmit {
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: serverHostname), position: .first)
+            }
+        }.get()
+    }
+
+    func close() async {
+        try? await channel.close().get()
+    }
+}

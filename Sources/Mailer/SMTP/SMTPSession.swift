@@ -1,0 +1,192 @@
+import Foundation
+import NIOCore
+import NIOSSL
+
+/// A classified failure: transient (retry later) or permanent.
+struct SMTPFailure: Error {
+    let outcome: SMTPOutcome
+    static func transient(_ reason: String) -> SMTPFailure { SMTPFailure(outcome: .transient(reason: reason)) }
+}
+
+/// One authenticated SMTP conversation, reusable for several messages (RSET between).
+/// Used by one task at a time (the pool hands it out exclusively).
+final class SMTPSession: @unchecked Sendable {
+    private let connection: SMTPConnection
+    private let config: SMTPConfiguration
+    private var capabilities: [String: [String]] = [:]
+    private(set) var messagesSent = 0
+    private(set) var isUsable = true
+
+    private init(connection: SMTPConnection, config: SMTPConfiguration) {
+        self.connection = connection
+        self.config = config
+    }
+
+    var supportsPipelining: Bool { capabilities["PIPELINING"] != nil }
+    private var replyTimeout: TimeAmount { .milliseconds(Int64(config.timeouts.reply * 1000)) }
+
+    /// Connects, greets, upgrades to TLS and authenticates as configured.
+    static func open(_ config: SMTPConfiguration, tls: NIOSSLContext?, group: any EventLoopGroup) async throws -> SMTPSession {
+        // Never send an IP address as SNI; NIOSSL then checks the certificate's IP SAN against the peer.
+        let serverHostname = isIPAddress(config.host) ? nil : config.host
+        let connection: SMTPConnection
+        do {
+            connection = try await SMTPConnection.connect(
+                host: config.host, port: config.port, implicitTLS: config.security == .tls ? tls : nil,
+                serverHostname: serverHostname, connectTimeout: .milliseconds(Int64(config.timeouts.connect * 1000)), group: group)
+        } catch {
+            throw SMTPFailure.transient("cannot connect to \(config.host):\(config.port): \(describe(error))")
+        }
+        let session = SMTPSession(connection: connection, config: config)
+        do {
+            try await session.handshake(tls: tls, serverHostname: serverHostname)
+            return session
+        } catch {
+            await connection.close()
+            throw (error as? SMTPFailure) ?? SMTPFailure.transient(describe(error))
+        }
+    }
+
+    private func handshake(tls: NIOSSLContext?, serverHostname: String?) async throws {
+        let greeting = try await connection.reply(timeout: replyTimeout)
+        guard greeting.code == 220 else { throw SMTPFailure(outcome: greeting.failure) }
+        try await hello()
+        if config.security == .starttls {
+            guard capabilities["STARTTLS"] != nil, let tls else {
+                throw SMTPFailure.transient("server does not offer STARTTLS (SMTP_SECURITY=starttls)")
+            }
+            let reply = try await connection.command("STARTTLS", timeout: replyTimeout)
+            guard reply.code == 220 else { throw SMTPFailure(outcome: reply.failure) }
+            try await connection.startTLS(context: tls, serverHostname: serverHostname)
+            capabilities = [:] // RFC 3207: forget everything learned before TLS
+            try await hello()
+        }
+        if let username = config.username {
+            try await authenticate(username: username, password: config.password ?? "")
+        }
+    }
+
+    private func hello() async throws {
+        let ehlo = try await connection.command("EHLO \(config.heloName)", timeout: replyTimeout)
+        if ehlo.code == 250 {
+            capabilities = [:]
+            for line in ehlo.lines.dropFirst() {
+                let words = line.split(separator: " ").map(String.init)
+                if let keyword = words.first?.uppercased() { capabilities[keyword] = Array(words.dropFirst()) }
+            }
+            return
+        }
+        guard ehlo.code >= 500 else { throw SMTPFailure(outcome: ehlo.failure) }
+        let helo = try await connection.command("HELO \(config.heloName)", timeout: replyTimeout)
+        guard helo.code == 250 else { throw SMTPFailure(outcome: helo.failure) }
+        capabilities = [:]
+    }
+
+    /// AUTH PLAIN if offered, else LOGIN. The text of 334 prompts is never interpreted.
+    private func authenticate(username: String, password: String) async throws {
+        let mechanisms = Set((capabilities["AUTH"] ?? []).map { $0.uppercased() })
+        func b64(_ s: String) -> String { Data(s.utf8).base64EncodedString() }
+        var reply: SMTPReply
+        if mechanisms.contains("PLAIN") || !mechanisms.contains("LOGIN") {
+            reply = try await connection.command("AUTH PLAIN " + b64("\0\(username)\0\(password)"), timeout: replyTimeout)
+        } else {
+            reply = try await connection.command("AUTH LOGIN", timeout: replyTimeout)
+            if reply.code == 334 { reply = try await connection.command(b64(username), timeout: replyTimeout) }
+            if reply.code == 334 { reply = try await connection.command(b64(password), timeout: replyTimeout) }
+        }
+        guard reply.code == 235 else {
+            if reply.code == 334 { _ = try? await connection.command("*", timeout: replyTimeout) }
+            throw SMTPFailure(outcome: reply.failure)
+        }
+    }
+
+    /// Sends one message to `recipients`; returns an outcome for every recipient.
+    func deliver(from: String, recipients: [String], data: ByteBuffer) async -> [String: SMTPOutcome] {
+        var results: [String: SMTPOutcome] = [:]
+        do {
+            if messagesSent > 0 {
+                let reset = try await connection.command("RSET", timeout: replyTimeout)
+                guard reset.code == 250 else { throw SMTPFailure(outcome: .transient(reason: reset.description)) }
+            }
+            let mailCommand = "MAIL FROM:<\(from)>"
+            var rcptReplies: [SMTPReply] = []
+            let mailReply: SMTPReply
+            if supportsPipelining {
+                // RFC 2920: MAIL and every RCPT in one batch, replies read in order; DATA only afterwards.
+                try await connection.write(([mailCommand] + recipients.map { "RCPT TO:<\($0)>" }).map { $0 + "\r\n" }.joined())
+                mailReply = try await connection.reply(timeout: replyTimeout)
+                for _ in recipients { rcptReplies.append(try await connection.reply(timeout: replyTimeout)) }
+            } else {
+                mailReply = try await connection.command(mailCommand, timeout: replyTimeout)
+                if mailReply.code == 250 {
+                    for r in recipients { rcptReplies.append(try await connection.command("RCPT TO:<\(r)>", timeout: replyTimeout)) }
+                }
+            }
+            guard mailReply.code == 250 else {
+                for r in recipients { results[r] = mailReply.failure }
+                messagesSent += 1 // the next transaction starts with RSET
+                return results
+            }
+            var accepted: [String] = []
+            for (recipient, reply) in zip(recipients, rcptReplies) {
+                if reply.code == 250 || reply.code == 251 { accepted.append(recipient) } else { results[recipient] = reply.failure }
+            }
+            messagesSent += 1
+            guard !accepted.isEmpty else { return results } // never DATA without a recipient
+            let dataReply = try await connection.command("DATA", timeout: replyTimeout)
+            guard dataReply.code == 354 else {
+                for r in accepted { results[r] = dataReply.failure }
+                return results
+            }
+            try await connection.write(data)
+            let final = try await connection.reply(timeout: .milliseconds(Int64(config.timeouts.dataEnd * 1000)))
+            for r in accepted { results[r] = final.code / 100 == 2 ? .accepted(reply: final.description) : final.failure }
+        } catch {
+            isUsable = false
+            let reason = (error as? SMTPFailure).map { "\($0.outcome)" } ?? Self.describe(error)
+            for r in recipients where results[r] == nil { results[r] = .transient(reason: reason) }
+            Task { [connection] in await connection.close() }
+        }
+        return results
+    }
+
+    func quit() async {
+        _ = try? await connection.command("QUIT", timeout: .seconds(5))
+        await connection.close()
+    }
+
+    func close() async { await connection.close() }
+
+    static func isIPAddress(_ host: String) -> Bool {
+        (try? SocketAddress(ipAddress: host, port: 0)) != nil
+    }
+
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case let e as SMTPError: e.description
+        case let e as NIOSSLError: "TLS failure: \(e)"
+        case let e as BoringSSLError: "TLS failure: \(e)"
+        case let e as NIOSSLExtraError: "TLS failure: \(e)"
+        default: String(describing: error)
+        }
+    }
+}
+
+enum DotStuffing {
+    /// Normalizes line endings to CRLF, doubles leading dots (RFC 5321 §4.5.2) and appends the
+    /// end-of-data marker.
+    static func encode(_ message: String) -> ByteBuffer {
+        let normalized = message.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
+        var lines = normalized.split(separator: "\n", omittingEmptySubsequences: false)
+        if lines.last == "" { lines.removeLast() }
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(message.utf8.count + lines.count + 8)
+        for line in lines {
+            if line.first == "." { buffer.writeString(".") }
+            buffer.writeSubstring(line)
+            buffer.writeString("\r\n")
+        }
+        buffer.writeString(".\r\n")
+        return buffer
+    }
+}
