@@ -13,6 +13,8 @@
 - Accepted messages: DIR/<n>.eml (raw bytes) then DIR/<n>.json (envelope), each written to a
   temp file and renamed; the .json appears last, so once it exists both files are complete.
 - Prints READY on stdout once every socket listens.
+- --pipelining: also advertise PIPELINING (stock aiosmtpd does not, though it already handles
+  pipelined commands in order), to test a pipelining client against the scripted RCPT replies.
 """
 import argparse
 import asyncio
@@ -48,8 +50,8 @@ class StrictSMTP(SMTP):
 
 
 class Handler:
-    def __init__(self, maildir, user, password):
-        self.maildir = maildir
+    def __init__(self, maildir, user, password, pipelining=False):
+        self.maildir, self.pipelining = maildir, pipelining
         self.user, self.password = user.encode(), password.encode()
         os.makedirs(maildir, exist_ok=True)
         # Continue numbering after anything already in DIR (a reused directory).
@@ -60,6 +62,13 @@ class Handler:
         ok = auth_data.login == self.user and auth_data.password == self.password
         # handled=False lets aiosmtpd send its standard 235 / 535 5.7.8 replies.
         return AuthResult(success=ok, handled=False, auth_data=auth_data)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # 5-argument hook: we own the reply list and must record the EHLO name ourselves.
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")  # before the final "250 HELP"
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         local = address.rsplit("@", 1)[0].lower()
@@ -117,6 +126,7 @@ async def main():
     ap.add_argument("--maildir", required=True)
     ap.add_argument("--user", required=True)
     ap.add_argument("--password", required=True)
+    ap.add_argument("--pipelining", action="store_true", help="advertise PIPELINING in EHLO")
     ap.add_argument("--verbose", action="store_true", help="log the SMTP dialogue to stderr")
     a = ap.parse_args()
     # Implicit-TLS port: aiosmtpd warns per connection about AUTH without required TLS;
@@ -126,7 +136,7 @@ async def main():
 
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(a.cert, a.key)
-    handler = Handler(a.maildir, a.user, a.password)
+    handler = Handler(a.maildir, a.user, a.password, a.pipelining)
     loop = asyncio.get_running_loop()
 
     def factory(implicit):

@@ -1,0 +1,249 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+@testable import Mailer
+
+/// The real peers scripts/mail/start_peers.sh starts (strict aiosmtpd sink, Exim), described by
+/// environment variables. scripts/test sets REQUIRE_MAIL_PEERS=1 so missing peers fail the run.
+enum Peers {
+    static let env = ProcessInfo.processInfo.environment
+    static var available: Bool { env["SMTP_SINK_PORT"] != nil || env["REQUIRE_MAIL_PEERS"] == "1" }
+    static func value(_ key: String) throws -> String {
+        guard let v = env[key], !v.isEmpty else { throw PeerError.missing(key) }
+        return v
+    }
+    enum PeerError: Error { case missing(String), notDelivered(String), parserFailed(String) }
+
+    static func sink(host: String = "localhost", portKey: String = "SMTP_SINK_PORT", security: SMTPConfiguration.Security = .starttls,
+                     password: String? = nil) throws -> SMTPConfiguration {
+        SMTPConfiguration(host: host, port: Int(try value(portKey))!, security: security,
+                          username: try value("SMTP_SINK_USER"), password: try password ?? value("SMTP_SINK_PASSWORD"),
+                          caFile: try value("SMTP_TEST_CA_FILE"), heloName: "tests.local",
+                          timeouts: .init(connect: 5, reply: 10, dataEnd: 10))
+    }
+
+    /// The sink's stored message whose envelope names `recipient`.
+    static func sinkMessage(for recipient: String) async throws -> (eml: String, envelope: [String: Any]) {
+        let dir = try value("SMTP_SINK_DIR")
+        for _ in 0..<50 {
+            for file in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where file.hasSuffix(".json") {
+                let path = dir + "/" + file
+                guard let data = FileManager.default.contents(atPath: path),
+                      let envelope = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                      (envelope["rcpt_tos"] as? [String])?.contains(recipient) == true else { continue }
+                return (String(path.dropLast(5)) + ".eml", envelope)
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw PeerError.notDelivered(recipient)
+    }
+
+    /// Exim's Maildir file holding `messageID`.
+    static func eximMessage(messageID: String) async throws -> String {
+        let root = try value("EXIM_MAILDIR")
+        for _ in 0..<50 {
+            let enumerator = FileManager.default.enumerator(atPath: root)
+            while let file = enumerator?.nextObject() as? String {
+                let path = root + "/" + file
+                if let content = try? String(contentsOfFile: path, encoding: .utf8), content.contains("<\(messageID)>") { return path }
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw PeerError.notDelivered(messageID)
+    }
+
+    /// Python's `email` package (policy.default) reading the file back.
+    static func parse(_ path: String) throws -> [String: Any] {
+        let command = try value("MAIL_PARSE").split(separator: " ").map(String.init)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst()) + [path]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0, let list = try JSONSerialization.jsonObject(with: data) as? [[String: Any]], let first = list.first else {
+            throw PeerError.parserFailed(String(decoding: data, as: UTF8.self))
+        }
+        return first
+    }
+
+    static func unique(_ local: String) -> String { "\(local)-\(UUID().uuidString.prefix(8).lowercased())@example.com" }
+}
+
+@Suite(.enabled(if: Peers.available, "start scripts/mail/start_peers.sh (scripts/test does)"))
+struct SMTPIntegrationTests {
+    static let tricky = "Zoë Ångström-Nuñez 🏋️"
+
+    static func richMessage(to recipients: [MailAddress]) -> MailMessage {
+        let title = #"Leg day <b>& "friends"</b> 🔴"#
+        let text = """
+        Hi \(tricky),
+        Casey just started a live stream!
+        📺 Title: \(title)
+        .a line that starts with a dot
+        ..and one with two
+        \(String(repeating: "1234567890", count: 1_000))
+        🏋️ Workout Type: Strength
+        Join now: https://fit.example.com/live/abc
+        """
+        let html = "<p>Hi \(HTML.escape(tricky)),</p><p>📺 Title: \(HTML.escape(title))</p><p>.dot</p>"
+        let ics = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nMETHOD:PUBLISH\r\nBEGIN:VEVENT\r\nUID:abc@fit.example.com\r\nSUMMARY:Leg day 🔴\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        return MailMessage(
+            from: MailAddress("live@fit.example.com", name: "Casey Coach ⏰ Café"), to: recipients,
+            subject: "🔴 \(tricky) is LIVE NOW! 📅 ⏰ 📺 🏋️ 🕐 — a subject long enough to need several encoded words",
+            text: text, html: html, calendar: .init(method: .publish, ics: ics),
+            headers: [.init("List-Unsubscribe", "<https://api.fit.example.com/api/unsubscribe/t0k3n>"),
+                      .init("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")])
+    }
+
+    static func checkRoundTrip(_ parsed: [String: Any], _ message: MailMessage) {
+        #expect(parsed["subject"] as? String == message.subject)
+        #expect((parsed["from"] as? [String: Any])?["name"] as? String == message.from.name)
+        #expect((parsed["from"] as? [String: Any])?["address"] as? String == message.from.address)
+        #expect((parsed["to"] as? [[String: Any]])?.map { $0["name"] as? String } == message.to.map(\.name))
+        #expect((parsed["defects"] as? [Any])?.isEmpty == true, "defects: \(parsed["defects"] ?? "")")
+        #expect(parsed["structure"] as? String == "multipart/mixed[multipart/alternative[text/plain,text/html],text/calendar]")
+        #expect(parsed["has_bare_lf"] as? Bool == false)
+        #expect((parsed["header_line_max"] as? Int ?? 999) <= 76)
+        #expect((parsed["body_line_max"] as? Int ?? 999) <= 998)
+        let parts = parsed["parts"] as? [[String: Any]] ?? []
+        #expect(parts.map { $0["charset"] as? String } == ["utf-8", "utf-8", "utf-8"])
+        #expect((parts.first?["content"] as? String)?.replacingOccurrences(of: "\r\n", with: "\n").trimmingCharacters(in: .newlines) == message.text)
+        #expect((parts.dropFirst().first?["content"] as? String)?.trimmingCharacters(in: .newlines) == message.html)
+        #expect((parts.last?["content"] as? String)?.replacingOccurrences(of: "\r\n", with: "\n") == message.calendar?.ics.replacingOccurrences(of: "\r\n", with: "\n"))
+        #expect((parts.last?["params"] as? [String: String])?["method"] == "PUBLISH")
+        #expect(parts.last?["filename"] as? String == "invite.ics")
+        #expect((parsed["message_id"] as? String) == "<\(message.messageID)>")
+    }
+
+    @Test func richMessageThroughStrictSinkWithSTARTTLS() async throws {
+        let client = try SMTPClient(configuration: try Peers.sink())
+        let a = Peers.unique("ana"), b = Peers.unique("bo")
+        let message = Self.richMessage(to: [MailAddress(a, name: Self.tricky), MailAddress(b, name: "Bo Ørsted")])
+        let outcomes = await client.send(message)
+        #expect(outcomes[a]?.isAccepted == true, "\(outcomes)")
+        #expect(outcomes[b]?.isAccepted == true)
+        let (eml, envelope) = try await Peers.sinkMessage(for: a)
+        #expect(envelope["tls"] as? Bool == true)
+        #expect(envelope["auth_user"] as? String == (try Peers.value("SMTP_SINK_USER")))
+        #expect(envelope["mail_from"] as? String == "live@fit.example.com")
+        Self.checkRoundTrip(try Peers.parse(eml), message)
+        await client.shutdown()
+    }
+
+    @Test func implicitTLSToAnIPAddress() async throws {
+        // 127.0.0.1: no SNI, and the certificate's IP SAN is what gets verified.
+        let client = try SMTPClient(configuration: try Peers.sink(host: "127.0.0.1", portKey: "SMTP_SINK_TLS_PORT", security: .tls))
+        let to = Peers.unique("ip")
+        let outcomes = await client.send(MailMessage(from: MailAddress("live@fit.example.com"), to: [MailAddress(to)], subject: "Über TLS", text: "hi"))
+        #expect(outcomes[to]?.isAccepted == true, "\(outcomes)")
+        let (eml, _) = try await Peers.sinkMessage(for: to)
+        #expect(try Peers.parse(eml)["subject"] as? String == "Über TLS")
+        await client.shutdown()
+    }
+
+    @Test func severalMessagesShareTheConnectionPool() async throws {
+        let client = try SMTPClient(configuration: try Peers.sink(), maxConnections: 2)
+        let recipients = (0..<6).map { Peers.unique("pool\($0)") }
+        try await withThrowingTaskGroup(of: [String: SMTPOutcome].self) { group in
+            for r in recipients {
+                group.addTask { await client.send(MailMessage(from: MailAddress("live@fit.example.com"), to: [MailAddress(r)], subject: "n", text: ".")) }
+            }
+            for try await outcome in group {
+                let allAccepted = outcome.values.allSatisfy { $0.isAccepted }
+                #expect(allAccepted, "\(outcome)")
+            }
+        }
+        for r in recipients { _ = try await Peers.sinkMessage(for: r) }
+        await client.shutdown()
+    }
+
+    @Test func perRecipientOutcomes() async throws {
+        let client = try SMTPClient(configuration: try Peers.sink())
+        let ok = Peers.unique("ok"), temp = Peers.unique("tempfail"), gone = Peers.unique("reject")
+        let outcomes = await client.send(MailMessage(from: MailAddress("live@fit.example.com"), to: [ok, temp, gone].map { MailAddress($0) }, subject: "s", text: "t"))
+        #expect(outcomes[ok]?.isAccepted == true, "\(outcomes)")
+        #expect(outcomes[temp]?.isTransient == true)
+        #expect(outcomes[gone]?.isPermanent == true)
+        // The connection is still good for the next message.
+        let next = Peers.unique("next")
+        #expect(await client.send(MailMessage(from: MailAddress("live@fit.example.com"), to: [MailAddress(next)], subject: "s", text: "t"))[next]?.isAccepted == true)
+        await client.shutdown()
+    }
+
+    @Test func wrongPasswordIsPermanent() async throws {
+        let client = try SMTPClient(configuration: try Peers.sink(password: "wrong-password"))
+        let to = Peers.unique("auth")
+        let outcome = await client.send(MailMessage(from: MailAddress("live@fit.example.com"), to: [MailAddress(to)], subject: "s", text: "t"))[to]
+        #expect(outcome?.isPermanent == true, "\(String(describing: outcome))")
+    }
+
+    @Test func serverClosingMidDataIsTransient() async throws {
+        let client = try SMTPClient(configuration: try Peers.sink())
+        let to = Peers.unique("dropdata")
+        let outcome = await client.send(MailMessage(from: MailAddress("live@fit.example.com"), to: [MailAddress(to)], subject: "s", text: "t"))[to]
+        #expect(outcome?.isTransient == true, "\(String(describing: outcome))")
+        // The pool recovers with a fresh connection.
+        let next = Peers.unique("after-drop")
+        #expect(await client.send(MailMessage(from: MailAddress("live@fit.example.com"), to: [MailAddress(next)], subject: "s", text: "t"))[next]?.isAccepted == true)
+    }
+
+    @Test func certificateForAnotherHostFails() async throws {
+        let client = try SMTPClient(configuration: try Peers.sink(portKey: "SMTP_SINK_WRONGCERT_PORT"))
+        let to = Peers.unique("tls")
+        let outcome = await client.send(MailMessage(from: MailAddress("live@fit.example.com"), to: [MailAddress(to)], subject: "s", text: "t"))[to]
+        guard case .transient(let reason) = outcome else { Issue.record("expected transient, got \(String(describing: outcome))"); return }
+        #expect(reason.contains("TLS"), "\(reason)")
+    }
+
+    @Test func untrustedCertificateFails() async throws {
+        var config = try Peers.sink()
+        config.caFile = nil // only the system roots: the test CA is unknown
+        let client = try SMTPClient(configuration: config)
+        let to = Peers.unique("untrusted")
+        let outcome = await client.send(MailMessage(from: MailAddress("live@fit.example.com"), to: [MailAddress(to)], subject: "s", text: "t"))[to]
+        #expect(outcome?.isTransient == true, "\(String(describing: outcome))")
+    }
+
+    @Test func refusedConnectionIsTransient() async throws {
+        var config = try Peers.sink()
+        config.port = 1 // nothing listens there
+        let to = Peers.unique("refused")
+        let outcome = await (try SMTPClient(configuration: config)).send(MailMessage(from: MailAddress("live@fit.example.com"), to: [MailAddress(to)], subject: "s", text: "t"))[to]
+        #expect(outcome?.isTransient == true)
+    }
+
+    @Test func eximWithPipelining() async throws {
+        let config = SMTPConfiguration(host: "localhost", port: Int(try Peers.value("EXIM_PORT"))!, security: .starttls,
+                                       username: try Peers.value("EXIM_USER"), password: try Peers.value("EXIM_PASSWORD"),
+                                       caFile: try Peers.value("SMTP_TEST_CA_FILE"), heloName: "tests.local")
+        let client = try SMTPClient(configuration: config)
+        let recipients = [MailAddress(Peers.unique("exim1"), name: Self.tricky), MailAddress(Peers.unique("exim2"), name: "Eve")]
+        let message = Self.richMessage(to: recipients)
+        let outcomes = await client.send(message)
+        #expect(outcomes.count == 2 && outcomes.values.allSatisfy(\.isAccepted), "\(outcomes)")
+        Self.checkRoundTrip(try Peers.parse(try await Peers.eximMessage(messageID: message.messageID)), message)
+        await client.shutdown()
+    }
+}
+
+/// A server that accepts and then says nothing: every reply wait must time out.
+@Suite struct SMTPTimeoutTests {
+    final class Silent: ChannelInboundHandler, Sendable { typealias InboundIn = ByteBuffer }
+
+    @Test func silentServerTimesOut() async throws {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Silent()) } }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = server.localAddress!.port!
+        let config = SMTPConfiguration(host: "127.0.0.1", port: port, security: .none, timeouts: .init(connect: 2, reply: 0.5, dataEnd: 0.5))
+        let started = Date()
+        let outcome = await (try SMTPClient(configuration: config)).send(raw: "Subject: x\r\n\r\nx\r\n", from: "a@example.com", to: ["b@example.com"])["b@example.com"]
+        #expect(outcome?.isTransient == true)
+        #expect(Date().timeIntervalSince(started) < 5)
+        try await server.close()
+    }
+}
