@@ -45,25 +45,12 @@ struct UserResponse: Content {
         let id: String
         let name: String
         let email: String
-        let timezone: String?
+        @NullEncodable var timezone: String?
         let role: UserRole
         let isActive: Bool
         let agoraUid: UInt32
-        let createdAt: Date?
-        let updatedAt: Date?
-
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(id, forKey: .id)
-            try c.encode(name, forKey: .name)
-            try c.encode(email, forKey: .email)
-            try c.encode(timezone, forKey: .timezone)
-            try c.encode(role, forKey: .role)
-            try c.encode(isActive, forKey: .isActive)
-            try c.encode(agoraUid, forKey: .agoraUid)
-            try c.encode(createdAt, forKey: .createdAt)
-            try c.encode(updatedAt, forKey: .updatedAt)
-        }
+        @NullEncodable var createdAt: Date?
+        @NullEncodable var updatedAt: Date?
     }
     var success = true
     let user: Body

@@ -43,29 +43,16 @@ struct ScheduledStreamsResponse: Content {
     struct Item: Content {
         let id: String
         let title: String
-        let description: String?
-        let workoutType: String?
-        let thumbnail: String?
+        @NullEncodable var description: String?
+        @NullEncodable var workoutType: String?
+        @NullEncodable var thumbnail: String?
         let startTime: Date
-        let endTime: Date?
+        @NullEncodable var endTime: Date?
         let isLive: Bool
 
         init(_ s: LiveStream) {
             (id, title, description, workoutType, thumbnail, startTime, endTime, isLive) =
                 (s.id ?? "", s.title, s.details, s.workoutType, s.thumbnail, s.startTime, s.endTime, s.isLive)
-        }
-
-        // Optional fields are part of the contract: always present, null when empty.
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(id, forKey: .id)
-            try c.encode(title, forKey: .title)
-            try c.encode(description, forKey: .description)
-            try c.encode(workoutType, forKey: .workoutType)
-            try c.encode(thumbnail, forKey: .thumbnail)
-            try c.encode(startTime, forKey: .startTime)
-            try c.encode(endTime, forKey: .endTime)
-            try c.encode(isLive, forKey: .isLive)
         }
     }
     var success = true

@@ -44,7 +44,7 @@ final class SMTPReplyHandler: ChannelInboundHandler, @unchecked Sendable {
     private var pendingLines: [String] = []
     private var ready = CircularBuffer<SMTPReply>()
     private var waiters = CircularBuffer<EventLoopPromise<SMTPReply>>()
-    private var terminalError: (any Error)?
+    private(set) var terminalError: (any Error)?
     private var context: ChannelHandlerContext?
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -135,8 +135,18 @@ final class SMTPConnection: Sendable {
     }
 
     func command(_ line: String, timeout: TimeAmount) async throws -> SMTPReply {
-        try await write(line + "\r\n")
+        do {
+            try await write(line + "\r\n")
+        } catch {
+            // Report the root cause the handler saw (e.g. a failed TLS handshake), not "I/O on closed channel".
+            throw await terminalError() ?? error
+        }
         return try await reply(timeout: timeout)
+    }
+
+    private func terminalError() async -> (any Error)? {
+        let handler = self.handler
+        return try? await channel.eventLoop.submit { handler.terminalError }.get()
     }
 
     /// STARTTLS: TLS goes in front of the line decoder; the handshake runs with the next write.
