@@ -123,5 +123,8 @@ import Testing
         #expect(try SMTPConfiguration.fromEnvironment(["SMTP_HOST": "relay", "SMTP_PORT": "25"])?.security == SMTPConfiguration.Security.none)
         #expect(throws: SMTPConfiguration.Error.self) { try SMTPConfiguration.fromEnvironment(["SMTP_HOST": "x", "SMTP_SECURITY": "ssl"]) }
         #expect(throws: SMTPConfiguration.Error.self) { try SMTPConfiguration.fromEnvironment(["EMAIL_PROVIDER": "mailgun"]) }
+        let from = try SMTPConfiguration.fromEnvironment(["SMTP_HOST": "relay", "EMAIL_FROM": "Fit Live <live@fit.example.com>"])?.from
+        #expect(from == MailAddress("live@fit.example.com", name: "Fit Live"))
+        #expect(throws: SMTPConfiguration.Error.self) { try SMTPConfiguration.fromEnvironment(["SMTP_HOST": "relay", "EMAIL_FROM": "nobody"]) }
     }
 }

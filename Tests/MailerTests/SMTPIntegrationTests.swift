@@ -179,6 +179,23 @@ struct SMTPIntegrationTests {
         await client.shutdown()
     }
 
+    @Test(arguments: [SMTPConfiguration.AuthMechanism.plain, .login], ["SMTP_SINK", "EXIM"])
+    func authMechanisms(mechanism: SMTPConfiguration.AuthMechanism, peer: String) async throws {
+        var config = try Peers.sink()
+        if peer == "EXIM" {
+            config.port = Int(try Peers.value("EXIM_PORT"))!
+            config.username = try Peers.value("EXIM_USER")
+            config.password = try Peers.value("EXIM_PASSWORD")
+        }
+        config.authMechanisms = [mechanism]
+        let to = Peers.unique("auth-\(mechanism.rawValue.lowercased())")
+        let ok = await (try SMTPClient(configuration: config)).send(MailMessage(from: MailAddress("live@fit.example.com"), to: [MailAddress(to)], subject: "s", text: "t"))
+        #expect(ok[to]?.isAccepted == true, "\(ok)")
+        config.password = "wrong-password"
+        let bad = await (try SMTPClient(configuration: config)).send(MailMessage(from: MailAddress("live@fit.example.com"), to: [MailAddress(to)], subject: "s", text: "t"))
+        #expect(bad[to]?.isPermanent == true, "\(bad)")
+    }
+
     @Test func wrongPasswordIsPermanent() async throws {
         let client = try SMTPClient(configuration: try Peers.sink(password: "wrong-password"))
         let to = Peers.unique("auth")
@@ -250,5 +267,98 @@ struct SMTPIntegrationTests {
         #expect(outcome?.isTransient == true)
         #expect(Date().timeIntervalSince(started) < 5)
         try await server.close()
+    }
+}
+
+/// A scripted in-process server for paths the real peers never take: no EHLO (HELO fallback),
+/// plain connections, a 421 greeting.
+@Suite struct SMTPScriptedServerTests {
+    final class Script: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let greeting: String
+        let log: Log
+        private var buffer = ""
+        private var inData = false
+        init(greeting: String, log: Log) { self.greeting = greeting; self.log = log }
+
+        func channelActive(context: ChannelHandlerContext) { send(context, greeting) }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var bytes = unwrapInboundIn(data)
+            buffer += bytes.readString(length: bytes.readableBytes) ?? ""
+            while let range = buffer.range(of: "\r\n") {
+                let line = String(buffer[..<range.lowerBound])
+                buffer.removeSubrange(..<range.upperBound)
+                log.append(line)
+                if inData {
+                    if line == "." { inData = false; send(context, "250 queued") }
+                    continue
+                }
+                switch line.prefix(4).uppercased() {
+                case "EHLO": send(context, "502 5.5.1 EHLO not implemented")
+                case "HELO", "MAIL", "RCPT", "RSET": send(context, "250 ok")
+                case "DATA": inData = true; send(context, "354 go ahead")
+                case "QUIT": send(context, "221 bye"); context.close(promise: nil)
+                default: send(context, "500 what")
+                }
+            }
+        }
+
+        private func send(_ context: ChannelHandlerContext, _ line: String) {
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: line + "\r\n")), promise: nil)
+        }
+    }
+
+    final class Log: @unchecked Sendable {
+        private let lock = NSLock()
+        private var lines: [String] = []
+        func append(_ l: String) { lock.withLock { lines.append(l) } }
+        var all: [String] { lock.withLock { lines } }
+    }
+
+    func withServer(greeting: String, _ body: (Int, Log) async throws -> Void) async throws {
+        let log = Log()
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Script(greeting: greeting, log: log)) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        do { try await body(server.localAddress!.port!, log) } catch { try? await server.close(); throw error }
+        try await server.close()
+    }
+
+    @Test func heloFallbackDotStuffingAndRsetBetweenMessages() async throws {
+        try await withServer(greeting: "220 old.example.com ESMTP") { port, log in
+            let client = try SMTPClient(configuration: SMTPConfiguration(host: "127.0.0.1", port: port, security: .none), maxConnections: 1)
+            for i in 0..<2 {
+                let outcome = await client.send(raw: "Subject: \(i)\r\n\r\n.leading dot\r\nend\r\n", from: "a@example.com", to: ["b@example.com"])
+                #expect(outcome["b@example.com"] == .accepted(reply: "250 queued"))
+            }
+            await client.shutdown()
+            let lines = log.all
+            #expect(lines.first == "EHLO localhost")
+            #expect(lines.dropFirst().first == "HELO localhost")
+            #expect(lines.contains("..leading dot"))
+            #expect(lines.filter { $0 == "RSET" }.count == 1) // one connection, reset between the two messages
+            #expect(lines.last == "QUIT")
+        }
+    }
+
+    @Test func busyGreetingIsTransient() async throws {
+        try await withServer(greeting: "421 4.3.2 too busy") { port, _ in
+            let outcome = await (try SMTPClient(configuration: SMTPConfiguration(host: "127.0.0.1", port: port, security: .none)))
+                .send(raw: "Subject: x\r\n\r\nx\r\n", from: "a@example.com", to: ["b@example.com"])
+            #expect(outcome["b@example.com"]?.isTransient == true)
+        }
+    }
+
+    @Test func plainServerWithoutSTARTTLSIsRefusedWhenTLSIsRequired() async throws {
+        try await withServer(greeting: "220 hi") { port, log in
+            let outcome = await (try SMTPClient(configuration: SMTPConfiguration(host: "127.0.0.1", port: port, security: .starttls)))
+                .send(raw: "Subject: x\r\n\r\nx\r\n", from: "a@example.com", to: ["b@example.com"])
+            #expect(outcome["b@example.com"]?.isTransient == true)
+            #expect(!log.all.contains { $0.hasPrefix("MAIL") }) // nothing sent in clear text
+        }
     }
 }

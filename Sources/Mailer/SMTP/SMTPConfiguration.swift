@@ -14,6 +14,12 @@ public struct SMTPConfiguration: Sendable, Equatable {
     /// Name announced in EHLO.
     public var heloName: String
     public var timeouts: Timeouts
+    /// Mechanisms to use, best first, among those the server offers.
+    public var authMechanisms: [AuthMechanism] = [.plain, .login]
+    /// The default sender (EMAIL_FROM, the original design's name).
+    public var from: MailAddress?
+
+    public enum AuthMechanism: String, Sendable { case plain = "PLAIN", login = "LOGIN" }
 
     public struct Timeouts: Sendable, Equatable {
         public var connect: TimeInterval
@@ -72,9 +78,14 @@ public struct SMTPConfiguration: Sendable, Equatable {
         } else {
             security = port == 465 ? .tls : (port == 25 ? .none : .starttls)
         }
-        return SMTPConfiguration(host: host, port: port ?? (security == .tls ? 465 : 587), security: security,
-                                 username: username, password: password, caFile: value("SMTP_CA_FILE"),
-                                 heloName: value("SMTP_HELO_NAME") ?? "localhost")
+        var config = SMTPConfiguration(host: host, port: port ?? (security == .tls ? 465 : 587), security: security,
+                                       username: username, password: password, caFile: value("SMTP_CA_FILE"),
+                                       heloName: value("SMTP_HELO_NAME") ?? "localhost")
+        if let raw = value("EMAIL_FROM") {
+            guard let from = MailAddress(parsing: raw) else { throw Error(description: "EMAIL_FROM must be an address or 'Name <address>'") }
+            config.from = from
+        }
+        return config
     }
 }
 

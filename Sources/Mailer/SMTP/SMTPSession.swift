@@ -82,14 +82,18 @@ final class SMTPSession: @unchecked Sendable {
         capabilities = [:]
     }
 
-    /// AUTH PLAIN if offered, else LOGIN. The text of 334 prompts is never interpreted.
+    /// The first configured mechanism the server offers. The text of 334 prompts is never interpreted.
     private func authenticate(username: String, password: String) async throws {
-        let mechanisms = Set((capabilities["AUTH"] ?? []).map { $0.uppercased() })
+        let offered = Set((capabilities["AUTH"] ?? []).map { $0.uppercased() })
+        // A server that lists no mechanisms still gets PLAIN, the one every relay supports.
+        let mechanism = config.authMechanisms.first { offered.contains($0.rawValue) } ?? (offered.isEmpty ? .plain : nil)
+        guard let mechanism else { throw SMTPFailure(outcome: .permanent(reason: "no common AUTH mechanism (server offers \(offered.sorted()))")) }
         func b64(_ s: String) -> String { Data(s.utf8).base64EncodedString() }
         var reply: SMTPReply
-        if mechanisms.contains("PLAIN") || !mechanisms.contains("LOGIN") {
+        switch mechanism {
+        case .plain:
             reply = try await connection.command("AUTH PLAIN " + b64("\0\(username)\0\(password)"), timeout: replyTimeout)
-        } else {
+        case .login:
             reply = try await connection.command("AUTH LOGIN", timeout: replyTimeout)
             if reply.code == 334 { reply = try await connection.command(b64(username), timeout: replyTimeout) }
             if reply.code == 334 { reply = try await connection.command(b64(password), timeout: replyTimeout) }
