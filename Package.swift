@@ -41,6 +41,7 @@ let package = Package(
             name: "App",
             dependencies: [
                 "AgoraAccessToken",
+                "Mailer",
                 .product(name: "Vapor", package: "vapor"),
                 .product(name: "Fluent", package: "fluent"),
                 .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),

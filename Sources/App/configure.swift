@@ -1,6 +1,7 @@
 import Fluent
 import FluentPostgresDriver
 import FluentSQLiteDriver
+import Mailer
 import NIOSSL
 import Vapor
 
@@ -20,14 +21,32 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
     app.migrations.add(Migrations.all)
 
     let clock = overrides.clock
+    let wake = WakeSignal()
+    let jobs = JobQueue(clock: clock, wake: { wake.wake() })
+    let transport = try overrides.mailTransport ?? makeTransport(config.mail, clock: clock)
+    let templates = try EmailTemplates(directory: overrides.templatesDirectory ?? app.directory.resourcesDirectory + "Templates")
+    let sender = transport.map {
+        DeliverySender(transport: $0, templates: templates, settings: config.mail, clock: clock, logger: app.logger)
+    }
+    let worker = Worker(
+        db: app.db, clock: clock, logger: app.logger, sender: sender,
+        handlers: [FanOut.jobKind: { job, db in try await FanOut.run(job, db: db, now: clock.now) }],
+        settings: config.worker, wake: wake)
     app.deps = Dependencies(
         config: config,
         clock: clock,
         jwt: await JWTVerifier.make(config.jwt, clock: clock),
         tokens: AgoraTokenIssuer(settings: config.agora, clock: clock),
         uids: UidAllocator(random: overrides.randomUID),
-        streamEvents: overrides.streamEvents ?? LoggingStreamEvents(logger: app.logger)
+        streamEvents: overrides.streamEvents ?? NotifyingStreamEvents(queue: jobs),
+        jobs: jobs,
+        wake: wake,
+        worker: worker,
+        mailTransport: transport
     )
+    if transport == nil {
+        app.logger.warning("No mail relay configured (SMTP_HOST / EMAIL_PROVIDER): emails stay queued until one is.")
+    }
 
     // Wire format: ISO 8601 UTC with Z and milliseconds, everywhere.
     let encoder = JSONEncoder()
@@ -48,6 +67,14 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
     app.middleware.use(JSONErrorMiddleware())
 
     try routes(app)
+}
+
+private func makeTransport(_ mail: AppConfig.MailSettings, clock: AppClock) throws -> (any MailTransport)? {
+    switch mail.transport {
+    case .smtp(let smtp): SMTPTransport(client: try SMTPClient(configuration: smtp, maxConnections: mail.smtpConnections))
+    case .outbox: OutboxTransport(now: clock.now)
+    case .disabled: nil
+    }
 }
 
 private func corsMiddleware(_ config: AppConfig) -> CORSMiddleware? {

@@ -19,8 +19,10 @@ enum Entrypoint {
             }
             try await configure(app, config: config)
             app.asyncCommands.use(DevTokenCommand(), as: "dev-token")
+            app.asyncCommands.use(WorkerCommand(), as: "worker")
             if isServe(env.arguments) {
                 try await MigrateWithLock.run(app)
+                if config.worker.runInServe { app.lifecycle.use(WorkerService()) }
                 if config.isDevelopment {
                     try await DemoData.seed(app)
                     try await DemoData.printTokens(app)

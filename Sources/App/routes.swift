@@ -2,6 +2,7 @@ import Vapor
 
 func routes(_ app: Application) throws {
     app.get("health") { _ in ["status": "ok"] }
+    app.get("ready", use: ReadinessController.ready)
 
     let api = app.grouped("api")
     try api.grouped("admin").grouped(AdminAuthMiddleware()).register(collection: AdminController())
@@ -9,4 +10,5 @@ func routes(_ app: Application) throws {
     let authed = api.grouped(UserAuthMiddleware())
     try authed.register(collection: StreamController())
     try authed.register(collection: TokenController())
+    try authed.register(collection: NotifyController())
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Mailer
 import Vapor
 
 /// Typed settings, read once from the environment (Vapor also loads `.env` files).
@@ -17,6 +18,32 @@ struct AppConfig: Sendable {
     var corsAllowedOrigins: [String]
     /// Development conveniences: demo data and printed dev tokens.
     var isDevelopment: Bool
+    var mail: MailSettings
+    var worker: WorkerSettings
+
+    struct MailSettings: Sendable {
+        enum Transport: Sendable, Equatable {
+            case smtp(SMTPConfiguration)
+            /// Rendered and stored, not sent (development default; the dev outbox).
+            case outbox
+            /// No relay configured: deliveries wait in the queue until one is.
+            case disabled
+        }
+        var transport: Transport
+        var from: MailAddress
+        /// Links in emails point here (`{FRONTEND_URL}/live/{streamId}`).
+        var frontendURL: String
+        var retryBaseSeconds: TimeInterval
+        var maxAttempts: Int
+        var smtpConnections: Int
+    }
+
+    struct WorkerSettings: Sendable {
+        /// Run the worker loop inside `serve` (RUN_WORKER=false for API-only replicas).
+        var runInServe: Bool
+        var maxInFlight: Int
+        var leaseSeconds: TimeInterval
+    }
 
     struct JWTSettings: Sendable {
         var secret: String
@@ -85,6 +112,9 @@ struct AppConfig: Sendable {
         let origins = (value("CORS_ALLOWED_ORIGINS") ?? "").split(separator: ",")
             .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
 
+        let mail = loadMail(value: value, production: production, frontend: frontend, problems: &problems)
+        let worker = WorkerSettings(runInServe: (value("RUN_WORKER") ?? "true").lowercased() != "false", maxInFlight: 64, leaseSeconds: 60)
+
         guard problems.isEmpty else { throw Error(problems: problems) }
         return AppConfig(
             database: database,
@@ -93,8 +123,45 @@ struct AppConfig: Sendable {
             agora: AgoraSettings(appId: appId!, appCertificate: certificate!, tokenTTLSeconds: ttl),
             frontendURL: frontend,
             corsAllowedOrigins: origins,
-            isDevelopment: environment == .development
+            isDevelopment: environment == .development,
+            mail: mail,
+            worker: worker
         )
+    }
+
+    private static func loadMail(value: (String) -> String?, production: Bool, frontend: String?, problems: inout [String]) -> MailSettings {
+        var env: [String: String] = [:]
+        for key in ["SMTP_HOST", "SMTP_PORT", "SMTP_SECURITY", "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_CA_FILE", "SMTP_HELO_NAME",
+                    "EMAIL_SERVICE_API_KEY", "EMAIL_PROVIDER", "EMAIL_FROM"] {
+            env[key] = value(key)
+        }
+        var smtp: SMTPConfiguration?
+        do { smtp = try SMTPConfiguration.fromEnvironment(env) } catch { problems.append("\(error)") }
+        let from = smtp?.from ?? value("EMAIL_FROM").flatMap(MailAddress.init(parsing:)) ?? MailAddress("no-reply@localhost", name: "Live Streams")
+        let transport: MailSettings.Transport
+        switch value("EMAIL_TRANSPORT")?.lowercased() {
+        case "outbox":
+            transport = .outbox
+        case "smtp":
+            if let smtp { transport = .smtp(smtp) } else {
+                problems.append("EMAIL_TRANSPORT=smtp needs SMTP_HOST or EMAIL_PROVIDER")
+                transport = .disabled
+            }
+        case nil:
+            transport = smtp.map { .smtp($0) } ?? (production ? .disabled : .outbox)
+        default:
+            problems.append("EMAIL_TRANSPORT must be smtp or outbox")
+            transport = .disabled
+        }
+        if production, case .smtp = transport, value("EMAIL_FROM") == nil {
+            problems.append("EMAIL_FROM is required when sending mail in production")
+        }
+        var retryBase: TimeInterval = 30
+        if let raw = value("EMAIL_RETRY_BASE_SECONDS") {
+            if let n = Double(raw), n > 0, n <= 3600 { retryBase = n } else { problems.append("EMAIL_RETRY_BASE_SECONDS must be a number of seconds (0–3600]") }
+        }
+        return MailSettings(transport: transport, from: from, frontendURL: frontend ?? "http://localhost:3000",
+                            retryBaseSeconds: retryBase, maxAttempts: 8, smtpConnections: 8)
     }
 
     static func isHex32(_ s: String) -> Bool {

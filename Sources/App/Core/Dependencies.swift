@@ -9,6 +9,11 @@ struct Dependencies: Sendable {
     var tokens: AgoraTokenIssuer
     var uids: UidAllocator
     var streamEvents: any StreamEvents
+    var jobs: JobQueue
+    var wake: WakeSignal
+    var worker: Worker
+    /// nil when no relay is configured (deliveries wait in the queue).
+    var mailTransport: (any MailTransport)?
 }
 
 /// What tests (or `entrypoint`) may swap before `configure` builds the rest.
@@ -16,6 +21,8 @@ struct Overrides: Sendable {
     var clock: AppClock = .system
     var randomUID: @Sendable () -> UInt32 = { UInt32.random(in: 1...UInt32.max) }
     var streamEvents: (any StreamEvents)? = nil
+    var mailTransport: (any MailTransport)? = nil
+    var templatesDirectory: String? = nil
 }
 
 extension Application {

@@ -5,6 +5,7 @@ import SQLKit
 enum Migrations {
     static let all: [any AsyncMigration] = [
         CreateUsers(), CreateFollows(), CreateSubscriptions(), CreateStreams(),
+        CreateJobs(), CreateDeliveries(), CreateOutbox(),
     ]
 }
 

@@ -1,4 +1,5 @@
 import FluentPostgresDriver
+import Mailer
 import Foundation
 import NIOCore
 import Testing
@@ -28,11 +29,12 @@ struct TestApp {
         start: Date = defaultStart,
         randomUID: (@Sendable () -> UInt32)? = nil,
         streamEvents: (any StreamEvents)? = nil,
+        mailTransport: (any MailTransport)? = nil,
         adjust: (inout AppConfig) -> Void = { _ in },
         _ body: (TestApp) async throws -> Void
     ) async throws {
         let (clock, setNow) = AppClock.manual(start)
-        var overrides = Overrides(clock: clock, streamEvents: streamEvents)
+        var overrides = Overrides(clock: clock, streamEvents: streamEvents, mailTransport: mailTransport)
         if let randomUID { overrides.randomUID = randomUID }
         let scratch = try await ScratchDatabase.make()
         var config = AppConfig(
@@ -42,7 +44,10 @@ struct TestApp {
             agora: .init(appId: TestCredentials.agoraAppId, appCertificate: TestCredentials.agoraCert, tokenTTLSeconds: 3600),
             frontendURL: TestCredentials.frontend,
             corsAllowedOrigins: ["https://admin.example.com"],
-            isDevelopment: false
+            isDevelopment: false,
+            mail: .init(transport: .outbox, from: MailAddress("live@fit.example.com", name: "Fit Live"), frontendURL: TestCredentials.frontend,
+                        retryBaseSeconds: 0.05, maxAttempts: 8, smtpConnections: 4),
+            worker: .init(runInServe: false, maxInFlight: 64, leaseSeconds: 60)
         )
         adjust(&config)
         let app = try await Application.make(.testing)

@@ -1,0 +1,34 @@
+import Fluent
+import Foundation
+
+enum NotificationKind: String, Codable, Sendable, CaseIterable {
+    case liveNow = "live_now", scheduled, reminder
+}
+
+/// One email to one member about one stream: the outbox row. Unique per
+/// (stream, kind, recipient, revision), so no fan-out can queue anyone twice.
+final class Delivery: Model, @unchecked Sendable {
+    static let schema = "deliveries"
+
+    @ID(custom: "id", generatedBy: .database) var id: Int64?
+    @Field(key: "stream_id") var streamID: String
+    @Field(key: "kind") var kind: String
+    @Field(key: "recipient_id") var recipientID: String
+    @Field(key: "revision") var revision: Int
+    @Field(key: "status") var status: String
+    @Field(key: "run_at") var runAt: Date
+    @Field(key: "attempts") var attempts: Int
+    @OptionalField(key: "locked_until") var lockedUntil: Date?
+    @OptionalField(key: "locked_by") var lockedBy: String?
+    @OptionalField(key: "last_reply") var lastReply: String?
+    @OptionalField(key: "sent_at") var sentAt: Date?
+    @Timestamp(key: "created_at", on: .create) var createdAt: Date?
+    @Timestamp(key: "updated_at", on: .update) var updatedAt: Date?
+
+    init() {}
+
+    enum Status {
+        static let queued = "queued", sending = "sending", sent = "sent", failed = "failed", skipped = "skipped"
+        static let all = [queued, sending, sent, failed, skipped]
+    }
+}

@@ -1,0 +1,117 @@
+import Fluent
+import Foundation
+import Logging
+import Mailer
+import SQLKit
+
+/// Sends claimed deliveries: renders each for its recipient (their name and time zone), sends it,
+/// and records the outcome right after the server's reply, so a crash re-sends at most what was
+/// in flight.
+struct DeliverySender: Sendable {
+    let transport: any MailTransport
+    let templates: EmailTemplates
+    let settings: AppConfig.MailSettings
+    let clock: AppClock
+    let logger: Logger
+
+    /// What a delivery needs, in one query: recipient, stream, creator, and whether the recipient
+    /// is still eligible (unfollows and cancelled subscriptions take effect on the next email).
+    struct Row: Decodable, Sendable {
+        let id: Int64
+        let kind: String
+        let attempts: Int
+        let stream_id: String
+        let recipient_id: String
+        let recipient_name: String
+        let recipient_email: String
+        let recipient_tz: String?
+        let recipient_active: Bool
+        let still_follows: Int
+        let title: String
+        let workout_type: String?
+        let start_time: Date
+        let creator_name: String
+        let creator_tz: String?
+    }
+
+    func load(_ ids: [Int64], on sql: any SQLDatabase) async throws -> [Row] {
+        guard !ids.isEmpty else { return [] }
+        let idList = SQLList(ids.map { SQLBind($0) })
+        let query: SQLQueryString = """
+            SELECT d.id, d.kind, d.attempts, d.stream_id, d.recipient_id,
+                   u.name AS recipient_name, u.email AS recipient_email, u.timezone AS recipient_tz, u.is_active AS recipient_active,
+                   (SELECT COUNT(*) FROM follows f WHERE f.follower_id = d.recipient_id AND f.followed_id = s.creator_id)
+                   + (SELECT COUNT(*) FROM subscriptions x WHERE x.member_id = d.recipient_id AND x.creator_id = s.creator_id AND x.status = 'active') AS still_follows,
+                   s.title, s.workout_type, s.start_time, c.name AS creator_name, c.timezone AS creator_tz
+            FROM deliveries d
+            JOIN users u ON u.id = d.recipient_id
+            JOIN streams s ON s.id = d.stream_id
+            JOIN users c ON c.id = s.creator_id
+            WHERE d.id IN (\(idList))
+            """
+        return try await sql.raw(query).all(decoding: Row.self)
+    }
+
+    /// Sends one delivery and records its outcome.
+    func process(_ row: Row, on db: any Database) async {
+        let sql = db as! any SQLDatabase
+        do {
+            guard row.recipient_active, row.still_follows > 0 else {
+                try await finish(row.id, status: Delivery.Status.skipped, reply: "recipient no longer eligible", on: sql)
+                return
+            }
+            let message = compose(row)
+            let outcome = await transport.send(message, recipientID: row.recipient_id, deliveryID: row.id, on: db)
+            switch outcome {
+            case .accepted(let reply):
+                try await finish(row.id, status: Delivery.Status.sent, reply: reply, sentAt: clock.now(), on: sql)
+            case .permanent(let reason):
+                try await finish(row.id, status: Delivery.Status.failed, reply: reason, on: sql)
+            case .transient(let reason):
+                if row.attempts >= settings.maxAttempts {
+                    try await finish(row.id, status: Delivery.Status.failed, reply: "gave up after \(row.attempts) attempts: \(reason)", on: sql)
+                } else {
+                    let delay = Backoff(base: settings.retryBaseSeconds).delay(afterAttempt: row.attempts)
+                    try await sql.update(Delivery.schema)
+                        .set("status", to: SQLBind(Delivery.Status.queued)).set("run_at", to: SQLBind(clock.now().addingTimeInterval(delay)))
+                        .set("last_reply", to: SQLBind(String(reason.prefix(500)))).set("locked_until", to: SQLLiteral.null)
+                        .set("locked_by", to: SQLLiteral.null).set("updated_at", to: SQLBind(clock.now()))
+                        .where("id", .equal, SQLBind(row.id)).run()
+                }
+            }
+        } catch {
+            // The lease expires and another pass picks the row up again.
+            logger.error("delivery bookkeeping failed", metadata: ["delivery": "\(row.id)", "error": "\(String(reflecting: type(of: error)))"])
+        }
+    }
+
+    private func finish(_ id: Int64, status: String, reply: String, sentAt: Date? = nil, on sql: any SQLDatabase) async throws {
+        var update = sql.update(Delivery.schema)
+            .set("status", to: SQLBind(status)).set("last_reply", to: SQLBind(String(reply.prefix(500))))
+            .set("locked_until", to: SQLLiteral.null).set("locked_by", to: SQLLiteral.null).set("updated_at", to: SQLBind(clock.now()))
+        if let sentAt { update = update.set("sent_at", to: SQLBind(sentAt)) }
+        try await update.where("id", .equal, SQLBind(id)).run()
+    }
+
+    func compose(_ row: Row) -> MailMessage {
+        let creatorZone = row.creator_tz ?? "UTC"
+        let memberZone = row.recipient_tz ?? creatorZone
+        let values: [String: String?] = [
+            "memberName": row.recipient_name,
+            "creatorName": row.creator_name,
+            "title": row.title,
+            "workoutType": row.workout_type,
+            "streamURL": "\(settings.frontendURL)/live/\(row.stream_id)",
+            "startCreatorZone": TimeFormatting.format(row.start_time, zoneID: creatorZone),
+            "startMemberZone": TimeFormatting.format(row.start_time, zoneID: memberZone),
+            "memberZone": memberZone,
+        ]
+        let rendered = templates.render(kind: row.kind, values: values)
+            ?? EmailTemplates.Rendered(subject: row.title, text: row.title, html: HTML.escape(row.title))
+        let domain = settings.from.address.split(separator: "@").last.map(String.init) ?? "localhost"
+        return MailMessage(
+            from: settings.from, to: [MailAddress(row.recipient_email, name: row.recipient_name)],
+            subject: rendered.subject, text: rendered.text, html: rendered.html,
+            messageID: "d\(row.id).a\(row.attempts).\(UUID().uuidString.prefix(8).lowercased())@\(domain)", date: clock.now())
+    }
+}

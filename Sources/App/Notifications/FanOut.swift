@@ -1,0 +1,57 @@
+import Fluent
+import Foundation
+import SQLKit
+
+/// Queues deliveries for a stream notification. Runs as a job so the API call returns at once;
+/// inserts in pages of 500 (never every recipient in memory) and idempotently, so a crash or a
+/// second run only fills in what is missing.
+enum FanOut {
+    static let jobKind = "fanout"
+    static let pageSize = 500
+
+    struct Payload: Codable, Sendable {
+        let streamId: String
+        let kind: NotificationKind
+        let revision: Int
+    }
+
+    static func key(_ p: Payload) -> String { "fanout:\(p.streamId):\(p.kind.rawValue):\(p.revision)" }
+
+    /// Enqueues the fan-out. `again: true` (the notify endpoint) re-runs a finished one so members
+    /// who became eligible since are included; automatic triggers never repeat.
+    @discardableResult
+    static func enqueue(_ p: Payload, again: Bool, queue: JobQueue, on db: any Database) async throws -> Bool {
+        try await queue.enqueue(kind: jobKind, key: key(p), payload: p, maxAttempts: 20, replace: again ? .ifFinished : .never, on: db)
+    }
+
+    static func run(_ job: Job, db: any Database, now: @Sendable () -> Date) async throws {
+        let p = try job.decodePayload(Payload.self)
+        guard let stream = try await LiveStream.find(p.streamId, on: db), stream.isEligible(for: p.kind) else { return }
+        let creator = stream.$creator.id
+        let sql = db as! any SQLDatabase
+        var cursor = ""
+        while true {
+            let ids = try await Recipients.page(creator: creator, after: cursor, limit: pageSize, on: sql)
+            guard let last = ids.last else { break }
+            let t = now()
+            var insert = sql.insert(into: Delivery.schema)
+                .columns("stream_id", "kind", "recipient_id", "revision", "status", "run_at", "attempts", "created_at", "updated_at")
+            for id in ids {
+                insert = insert.values(SQLBind(p.streamId), SQLBind(p.kind.rawValue), SQLBind(id), SQLBind(p.revision),
+                                       SQLBind(Delivery.Status.queued), SQLBind(t), SQLBind(0), SQLBind(t), SQLBind(t))
+            }
+            try await insert.ignoringConflicts(with: ["stream_id", "kind", "recipient_id", "revision"]).run()
+            cursor = last
+        }
+    }
+}
+
+extension LiveStream {
+    /// Whether an email of `kind` still makes sense for this stream.
+    func isEligible(for kind: NotificationKind) -> Bool {
+        switch kind {
+        case .liveNow: isLive
+        case .scheduled, .reminder: !isLive && endTime == nil
+        }
+    }
+}

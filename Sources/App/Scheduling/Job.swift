@@ -1,0 +1,68 @@
+import Fluent
+import Foundation
+import SQLKit
+
+/// A durable unit of background work. `key` is unique: it names the work ("fanout:…",
+/// "reminder:{streamId}") so enqueueing the same work twice is a no-op.
+final class Job: Model, @unchecked Sendable {
+    static let schema = "jobs"
+
+    @ID(custom: "id", generatedBy: .database) var id: Int64?
+    @Field(key: "kind") var kind: String
+    @Field(key: "key") var key: String
+    @Field(key: "payload") var payload: String
+    @Field(key: "status") var status: String
+    @Field(key: "run_at") var runAt: Date
+    @Field(key: "attempts") var attempts: Int
+    @Field(key: "max_attempts") var maxAttempts: Int
+    @OptionalField(key: "locked_until") var lockedUntil: Date?
+    @OptionalField(key: "locked_by") var lockedBy: String?
+    @OptionalField(key: "last_error") var lastError: String?
+    @Timestamp(key: "created_at", on: .create) var createdAt: Date?
+    @Timestamp(key: "updated_at", on: .update) var updatedAt: Date?
+
+    init() {}
+
+    enum Status { static let queued = "queued", running = "running", done = "done", dead = "dead" }
+
+    func decodePayload<T: Decodable>(_ type: T.Type) throws -> T {
+        try JSONDecoder().decode(T.self, from: Data(payload.utf8))
+    }
+}
+
+/// Enqueueing, idempotent by key.
+struct JobQueue: Sendable {
+    let clock: AppClock
+    let wake: @Sendable () -> Void
+
+    enum Replace { case never, ifFinished }
+
+    /// Inserts the job unless one with this key exists. With `.ifFinished`, a done/dead job with
+    /// the key is queued again. Returns true if this call queued it.
+    @discardableResult
+    func enqueue<P: Encodable>(kind: String, key: String, payload: P, runAt: Date? = nil, maxAttempts: Int = 8,
+                               replace: Replace = .never, on db: any Database) async throws -> Bool {
+        let now = clock.now()
+        let json = String(decoding: try JSONEncoder().encode(payload), as: UTF8.self)
+        let sql = db as! any SQLDatabase
+        let insert = sql.insert(into: Job.schema)
+            .columns("kind", "key", "payload", "status", "run_at", "attempts", "max_attempts", "created_at", "updated_at")
+            .values(SQLBind(kind), SQLBind(key), SQLBind(json), SQLBind(Job.Status.queued), SQLBind(runAt ?? now),
+                    SQLBind(0), SQLBind(maxAttempts), SQLBind(now), SQLBind(now))
+        let rows: [JobIDRow]
+        switch replace {
+        case .never:
+            rows = try await insert.ignoringConflicts(with: ["key"]).returning("id").all(decoding: JobIDRow.self)
+        case .ifFinished:
+            rows = try await insert.onConflict(with: ["key"]) {
+                $0.set(excludedValueOf: "payload").set(excludedValueOf: "run_at").set(excludedValueOf: "updated_at")
+                    .set("status", to: Job.Status.queued).set("attempts", to: 0).set("last_error", to: SQLLiteral.null)
+                    .where(SQLColumn("status", table: Job.schema), .in, SQLList([SQLBind(Job.Status.done), SQLBind(Job.Status.dead)]))
+            }.returning("id").all(decoding: JobIDRow.self)
+        }
+        if !rows.isEmpty { wake() }
+        return !rows.isEmpty
+    }
+}
+
+private struct JobIDRow: Decodable { let id: Int64 }

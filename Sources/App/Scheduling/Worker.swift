@@ -1,0 +1,163 @@
+import Fluent
+import Foundation
+import Logging
+import SQLKit
+
+/// The one worker loop: claims due jobs and due deliveries from the database under a lease,
+/// runs them, and sleeps until the next one is due (at most a second, or until woken).
+/// Any number of workers, in any number of processes, can share one database.
+final class Worker: Sendable {
+    typealias Handler = @Sendable (Job, any Database) async throws -> Void
+
+    let db: any Database
+    let clock: AppClock
+    let logger: Logger
+    let sender: DeliverySender?
+    let handlers: [String: Handler]
+    let settings: AppConfig.WorkerSettings
+    let wake: WakeSignal
+    let id: String
+    let jobRetry: Backoff
+
+    private let jobLease: Lease
+    private let deliveryLease: Lease
+    private let held = HeldRows()
+    static let maxConcurrentJobs = 4
+
+    init(db: any Database, clock: AppClock, logger: Logger, sender: DeliverySender?, handlers: [String: Handler],
+         settings: AppConfig.WorkerSettings, wake: WakeSignal, jobRetry: Backoff = Backoff(base: 5, cap: 600)) {
+        self.db = db
+        self.clock = clock
+        self.logger = logger
+        self.sender = sender
+        self.handlers = handlers
+        self.settings = settings
+        self.wake = wake
+        self.jobRetry = jobRetry
+        id = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(UUID().uuidString.prefix(8))"
+        jobLease = Lease(table: Job.schema, activeStatus: Job.Status.running, workerID: id, duration: settings.leaseSeconds)
+        deliveryLease = Lease(table: Delivery.schema, activeStatus: Delivery.Status.sending, workerID: id, duration: settings.leaseSeconds)
+    }
+
+    private var sql: any SQLDatabase { db as! any SQLDatabase }
+
+    /// Runs until the task is cancelled, then lets in-flight work finish.
+    func run() async {
+        logger.info("worker started", metadata: ["worker": "\(id)"])
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.renewLeases() }
+            while !Task.isCancelled {
+                do {
+                    try await claimAndStart(in: &group)
+                } catch {
+                    logger.error("worker pass failed", metadata: ["error": "\(String(reflecting: type(of: error)))"])
+                }
+                await wake.wait(timeout: (try? await sleepTime()) ?? .seconds(1))
+            }
+            group.cancelAll()
+        }
+        logger.info("worker stopped", metadata: ["worker": "\(id)"])
+    }
+
+    private func claimAndStart(in group: inout DiscardingTaskGroup) async throws {
+        let now = clock.now()
+        let jobSlots = Self.maxConcurrentJobs - held.count(.jobs)
+        for claimed in try await jobLease.claim(limit: jobSlots, now: now, on: sql) {
+            held.add(.jobs, claimed.id)
+            group.addTask {
+                await self.runJob(claimed.id)
+                self.held.remove(.jobs, claimed.id)
+                self.wake.wake()
+            }
+        }
+        guard let sender else { return }
+        let deliverySlots = settings.maxInFlight - held.count(.deliveries)
+        let claimed = try await deliveryLease.claim(limit: deliverySlots, now: now, on: sql)
+        guard !claimed.isEmpty else { return }
+        for c in claimed { held.add(.deliveries, c.id) }
+        let rows = try await sender.load(claimed.map(\.id), on: sql)
+        let found = Set(rows.map(\.id))
+        for c in claimed where !found.contains(c.id) { held.remove(.deliveries, c.id) } // deleted meanwhile
+        for row in rows {
+            group.addTask {
+                await sender.process(row, on: self.db)
+                self.held.remove(.deliveries, row.id)
+                self.wake.wake()
+            }
+        }
+    }
+
+    /// Runs one claimed job; failures retry with backoff until max attempts, then the job is dead.
+    private func runJob(_ id: Int64) async {
+        do {
+            guard let job = try await Job.find(id, on: db), job.lockedBy == self.id else { return }
+            do {
+                guard let handler = handlers[job.kind] else { throw WorkerError.unknownKind(job.kind) }
+                try await handler(job, db)
+                try await sql.update(Job.schema).set("status", to: SQLBind(Job.Status.done)).set("locked_until", to: SQLLiteral.null)
+                    .set("locked_by", to: SQLLiteral.null).set("last_error", to: SQLLiteral.null).set("updated_at", to: SQLBind(clock.now()))
+                    .where("id", .equal, SQLBind(id)).where("locked_by", .equal, SQLBind(self.id)).run()
+            } catch {
+                let dead = job.attempts >= job.maxAttempts
+                logger.warning("job failed", metadata: ["job": "\(job.key)", "attempt": "\(job.attempts)", "dead": "\(dead)"])
+                try await sql.update(Job.schema)
+                    .set("status", to: SQLBind(dead ? Job.Status.dead : Job.Status.queued))
+                    .set("run_at", to: SQLBind(clock.now().addingTimeInterval(jobRetry.delay(afterAttempt: job.attempts))))
+                    .set("last_error", to: SQLBind(String(String(describing: error).prefix(500))))
+                    .set("locked_until", to: SQLLiteral.null).set("locked_by", to: SQLLiteral.null).set("updated_at", to: SQLBind(clock.now()))
+                    .where("id", .equal, SQLBind(id)).where("locked_by", .equal, SQLBind(self.id)).run()
+            }
+        } catch {
+            logger.error("job bookkeeping failed", metadata: ["job": "\(id)"])
+        }
+    }
+
+    /// Keeps leases alive while work is in progress (a lease is at most `leaseSeconds`).
+    private func renewLeases() async {
+        let interval = Duration.seconds(max(1, settings.leaseSeconds / 3))
+        while !Task.isCancelled {
+            try? await Task.sleep(for: interval)
+            let now = clock.now()
+            try? await jobLease.renew(held.ids(.jobs), now: now, on: sql)
+            try? await deliveryLease.renew(held.ids(.deliveries), now: now, on: sql)
+        }
+    }
+
+    /// Until the next due row, but at least every second (other processes enqueue too).
+    private func sleepTime() async throws -> Duration {
+        var next = try await jobLease.nextDue(on: sql)
+        if sender != nil, held.count(.deliveries) < settings.maxInFlight, let d = try await deliveryLease.nextDue(on: sql) {
+            next = min(next ?? d, d)
+        }
+        guard let next else { return .seconds(1) }
+        let wait = next.timeIntervalSince(clock.now())
+        return .milliseconds(Int64(min(1, max(0.01, wait)) * 1000))
+    }
+
+    /// Processes everything due now, then returns (tests, one-shot commands).
+    func drain(maxPasses: Int = 1000) async throws {
+        for _ in 0..<maxPasses {
+            await withDiscardingTaskGroup { group in
+                do { try await claimAndStart(in: &group) } catch { logger.error("drain pass failed") }
+            }
+            let now = clock.now()
+            let jobsDue = try await jobLease.nextDue(on: sql).map { $0 <= now } ?? false
+            let deliveriesDue = sender == nil ? false : (try await deliveryLease.nextDue(on: sql).map { $0 <= now } ?? false)
+            if !jobsDue && !deliveriesDue { return }
+        }
+    }
+
+    enum WorkerError: Error { case unknownKind(String) }
+}
+
+/// Rows this process holds leases on, for renewal and in-flight limits.
+final class HeldRows: @unchecked Sendable {
+    enum Kind { case jobs, deliveries }
+    private let lock = NSLock()
+    private var rows: [Kind: Set<Int64>] = [.jobs: [], .deliveries: []]
+
+    func add(_ k: Kind, _ id: Int64) { lock.withLock { _ = rows[k]!.insert(id) } }
+    func remove(_ k: Kind, _ id: Int64) { lock.withLock { _ = rows[k]!.remove(id) } }
+    func count(_ k: Kind) -> Int { lock.withLock { rows[k]!.count } }
+    func ids(_ k: Kind) -> [Int64] { lock.withLock { Array(rows[k]!) } }
+}

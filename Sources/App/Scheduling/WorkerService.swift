@@ -1,0 +1,51 @@
+import Vapor
+
+/// Runs the worker loop inside `serve` (started after boot, stopped and drained on shutdown).
+final class WorkerService: LifecycleHandler, @unchecked Sendable {
+    private var task: Task<Void, Never>?
+
+    func didBootAsync(_ app: Application) async throws {
+        let worker = app.deps.worker
+        task = Task { await worker.run() }
+    }
+
+    func shutdownAsync(_ app: Application) async {
+        task?.cancel()
+        await task?.value
+        await app.deps.mailTransport?.shutdown()
+    }
+}
+
+/// `App worker`: the worker loop alone, until SIGINT/SIGTERM.
+struct WorkerCommand: AsyncCommand {
+    struct Signature: CommandSignature {}
+    var help: String { "Run the background worker (emails, fan-outs, scheduled jobs) without the HTTP server." }
+
+    func run(using context: CommandContext, signature: Signature) async throws {
+        let app = context.application
+        try await MigrateWithLock.run(app)
+        let worker = app.deps.worker
+        let task = Task { await worker.run() }
+        let signals = SignalWatcher(signals: [SIGINT, SIGTERM]) { task.cancel() }
+        await task.value
+        signals.cancel()
+        await app.deps.mailTransport?.shutdown()
+    }
+}
+
+/// Calls `handler` once when one of `signals` arrives.
+final class SignalWatcher: @unchecked Sendable {
+    private var sources: [any DispatchSourceSignal] = []
+
+    init(signals: [Int32], handler: @escaping @Sendable () -> Void) {
+        for s in signals {
+            signal(s, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: s, queue: .global())
+            source.setEventHandler(handler: handler)
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    func cancel() { sources.forEach { $0.cancel() } }
+}
