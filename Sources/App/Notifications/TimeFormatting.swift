@@ -2,35 +2,96 @@ import Foundation
 
 /// "March 8, 2026 at 3:30 AM EDT": the start time as people in `zone` read it.
 enum TimeFormatting {
-    /// Locales whose CLDR data carries the short zone names people actually use
-    /// (en_US: EST/PST, en_GB: BST/CET, en_IN: IST, en_AU: AEDT, …). A zone none of them
-    /// names falls back to an offset, `GMT+5:45`.
-    private static let abbreviationLocales = ["en_US", "en_GB", "en_IN", "en_AU", "en_NZ", "en_CA", "en_IE", "en_ZA", "en_SG", "en_HK", "en_PH"]
-
     static func format(_ date: Date, zoneID: String) -> String {
         let zone = TimeZone(identifier: zoneID) ?? TimeZone(identifier: "UTC")!
         let f = DateFormatter()
         f.locale = Locale(identifier: "en_US_POSIX")
         f.timeZone = zone
         f.dateFormat = "MMMM d, yyyy 'at' h:mm a"
-        return f.string(from: date) + " " + zoneLabel(zone, at: date)
+        return f.string(from: date) + " " + zoneLabel(zone, id: zoneID, at: date)
     }
 
-    static func zoneLabel(_ zone: TimeZone, at date: Date) -> String {
-        if ["UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Zulu", "Zulu", "Universal", "Etc/Universal"].contains(zone.identifier) { return "UTC" }
-        let f = DateFormatter()
-        f.timeZone = zone
-        f.dateFormat = "zzz"
-        for id in abbreviationLocales {
-            f.locale = Locale(identifier: id)
-            let label = f.string(from: date)
-            if !label.hasPrefix("GMT") && !label.hasPrefix("UTC") && label.allSatisfy({ $0.isLetter }) { return label }
+    /// The abbreviation the tz database gives the zone (EDT, BST, AEDT, IST, NDT, UTC — the
+    /// names Python's zoneinfo and `date` print), or `GMT+5:45` where the database has only a
+    /// number (Asia/Kathmandu "+0545", Australia/Lord_Howe "+1030"). Foundation's own short
+    /// names depend on the locale (en_US_POSIX says "GMT+1" for BST), hence the tz data.
+    static func zoneLabel(_ zone: TimeZone, id: String, at date: Date) -> String {
+        let offset = zone.secondsFromGMT(for: date)
+        // The id as given: Foundation reports "UTC" as "GMT".
+        if let rule = TZRule.forZone(TimeZone(identifier: id) == nil ? "UTC" : id), let name = rule.name(forOffset: offset), name.allSatisfy(\.isLetter) {
+            return name
         }
-        // Offset style; "GMT" alone for zero-offset zones such as Africa/Abidjan or Europe/London in winter.
-        let seconds = zone.secondsFromGMT(for: date)
-        if seconds == 0 { return "GMT" }
-        let sign = seconds < 0 ? "-" : "+"
-        let hours = abs(seconds) / 3600, minutes = abs(seconds) % 3600 / 60
+        if offset == 0 { return "GMT" }
+        let sign = offset < 0 ? "-" : "+"
+        let hours = abs(offset) / 3600, minutes = abs(offset) % 3600 / 60
         return minutes == 0 ? "GMT\(sign)\(hours)" : String(format: "GMT%@%d:%02d", sign, hours, minutes)
+    }
+}
+
+/// The POSIX TZ rule at the end of a TZif (v2+) file, e.g. `EST5EDT,M3.2.0,M11.1.0` or
+/// `<+0545>-5:45`: the zone's current standard and daylight names and offsets.
+struct TZRule: Sendable {
+    let standard: (name: String, offset: Int)
+    let daylight: (name: String, offset: Int)?
+
+    func name(forOffset offset: Int) -> String? {
+        if offset == standard.offset { return standard.name }
+        if let daylight, offset == daylight.offset { return daylight.name }
+        return nil
+    }
+
+    private static let cache = Cache()
+    static let zoneinfoDirectory = "/usr/share/zoneinfo"
+
+    static func forZone(_ id: String) -> TZRule? {
+        if let hit = cache.get(id) { return hit }
+        guard !id.contains(".."), let data = FileManager.default.contents(atPath: zoneinfoDirectory + "/" + id),
+              data.starts(with: Array("TZif".utf8)), data.last == 10 else { return nil }
+        let body = data.dropLast()
+        guard let start = body.lastIndex(of: 10) else { return nil }
+        let rule = parse(String(decoding: body[(start + 1)...], as: UTF8.self))
+        if let rule { cache.set(id, rule) }
+        return rule
+    }
+
+    static func parse(_ s: String) -> TZRule? {
+        var rest = Substring(s)
+        func name() -> String? {
+            if rest.first == "<" {
+                guard let close = rest.firstIndex(of: ">") else { return nil }
+                defer { rest = rest[rest.index(after: close)...] }
+                return String(rest[rest.index(after: rest.startIndex)..<close])
+            }
+            let letters = rest.prefix { $0.isLetter }
+            guard letters.count >= 3 else { return nil }
+            rest = rest.dropFirst(letters.count)
+            return String(letters)
+        }
+        /// POSIX offsets are west-positive: "EST5" is UTC−5. Returns seconds east of UTC.
+        func offset() -> Int? {
+            let text = rest.prefix { "+-0123456789:".contains($0) }
+            guard !text.isEmpty else { return nil }
+            rest = rest.dropFirst(text.count)
+            var sign = 1
+            var t = Substring(text)
+            if t.first == "-" { sign = -1; t = t.dropFirst() } else if t.first == "+" { t = t.dropFirst() }
+            let parts = t.split(separator: ":").compactMap { Int($0) }
+            guard !parts.isEmpty else { return nil }
+            let seconds = parts[0] * 3600 + (parts.count > 1 ? parts[1] * 60 : 0) + (parts.count > 2 ? parts[2] : 0)
+            return -sign * seconds
+        }
+        guard let stdName = name(), let stdOffset = offset() else { return nil }
+        var daylight: (String, Int)?
+        if !rest.isEmpty, rest.first != ",", let dstName = name() {
+            daylight = (dstName, rest.first == "," || rest.isEmpty ? stdOffset + 3600 : (offset() ?? stdOffset + 3600))
+        }
+        return TZRule(standard: (stdName, stdOffset), daylight: daylight)
+    }
+
+    private final class Cache: @unchecked Sendable {
+        private let lock = NSLock()
+        private var rules: [String: TZRule] = [:]
+        func get(_ id: String) -> TZRule? { lock.withLock { rules[id] } }
+        func set(_ id: String, _ rule: TZRule) { lock.withLock { rules[id] = rule } }
     }
 }

@@ -57,7 +57,7 @@ struct JobQueue: Sendable {
             rows = try await insert.onConflict(with: ["key"]) {
                 $0.set(excludedValueOf: "payload").set(excludedValueOf: "run_at").set(excludedValueOf: "updated_at")
                     .set("status", to: Job.Status.queued).set("attempts", to: 0).set("last_error", to: SQLLiteral.null)
-                    .where(SQLColumn("status", table: Job.schema), .in, SQLList([SQLBind(Job.Status.done), SQLBind(Job.Status.dead)]))
+                    .where(SQLColumn("status", table: Job.schema), .in, SQLGroupExpression(SQLList([SQLBind(Job.Status.done), SQLBind(Job.Status.dead)])))
             }.returning("id").all(decoding: JobIDRow.self)
         }
         if !rows.isEmpty { wake() }

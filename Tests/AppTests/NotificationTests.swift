@@ -1,0 +1,329 @@
+import Fluent
+import Foundation
+import Mailer
+import SQLKit
+import Testing
+import VaporTesting
+@testable import App
+
+/// Records what would have been sent; scripted failures by local part:
+/// `flaky…` fails transiently twice, `bounce…` fails permanently, `down…` always transiently.
+actor RecordingTransport: MailTransport {
+    private(set) var sent: [MailMessage] = []
+    private var failures: [String: Int] = [:]
+
+    nonisolated func send(_ message: MailMessage, recipientID: String, deliveryID: Int64, on db: any Database) async -> SMTPOutcome {
+        await record(message)
+    }
+
+    private func record(_ message: MailMessage) -> SMTPOutcome {
+        let address = message.to.first?.address ?? ""
+        if address.hasPrefix("bounce") { return .permanent(reason: "550 5.1.1 no such user") }
+        if address.hasPrefix("down") { return .transient(reason: "451 try later") }
+        if address.hasPrefix("flaky") {
+            failures[address, default: 0] += 1
+            if failures[address]! <= 2 { return .transient(reason: "451 try later") }
+        }
+        sent.append(message)
+        return .accepted(reply: "250 ok")
+    }
+
+    nonisolated func shutdown() async {}
+    func messages(to address: String) -> [MailMessage] { sent.filter { $0.to.first?.address == address } }
+}
+
+extension TestApp {
+    func deliveries(_ stream: String) async throws -> [Delivery] {
+        try await Delivery.query(on: app.db).filter(\.$streamID == stream).all()
+    }
+
+    /// Runs the worker until nothing is due, moving the clock past retry delays.
+    func drainWorker(advancing: TimeInterval = 0) async throws {
+        for _ in 0..<20 {
+            try await app.deps.worker.drain()
+            guard advancing > 0 else { return }
+            setNow(app.deps.clock.now().addingTimeInterval(advancing))
+        }
+    }
+}
+
+@Suite struct NotificationPipelineTests {
+    /// creator + m1 (follows), m2 (subscribes), both (follows and subscribes), gone (inactive follower),
+    /// lapsed (cancelled subscription), stranger.
+    static func seedAudience(_ t: TestApp) async throws {
+        try await t.importUsers([
+            TestApp.user("creator", role: "creator", timezone: "America/New_York"),
+            ["id": "m1", "name": "Zoë Ångström 🏋️", "email": "m1@example.com", "timezone": "Asia/Kathmandu"],
+            ["id": "m2", "name": "Raj", "email": "m2@example.com", "timezone": "Asia/Kolkata"],
+            ["id": "both", "name": "Bo", "email": "both@example.com", "timezone": NSNull()],
+            TestApp.user("gone", active: false), TestApp.user("lapsed"), TestApp.user("stranger"),
+        ], follows: [
+            ["followerId": "m1", "followedId": "creator"], ["followerId": "both", "followedId": "creator"],
+            ["followerId": "gone", "followedId": "creator"],
+        ], subscriptions: [
+            ["memberId": "m2", "creatorId": "creator", "status": "active"], ["memberId": "both", "creatorId": "creator", "status": "active"],
+            ["memberId": "lapsed", "creatorId": "creator", "status": "cancelled"],
+        ])
+    }
+
+    @Test func goingLiveEmailsEveryEligibleMemberOnce() async throws {
+        let transport = RecordingTransport()
+        try await TestApp.run(mailTransport: transport) { t in
+            try await Self.seedAudience(t)
+            let stream = try await t.createStream(scheduled: false)
+            try await t.drainWorker()
+            let sent = await transport.sent
+            #expect(Set(sent.compactMap { $0.to.first?.address }) == ["m1@example.com", "m2@example.com", "both@example.com"])
+            #expect(sent.count == 3)
+            let m1 = try #require(await transport.messages(to: "m1@example.com").first)
+            #expect(m1.subject == "🔴 Name creator is LIVE NOW!")
+            #expect(m1.to.first?.name == "Zoë Ångström 🏋️")
+            let lines = m1.text.components(separatedBy: "\n")
+            #expect(lines.contains("Hi Zoë Ångström 🏋️,"))
+            #expect(lines.contains("Name creator just started a live stream!"))
+            #expect(lines.contains("📺 Title: Morning HIIT"))
+            #expect(!lines.contains { $0.hasPrefix("🏋️ Workout Type") }) // no workout type → no line
+            #expect(lines.contains("Join now: \(TestCredentials.frontend)/live/\(stream)"))
+            #expect(lines.contains("Don't miss out!"))
+            #expect(m1.html?.contains("Zoë Ångström 🏋️") == true)
+            #expect(try await t.deliveries(stream).allSatisfy { $0.status == Delivery.Status.sent && $0.sentAt != nil && $0.lastReply == "250 ok" })
+
+            // Going live again after a drop does not re-blast; notify says nobody new.
+            let owner = try await t.token("creator")
+            try await t.send(.PATCH, "api/creator/streams/\(stream)/status", bearer: owner, json: ["isLive": false])
+            try await t.send(.PATCH, "api/creator/streams/\(stream)/status", bearer: owner, json: ["isLive": true])
+            let again = try await t.send(.POST, "api/creator/streams/\(stream)/notify", bearer: owner, json: ["type": "live_now"])
+            #expect(again.status == .ok && again.json["emailsSent"] as? Int == 0)
+            try await t.drainWorker()
+            #expect(await transport.sent.count == 3)
+        }
+    }
+
+    @Test func scheduledEmailShowsBothZones() async throws {
+        let transport = RecordingTransport()
+        // 2026-03-08T07:30:00Z: 3:30 AM EDT, hours after the US DST switch.
+        let start = Date(timeIntervalSince1970: 1_772_955_000)
+        try await TestApp.run(mailTransport: transport) { t in
+            try await Self.seedAudience(t)
+            let r = try await t.send(.POST, "api/creator/streams/create", bearer: try await t.token("creator"), json: [
+                "creatorId": "creator", "title": "Leg <day>", "workoutType": "Strength", "isScheduled": true, "startTime": ISO8601.string(start),
+            ])
+            #expect(r.status == .created)
+            try await t.drainWorker()
+            let m1 = try #require(await transport.messages(to: "m1@example.com").first)
+            #expect(m1.subject == "📅 Name creator scheduled a live stream")
+            let lines = m1.text.components(separatedBy: "\n")
+            #expect(lines.contains("🕐 Start Time: March 8, 2026 at 3:30 AM EDT"))
+            #expect(lines.contains("⏰ In your timezone (Asia/Kathmandu): March 8, 2026 at 1:15 PM GMT+5:45"))
+            #expect(lines.contains("🏋️ Workout Type: Strength"))
+            #expect(m1.html?.contains("Leg &lt;day&gt;") == true)
+            #expect(m1.html?.contains("Leg <day>") == false)
+            // No zone of their own: the creator's, and the line names it.
+            let both = try #require(await transport.messages(to: "both@example.com").first)
+            #expect(both.text.contains("⏰ In your timezone (America/New_York): March 8, 2026 at 3:30 AM EDT"))
+            let m2 = try #require(await transport.messages(to: "m2@example.com").first)
+            #expect(m2.text.contains("⏰ In your timezone (Asia/Kolkata): March 8, 2026 at 1:00 PM IST"))
+        }
+    }
+
+    @Test func notifyCountsQueuesOnceAndReportsStatuses() async throws {
+        let transport = RecordingTransport()
+        try await TestApp.run(streamEvents: LoggingStreamEvents(logger: .init(label: "test")), mailTransport: transport) { t in
+            try await Self.seedAudience(t)
+            let stream = try await t.createStream()
+            let owner = try await t.token("creator")
+            let first = try await t.send(.POST, "api/creator/streams/\(stream)/notify", bearer: owner, json: ["type": "reminder", "streamId": stream])
+            #expect(first.status == .ok && first.json["success"] as? Bool == true && first.json["emailsSent"] as? Int == 3, "\(first.raw)")
+            // Before the fan-out has even run, a second call queues nobody twice.
+            let second = try await t.send(.POST, "api/creator/streams/\(stream)/notify", bearer: owner, json: ["type": "reminder"])
+            #expect(second.json["emailsSent"] as? Int == 0)
+            try await t.drainWorker()
+            let third = try await t.send(.POST, "api/creator/streams/\(stream)/notify", bearer: owner, json: ["type": "reminder"])
+            #expect(third.json["emailsSent"] as? Int == 0)
+            try await t.drainWorker()
+            #expect(await transport.sent.count == 3)
+            // A new follower is picked up by the next notify.
+            try await t.importUsers([TestApp.user("newbie")], follows: [["followerId": "newbie", "followedId": "creator"]])
+            let fourth = try await t.send(.POST, "api/creator/streams/\(stream)/notify", bearer: owner, json: ["type": "reminder"])
+            #expect(fourth.json["emailsSent"] as? Int == 1)
+            try await t.drainWorker()
+            #expect(await transport.sent.count == 4)
+
+            let counts = try await t.send(.GET, "api/creator/streams/\(stream)/notifications", bearer: owner)
+            let byKind = try #require(counts.json["notifications"] as? [String: [String: Int]])
+            #expect(byKind["reminder"]?["sent"] == 4)
+            #expect(byKind["live_now"] == ["queued": 0, "sending": 0, "sent": 0, "failed": 0, "skipped": 0])
+        }
+    }
+
+    @Test func notifyValidationAndAuthorization() async throws {
+        try await TestApp.run { t in
+            try await Self.seedAudience(t)
+            try await t.importUsers([TestApp.user("creator2", role: "creator")])
+            let stream = try await t.createStream()
+            let owner = try await t.token("creator")
+            #expect(try await t.send(.POST, "api/creator/streams/\(stream)/notify", bearer: try await t.token("creator2"), json: ["type": "reminder"]).status == .forbidden)
+            #expect(try await t.send(.POST, "api/creator/streams/\(stream)/notify", bearer: try await t.token("m1"), json: ["type": "reminder"]).status == .forbidden)
+            #expect(try await t.send(.POST, "api/creator/streams/\(stream)/notify", json: ["type": "reminder"]).status == .unauthorized)
+            #expect(try await t.send(.POST, "api/creator/streams/\(stream)/notify", bearer: owner, json: ["type": "spam"]).status == .badRequest)
+            #expect(try await t.send(.POST, "api/creator/streams/\(stream)/notify", bearer: owner, json: ["type": "live_now"]).errorCode == "stream_not_live")
+            #expect(try await t.send(.GET, "api/creator/streams/\(stream)/notifications", bearer: try await t.token("creator2")).status == .forbidden)
+            try await t.send(.POST, "api/creator/streams/\(stream)/stop", bearer: owner)
+            #expect(try await t.send(.POST, "api/creator/streams/\(stream)/notify", bearer: owner, json: ["type": "reminder"]).status == .conflict)
+        }
+    }
+
+    @Test func retriesTransientFailuresAndRecordsPermanentOnes() async throws {
+        let transport = RecordingTransport()
+        try await TestApp.run(mailTransport: transport) { t in
+            try await t.importUsers([
+                TestApp.user("creator", role: "creator"),
+                ["id": "flaky", "name": "F", "email": "flaky@example.com"], ["id": "bounce", "name": "B", "email": "bounce@example.com"],
+                ["id": "down", "name": "D", "email": "down@example.com"], ["id": "fine", "name": "OK", "email": "fine@example.com"],
+            ], follows: ["flaky", "bounce", "down", "fine"].map { ["followerId": $0, "followedId": "creator"] })
+            let stream = try await t.createStream(scheduled: false)
+            try await t.drainWorker(advancing: 3600) // retry delays are 0.05 s·2^n here; jump well past them
+            let rows = Dictionary(uniqueKeysWithValues: try await t.deliveries(stream).map { ($0.recipientID, $0) })
+            #expect(rows["fine"]?.status == Delivery.Status.sent && rows["fine"]?.attempts == 1)
+            #expect(rows["flaky"]?.status == Delivery.Status.sent && rows["flaky"]?.attempts == 3)
+            #expect(rows["bounce"]?.status == Delivery.Status.failed && rows["bounce"]?.attempts == 1)
+            #expect(rows["bounce"]?.lastReply?.contains("550") == true)
+            #expect(rows["down"]?.status == Delivery.Status.failed && rows["down"]?.attempts == 8)
+            #expect(await transport.messages(to: "flaky@example.com").count == 1)
+        }
+    }
+
+    @Test func backoffGrowsWithJitter() {
+        let b = Backoff(base: 30)
+        #expect(b.delay(afterAttempt: 1, jitter: 1) == 30)
+        #expect(b.delay(afterAttempt: 4, jitter: 1) == 240)
+        #expect(b.delay(afterAttempt: 30, jitter: 1) == 3600)
+        #expect(b.delay(afterAttempt: 2, jitter: 0.5) == 30)
+    }
+
+    @Test func unfollowingBeforeTheSendSkipsTheMember() async throws {
+        let transport = RecordingTransport()
+        try await TestApp.run(mailTransport: transport) { t in
+            try await Self.seedAudience(t)
+            let stream = try await t.createStream(scheduled: false)
+            // Run only the fan-out job: deliveries exist, nothing sent yet.
+            let job = try #require(try await Job.query(on: t.app.db).first())
+            try await FanOut.run(job, db: t.app.db, now: { t.app.deps.clock.now() })
+            try await t.send(.DELETE, "api/admin/follows", bearer: t.admin, json: ["followerId": "m1", "followedId": "creator"])
+            try await t.drainWorker()
+            let rows = Dictionary(uniqueKeysWithValues: try await t.deliveries(stream).map { ($0.recipientID, $0) })
+            #expect(rows["m1"]?.status == Delivery.Status.skipped)
+            #expect(await transport.messages(to: "m1@example.com").isEmpty)
+            #expect(await transport.sent.count == 2)
+        }
+    }
+
+    @Test func expiredLeasesAreReclaimed() async throws {
+        let transport = RecordingTransport()
+        try await TestApp.run(mailTransport: transport) { t in
+            try await Self.seedAudience(t)
+            let stream = try await t.createStream(scheduled: false)
+            let job = try #require(try await Job.query(on: t.app.db).first())
+            try await FanOut.run(job, db: t.app.db, now: { t.app.deps.clock.now() })
+            // A worker that died mid-send: rows stuck in `sending` under its lease.
+            let sql = t.app.db as! any SQLDatabase
+            try await sql.update(Delivery.schema).set("status", to: SQLBind("sending")).set("locked_by", to: SQLBind("dead-worker"))
+                .set("locked_until", to: SQLBind(t.start.addingTimeInterval(60))).run()
+            try await t.app.deps.worker.drain()
+            #expect(await transport.sent.isEmpty) // lease still valid
+            t.setNow(t.start.addingTimeInterval(61))
+            try await t.drainWorker()
+            #expect(await transport.sent.count == 3)
+            #expect(try await t.deliveries(stream).allSatisfy { $0.status == Delivery.Status.sent })
+        }
+    }
+
+    @Test func withoutARelayDeliveriesWait() async throws {
+        try await TestApp.run(adjust: { $0.mail.transport = .disabled }) { t in
+            try await Self.seedAudience(t)
+            let stream = try await t.createStream(scheduled: false)
+            try await t.drainWorker()
+            let rows = try await t.deliveries(stream)
+            #expect(rows.count == 3 && rows.allSatisfy { $0.status == Delivery.Status.queued })
+            let ready = try await t.send(.GET, "ready")
+            #expect(ready.status == .ok && ready.json["email"] as? String == "disabled")
+            #expect((ready.json["warnings"] as? [String])?.isEmpty == false)
+        }
+    }
+}
+
+@Suite struct TimeFormattingTests {
+    @Test(arguments: [
+        (1_772_955_000, "America/New_York", "March 8, 2026 at 3:30 AM EDT"),
+        (1_772_951_400, "America/New_York", "March 8, 2026 at 1:30 AM EST"),
+        (1_772_955_000, "Asia/Kolkata", "March 8, 2026 at 1:00 PM IST"),
+        (1_772_955_000, "Asia/Kathmandu", "March 8, 2026 at 1:15 PM GMT+5:45"),
+        (1_772_955_000, "Europe/London", "March 8, 2026 at 7:30 AM GMT"),
+        (1_782_000_000, "Europe/London", "June 21, 2026 at 1:00 AM BST"),
+        (1_772_955_000, "Australia/Sydney", "March 8, 2026 at 6:30 PM AEDT"),
+        (1_772_955_000, "UTC", "March 8, 2026 at 7:30 AM UTC"),
+        (1_772_955_000, "America/St_Johns", "March 8, 2026 at 5:00 AM NDT"),
+        (1_772_940_000, "America/St_Johns", "March 7, 2026 at 11:50 PM NST"),
+        (1_772_955_000, "Europe/Dublin", "March 8, 2026 at 7:30 AM GMT"),
+        (1_782_000_000, "Europe/Dublin", "June 21, 2026 at 1:00 AM IST"),
+    ] as [(Int, String, String)])
+    func formats(epoch: Int, zone: String, expected: String) {
+        #expect(TimeFormatting.format(Date(timeIntervalSince1970: TimeInterval(epoch)), zoneID: zone) == expected)
+    }
+
+    @Test func lordHoweHalfHourDST() {
+        // +11:00 in (southern) summer, +10:30 in winter: offset labels, right either way.
+        let summer = TimeFormatting.format(Date(timeIntervalSince1970: 1_772_955_000), zoneID: "Australia/Lord_Howe")
+        let winter = TimeFormatting.format(Date(timeIntervalSince1970: 1_782_000_000), zoneID: "Australia/Lord_Howe")
+        #expect(summer.hasPrefix("March 8, 2026 at 6:30 PM "))
+        #expect(winter.hasPrefix("June 21, 2026 at 10:30 AM "))
+    }
+}
+
+/// Cross-check against Python's zoneinfo over many zones and dates around DST changes.
+@Suite(.enabled(if: ProcessInfo.processInfo.environment["AGORA_ORACLE_PYTHON"] != nil, "needs the Python venv (scripts/test)"))
+struct TimeFormattingOracleTests {
+    @Test func matchesZoneinfo() throws {
+        let zones = ["America/New_York", "America/Los_Angeles", "America/Chicago", "America/Denver", "America/Phoenix", "America/St_Johns",
+                     "America/Sao_Paulo", "America/Mexico_City", "America/Halifax", "Europe/London", "Europe/Dublin", "Europe/Paris",
+                     "Europe/Berlin", "Europe/Moscow", "Europe/Istanbul", "Africa/Lagos", "Africa/Johannesburg", "Africa/Abidjan",
+                     "Asia/Kolkata", "Asia/Kathmandu", "Asia/Tokyo", "Asia/Shanghai", "Asia/Dubai", "Asia/Singapore", "Asia/Jerusalem",
+                     "Asia/Tehran", "Australia/Sydney", "Australia/Adelaide", "Australia/Lord_Howe", "Australia/Perth",
+                     "Pacific/Auckland", "Pacific/Chatham", "Pacific/Honolulu", "UTC"]
+        // Around 2026's DST switches (US Mar 8 / Nov 1, EU Mar 29 / Oct 25, AU Apr 5 / Oct 4) plus a spread.
+        var epochs: [Int] = [1_772_940_000, 1_772_958_000, 1_774_746_000, 1_774_760_000, 1_775_350_000, 1_775_370_000,
+                             1_791_050_000, 1_791_070_000, 1_792_880_000, 1_792_900_000, 1_793_500_000, 1_793_530_000]
+        epochs += (0..<12).map { 1_767_225_600 + $0 * 2_629_800 + 1_234 }
+        let python = ProcessInfo.processInfo.environment["AGORA_ORACLE_PYTHON"]!
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("scripts/oracles/zone_format.py").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = [script]
+        let input = Pipe(), output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        var cases: [(Int, String)] = []
+        for zone in zones { for epoch in epochs { cases.append((epoch, zone)) } }
+        input.fileHandleForWriting.write(Data(cases.map { "{\"epoch\": \($0.0), \"zone\": \"\($0.1)\"}\n" }.joined().utf8))
+        try input.fileHandleForWriting.close()
+        let lines = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
+        process.waitUntilExit()
+        #expect(lines.count == cases.count)
+        for ((epoch, zone), line) in zip(cases, lines) {
+            let expected = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            let ours = TimeFormatting.format(Date(timeIntervalSince1970: TimeInterval(epoch)), zoneID: zone)
+            let local = expected["local"] as! String, tzname = expected["tzname"] as! String, offset = expected["offset"] as! Int
+            #expect(ours.hasPrefix(local + " "), "\(zone) @ \(epoch): \(ours) vs \(local)")
+            let label = String(ours.dropFirst(local.count + 1))
+            if tzname.allSatisfy(\.isLetter) {
+                #expect(label == tzname, "\(zone) @ \(epoch): \(label) vs \(tzname)")
+            } else {
+                let h = abs(offset) / 3600, m = abs(offset) % 3600 / 60
+                let sign = offset < 0 ? "-" : "+"
+                #expect(label == (offset == 0 ? "GMT" : m == 0 ? "GMT\(sign)\(h)" : String(format: "GMT%@%d:%02d", sign, h, m)), "\(zone) @ \(epoch): \(label) vs \(tzname)")
+            }
+        }
+    }
+}
