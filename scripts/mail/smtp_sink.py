@@ -151,6 +151,9 @@ async def main():
     if a.implicit_tls_port:
         servers.append(await loop.create_server(factory(True), a.host, a.implicit_tls_port, ssl=ctx))
     stop = asyncio.Event()
+    # A parent may have blocked these (Swift's Process on Linux spawns children with the
+    # parent's signal mask); unblock them so SIGTERM really stops the sink.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     print("READY", flush=True)

@@ -1,5 +1,6 @@
 import Fluent
 import FluentPostgresDriver
+import SQLKit
 import Vapor
 
 /// `serve` applies pending migrations at start. On PostgreSQL an advisory lock, held on a
@@ -10,6 +11,11 @@ enum MigrateWithLock {
 
     static func run(_ app: Application) async throws {
         guard case .postgres(let url) = app.deps.config.database else {
+            if case .sqliteFile = app.deps.config.database {
+                // WAL: a worker process and a one-shot command can share the file without
+                // readers blocking the writer (the setting persists in the file).
+                _ = try await (app.db as! any SQLDatabase).raw("PRAGMA journal_mode=WAL").all()
+            }
             try await app.autoMigrate()
             return
         }

@@ -4,37 +4,39 @@ import Foundation
 final class WakeSignal: @unchecked Sendable {
     private let lock = NSLock()
     private var pending = false
-    private var waiter: CheckedContinuation<Void, Never>?
+    private var waiters: [UUID: CheckedContinuation<Void, Never>] = [:]
 
     func wake() {
-        let c: CheckedContinuation<Void, Never>? = lock.withLock {
-            if let w = waiter { waiter = nil; return w }
-            pending = true
-            return nil
+        let woken: [CheckedContinuation<Void, Never>] = lock.withLock {
+            if waiters.isEmpty { pending = true; return [] }
+            defer { waiters.removeAll() }
+            return Array(waiters.values)
         }
-        c?.resume()
+        woken.forEach { $0.resume() }
     }
 
-    /// Returns when woken or after `timeout`, whichever comes first.
+    /// Returns when woken, after `timeout`, or when the task is cancelled — whichever comes first.
     func wait(timeout: Duration) async {
-        if lock.withLock({ let p = pending; pending = false; return p }) { return }
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { [self] in
-                try? await Task.sleep(for: timeout)
-                if !Task.isCancelled { wake() }
-            }
-            group.addTask { [self] in
-                await withCheckedContinuation { c in
-                    let resumeNow: Bool = lock.withLock {
-                        if pending { pending = false; return true }
-                        waiter = c
-                        return false
-                    }
-                    if resumeNow { c.resume() }
+        let token = UUID()
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let resumeNow: Bool = lock.withLock {
+                    if pending || Task.isCancelled { pending = false; return true }
+                    waiters[token] = c
+                    return false
+                }
+                if resumeNow { c.resume(); return }
+                Task { [weak self] in
+                    try? await Task.sleep(for: timeout)
+                    self?.resume(token)
                 }
             }
-            await group.next()
-            group.cancelAll()
+        } onCancel: {
+            resume(token)
         }
+    }
+
+    private func resume(_ token: UUID) {
+        lock.withLock { waiters.removeValue(forKey: token) }?.resume()
     }
 }

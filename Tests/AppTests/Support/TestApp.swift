@@ -30,13 +30,16 @@ struct TestApp {
         randomUID: (@Sendable () -> UInt32)? = nil,
         streamEvents: (any StreamEvents)? = nil,
         mailTransport: (any MailTransport)? = nil,
+        realClock: Bool = false,
+        fileDatabase: Bool = false,
         adjust: (inout AppConfig) -> Void = { _ in },
         _ body: (TestApp) async throws -> Void
     ) async throws {
-        let (clock, setNow) = AppClock.manual(start)
+        let (manual, setNow) = AppClock.manual(start)
+        let clock = realClock ? AppClock.system : manual
         var overrides = Overrides(clock: clock, streamEvents: streamEvents, mailTransport: mailTransport)
         if let randomUID { overrides.randomUID = randomUID }
-        let scratch = try await ScratchDatabase.make()
+        let scratch = try await ScratchDatabase.make(file: fileDatabase)
         var config = AppConfig(
             database: scratch.choice,
             jwt: .init(secret: TestCredentials.jwtSecret, issuer: nil, audience: nil),
@@ -135,8 +138,15 @@ struct ScratchDatabase {
     let choice: AppConfig.DatabaseChoice
     let drop: @Sendable () async throws -> Void
 
-    static func make() async throws -> ScratchDatabase {
-        guard let base = TestApp.postgresURL else { return ScratchDatabase(choice: .sqliteMemory, drop: {}) }
+    /// `file`: a SQLite file (not memory) so another process can open it too.
+    static func make(file: Bool = false) async throws -> ScratchDatabase {
+        guard let base = TestApp.postgresURL else {
+            guard file else { return ScratchDatabase(choice: .sqliteMemory, drop: {}) }
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("scratch-\(UUID().uuidString).sqlite").path
+            return ScratchDatabase(choice: .sqliteFile(path)) {
+                for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+            }
+        }
         let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
         try await admin(base, "CREATE DATABASE \(name)")
         var components = URLComponents(string: base)!

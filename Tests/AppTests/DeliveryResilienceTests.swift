@@ -1,0 +1,167 @@
+import Fluent
+import Foundation
+import Mailer
+import SQLKit
+import Testing
+import VaporTesting
+@testable import App
+
+/// Crash and outage behaviour, with real processes: the App binary (`App worker`) killed with
+/// SIGKILL mid fan-out, and an SMTP sink that goes away for 30 s.
+@Suite(.enabled(if: MailPeers.available && ProcessInfo.processInfo.environment["APP_BINARY"] != nil,
+                "needs APP_BINARY and the SMTP peers (scripts/test provides both)"))
+struct DeliveryResilienceTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    static func seed(_ t: TestApp, members: Int, run: String) async throws -> String {
+        var users: [[String: Any]] = [TestApp.user("creator", role: "creator", timezone: "Europe/Paris")]
+        users += (0..<members).map { ["id": "u\($0)", "name": "Member \($0)", "email": "c\($0)-\(run)@example.com", "timezone": "Asia/Tokyo"] }
+        try await t.importUsers(users, follows: (0..<members).map { ["followerId": "u\($0)", "followedId": "creator"] })
+        return try await t.createStream(scheduled: false)
+    }
+
+    static func counts(_ t: TestApp, _ stream: String) async throws -> [String: Int] {
+        struct Row: Decodable { let status: String; let n: Int }
+        let rows = try await (t.app.db as! any SQLDatabase)
+            .raw("SELECT status, COUNT(*) AS n FROM deliveries WHERE stream_id = \(bind: stream) GROUP BY status").all(decoding: Row.self)
+        return Dictionary(uniqueKeysWithValues: rows.map { ($0.status, $0.n) })
+    }
+
+    /// `App worker` against the test's database and the sink, as a real separate process.
+    static func startWorker(_ config: AppConfig) throws -> Process {
+        let env = MailPeers.env
+        var vars: [String: String] = [
+            "JWT_SECRET": TestCredentials.jwtSecret, "AGORA_APP_ID": TestCredentials.agoraAppId,
+            "AGORA_APP_CERTIFICATE": TestCredentials.agoraCert, "EMAIL_TRANSPORT": "smtp", "SMTP_HOST": "localhost",
+            "SMTP_PORT": env["SMTP_SINK_PORT"]!, "SMTP_SECURITY": "starttls", "SMTP_USERNAME": env["SMTP_SINK_USER"]!,
+            "SMTP_PASSWORD": env["SMTP_SINK_PASSWORD"]!, "SMTP_CA_FILE": env["SMTP_TEST_CA_FILE"]!,
+            "EMAIL_FROM": "Fit Live <live@fit.example.com>", "FRONTEND_URL": TestCredentials.frontend, "LOG_LEVEL": "warning",
+            "PATH": env["PATH"] ?? "/usr/bin:/bin",
+        ]
+        switch config.database {
+        case .postgres(let url): vars["DATABASE_URL"] = url
+        case .sqliteFile(let path): vars["SQLITE_PATH"] = path
+        case .sqliteMemory: throw CancellationError()
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: env["APP_BINARY"]!)
+        p.arguments = ["worker", "--env", "production"]
+        p.environment = vars
+        p.currentDirectoryURL = root
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        return p
+    }
+
+    /// Polls instead of Process.waitUntilExit(), which spins a CPU on Linux.
+    static func exited(_ p: Process) async {
+        while p.isRunning { try? await Task.sleep(for: .milliseconds(50)) }
+    }
+
+    static func waitUntil(timeout: TimeInterval, _ condition: () async throws -> Bool) async throws -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if try await condition() { return true }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        return false
+    }
+
+    @Test func killDashNineMidFanOutLosesNothingAndDuplicatesAtMostWhatWasInFlight() async throws {
+        let run = UUID().uuidString.prefix(8).lowercased()
+        let members = 10_000
+        try await TestApp.run(realClock: true, fileDatabase: true) { t in
+            let stream = try await Self.seed(t, members: members, run: run)
+            let first = try Self.startWorker(t.app.deps.config)
+            let midway = try await Self.waitUntil(timeout: 120) { (try await Self.counts(t, stream)["sent"] ?? 0) >= 1_500 }
+            #expect(midway, "the first worker never got going")
+            kill(first.processIdentifier, SIGKILL)
+            await Self.exited(first)
+            let atKill = try await Self.counts(t, stream)
+            #expect((atKill["sent"] ?? 0) < members, "killed too late to prove anything: \(atKill)")
+
+            let second = try Self.startWorker(t.app.deps.config)
+            let finished = try await Self.waitUntil(timeout: 300) { (try await Self.counts(t, stream)["sent"] ?? 0) == members }
+            second.terminate()
+            await Self.exited(second)
+            #expect(second.terminationReason == .exit && second.terminationStatus == 0, "worker did not stop cleanly on SIGTERM")
+            let final = try await Self.counts(t, stream)
+            #expect(finished, "not all sent: \(final)")
+            #expect(final == ["sent": members])
+        }
+        let stored = MailPeers.sinkMessages(containing: "-\(run)@")
+        #expect(stored.count == members)
+        let duplicates = stored.values.reduce(0) { $0 + $1.count - 1 }
+        #expect(duplicates <= 64, "\(duplicates) duplicates")
+        print("crash test: \(duplicates) duplicate(s) after SIGKILL")
+    }
+
+    @Test func sinkDownForThirtySecondsOnlyDelaysMail() async throws {
+        let run = UUID().uuidString.prefix(8).lowercased()
+        let sink = try DedicatedSink()
+        defer { sink.stop() }
+        try sink.start()
+        var config = MailPeers.sinkConfiguration(port: sink.port)
+        config.timeouts = .init(connect: 1, reply: 5, dataEnd: 5)
+        let client = try SMTPClient(configuration: config, maxConnections: 4)
+        try await TestApp.run(mailTransport: SMTPTransport(client: client), realClock: true, adjust: { $0.mail.retryBaseSeconds = 1 }) { t in
+            let stream = try await Self.seed(t, members: 400, run: run)
+            let worker = Task { await t.app.deps.worker.run() }
+            defer { worker.cancel() }
+            _ = try await Self.waitUntil(timeout: 60) { (try await Self.counts(t, stream)["sent"] ?? 0) >= 50 }
+            sink.stop()
+            try await Task.sleep(for: .seconds(30))
+            let during = try await Self.counts(t, stream)
+            #expect((during["sent"] ?? 0) < 400, "everything went out before the outage: \(during)")
+            #expect((during["failed"] ?? 0) == 0)
+            try sink.start()
+            let done = try await Self.waitUntil(timeout: 180) { (try await Self.counts(t, stream)["sent"] ?? 0) == 400 }
+            let final = try await Self.counts(t, stream)
+            #expect(done, "\(final)")
+            worker.cancel()
+            await worker.value
+        }
+        await client.shutdown()
+        let stored = MailPeers.sinkMessages(containing: "-\(run)@", in: sink.maildir)
+        #expect(stored.count == 400)
+        #expect(stored.values.reduce(0) { $0 + $1.count - 1 } <= 64)
+    }
+}
+
+/// A private instance of the strict sink (scripts/mail/smtp_sink.py) that a test can stop and restart.
+final class DedicatedSink: @unchecked Sendable {
+    let port: Int
+    let maildir: String
+    private var process: Process?
+
+    init() throws {
+        port = Int.random(in: 40_000...49_000)
+        maildir = FileManager.default.temporaryDirectory.appendingPathComponent("sink-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: maildir, withIntermediateDirectories: true)
+    }
+
+    func start() throws {
+        let env = MailPeers.env
+        let certs = URL(fileURLWithPath: env["SMTP_TEST_CA_FILE"]!).deletingLastPathComponent().path
+        let python = env["MAIL_PARSE"]!.split(separator: " ").first.map(String.init)!
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = [DeliveryResilienceTests.root.appendingPathComponent("scripts/mail/smtp_sink.py").path,
+                       "--host", "127.0.0.1", "--port", "\(port)", "--cert", certs + "/server.pem", "--key", certs + "/server.key",
+                       "--maildir", maildir, "--user", env["SMTP_SINK_USER"]!, "--password", env["SMTP_SINK_PASSWORD"]!]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        _ = out.fileHandleForReading.availableData // "READY"
+        process = p
+    }
+
+    /// Abruptly, like a crashed relay: connections drop, the port refuses.
+    func stop() {
+        guard let p = process else { return }
+        kill(p.processIdentifier, SIGKILL)
+        for _ in 0..<250 where p.isRunning { usleep(20_000) }
+        process = nil
+    }
+}
