@@ -25,8 +25,9 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
     let jobs = JobQueue(clock: clock, wake: { wake.wake() })
     let transport = try overrides.mailTransport ?? makeTransport(config.mail, clock: clock)
     let templates = try EmailTemplates(directory: overrides.templatesDirectory ?? app.directory.resourcesDirectory + "Templates")
+    let unsubscribe = UnsubscribeTokens(jwtSecret: config.jwt.secret)
     let sender = transport.map {
-        DeliverySender(transport: $0, templates: templates, settings: config.mail, clock: clock, logger: app.logger)
+        DeliverySender(transport: $0, templates: templates, settings: config.mail, clock: clock, logger: app.logger, unsubscribe: unsubscribe)
     }
     let worker = Worker(
         db: app.db, clock: clock, logger: app.logger, sender: sender,
@@ -42,6 +43,7 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
         jobs: jobs,
         wake: wake,
         worker: worker,
+        unsubscribe: unsubscribe,
         mailTransport: transport
     )
     if transport == nil {

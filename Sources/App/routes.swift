@@ -5,10 +5,13 @@ func routes(_ app: Application) throws {
     app.get("ready", use: ReadinessController.ready)
 
     let api = app.grouped("api")
+    try api.register(collection: UnsubscribeController())
+    if app.deps.config.devOutbox { try app.grouped("dev").register(collection: OutboxController()) }
     try api.grouped("admin").grouped(AdminAuthMiddleware()).register(collection: AdminController())
 
     let authed = api.grouped(UserAuthMiddleware())
     try authed.register(collection: StreamController())
     try authed.register(collection: TokenController())
     try authed.register(collection: NotifyController())
+    try authed.register(collection: PreferencesController())
 }

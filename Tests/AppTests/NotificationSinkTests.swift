@@ -51,11 +51,10 @@ struct NotificationSinkTests {
         let parsed = try MailPeers.parse(files)
         #expect(parsed.count == files.count)
         let epoch = Int(start.timeIntervalSince1970)
-        let oracle = try MailPeers.zoneinfo(epoch: epoch, zones: zones.compactMap { $0 })
-        func expected(_ zone: String) -> String {
-            let o = oracle[zone]!
-            return o.local + " " + MailPeers.expectedLabel(tzname: o.tzname, offset: o.offset)
-        }
+        let zoneIDs = zones.compactMap { $0 }
+        let answers = try ZoneOracle.format(zoneIDs.map { (epoch: epoch, zone: $0) })
+        let oracle = Dictionary(uniqueKeysWithValues: zip(zoneIDs, answers))
+        func expected(_ zone: String) -> String { ZoneOracle.expected(oracle[zone]!) }
         for message in parsed {
             let to = (message["to"] as? [[String: Any]])?.first
             let address = to?["address"] as? String ?? ""
@@ -63,7 +62,7 @@ struct NotificationSinkTests {
             #expect(to?["name"] as? String == member.name)
             #expect(message["subject"] as? String == "📅 Name creator scheduled a live stream")
             #expect((message["defects"] as? [Any])?.isEmpty == true, "\(message["defects"] ?? "")")
-            #expect(message["structure"] as? String == "multipart/alternative[text/plain,text/html]")
+            #expect(message["structure"] as? String == "multipart/mixed[multipart/alternative[text/plain,text/html],text/calendar]")
             let parts = message["parts"] as? [[String: Any]] ?? []
             let text = (parts.first?["content"] as? String ?? "").replacingOccurrences(of: "\r\n", with: "\n")
             let lines = text.components(separatedBy: "\n")
@@ -76,5 +75,67 @@ struct NotificationSinkTests {
             let html = parts.dropFirst().first?["content"] as? String ?? ""
             #expect(html.contains("Sunrise &lt;Yoga&gt; &amp; Breath 🧘"))
         }
+    }
+
+    @Test func invitesParseInIcalendarAndOptOutsAreHonoured() async throws {
+        let run = UUID().uuidString.prefix(8).lowercased()
+        let client = try SMTPClient(configuration: MailPeers.sinkConfiguration(), maxConnections: 2)
+        let start = Date(timeIntervalSince1970: 1_792_900_800) // 2026-10-25T04:00:00Z, hours after the EU DST change
+        try await TestApp.run(start: start.addingTimeInterval(-3600), mailTransport: SMTPTransport(client: client)) { t in
+            let members = ["keen", "muted", "noscheduled"]
+            try await t.importUsers([TestApp.user("creator", role: "creator", timezone: "Europe/Berlin")]
+                + members.map { ["id": $0, "name": "Member \($0)", "email": "\($0)-\(run)@example.com", "timezone": "Europe/London"] },
+                follows: members.map { ["followerId": $0, "followedId": "creator"] })
+            try await t.send(.PUT, "api/me/notification-preferences", bearer: try await t.token("muted"), json: ["mutedCreators": ["creator"]])
+            try await t.send(.PUT, "api/me/notification-preferences", bearer: try await t.token("noscheduled"), json: ["scheduled": false])
+            let title = "HIIT, part 2; no excuses \\ 🏋️ " + String(repeating: "ü", count: 40)
+            let r = try await t.send(.POST, "api/creator/streams/create", bearer: try await t.token("creator"), json: [
+                "creatorId": "creator", "title": title, "description": "Bring water,\nand a mat; really.", "isScheduled": true,
+                "startTime": ISO8601.string(start),
+            ])
+            let stream = (r.json["stream"] as? [String: Any])?["id"] as? String ?? ""
+            try await t.drainWorker()
+            let stored = MailPeers.sinkMessages(containing: "-\(run)@")
+            #expect(Set(stored.keys) == ["keen-\(run)@example.com"])
+            let statuses = Dictionary(uniqueKeysWithValues: try await t.deliveries(stream).map { ($0.recipientID, $0.status) })
+            #expect(statuses == ["keen": "sent", "muted": "skipped", "noscheduled": "skipped"])
+
+            let parsed = try #require(try MailPeers.parse(stored.values.compactMap(\.first)).first)
+            let unsubscribe = (parsed["headers"] as? [[String]])?.first { $0[0] == "List-Unsubscribe" }?[1]
+            #expect(unsubscribe?.hasPrefix("<https://api.fit.example.com/api/unsubscribe/") == true)
+            let ics = try #require((parsed["parts"] as? [[String: Any]])?.last?["content"] as? String)
+            let calendar = try Self.icalendar(ics)
+            #expect(calendar["method"] as? String == "PUBLISH")
+            #expect(calendar["crlf_only"] as? Bool == true)
+            #expect((calendar["max_line_octets"] as? Int ?? 99) <= 75)
+            let event = try #require((calendar["events"] as? [[String: Any]])?.first)
+            #expect(event["uid"] as? String == "\(stream)@api.fit.example.com")
+            #expect(event["sequence"] as? Int == 0)
+            #expect(event["dtstart"] as? String == "2026-10-25T04:00:00+00:00")
+            #expect(event["dtend"] as? String == "2026-10-25T05:00:00+00:00")
+            #expect(event["summary"] as? String == "\(title) — Name creator")
+            #expect((event["description"] as? String)?.hasPrefix("Bring water,\nand a mat; really.") == true)
+            #expect(event["url"] as? String == "\(TestCredentials.frontend)/live/\(stream)")
+        }
+        await client.shutdown()
+    }
+
+    /// PyPI `icalendar` reading the invite (scripts/oracles/parse_ics.py).
+    static func icalendar(_ ics: String) throws -> [String: Any] {
+        let python = ProcessInfo.processInfo.environment["AGORA_ORACLE_PYTHON"]!
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("scripts/oracles/parse_ics.py").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = [script]
+        let input = Pipe(), output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        input.fileHandleForWriting.write(Data(ics.utf8))
+        try input.fileHandleForWriting.close()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        while process.isRunning { usleep(10_000) }
+        return try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
     }
 }

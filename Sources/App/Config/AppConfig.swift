@@ -20,6 +20,8 @@ struct AppConfig: Sendable {
     var isDevelopment: Bool
     var mail: MailSettings
     var worker: WorkerSettings
+    /// GET /dev/outbox: development only.
+    var devOutbox: Bool { isDevelopment }
 
     struct MailSettings: Sendable {
         enum Transport: Sendable, Equatable {
@@ -33,6 +35,8 @@ struct AppConfig: Sendable {
         var from: MailAddress
         /// Links in emails point here (`{FRONTEND_URL}/live/{streamId}`).
         var frontendURL: String
+        /// This API's public URL, for unsubscribe links (PUBLIC_BASE_URL, or BACKEND_URL as the original design named it).
+        var publicBaseURL: String
         var retryBaseSeconds: TimeInterval
         var maxAttempts: Int
         var smtpConnections: Int
@@ -153,14 +157,18 @@ struct AppConfig: Sendable {
             problems.append("EMAIL_TRANSPORT must be smtp or outbox")
             transport = .disabled
         }
-        if production, case .smtp = transport, value("EMAIL_FROM") == nil {
-            problems.append("EMAIL_FROM is required when sending mail in production")
+        let publicBase = (value("PUBLIC_BASE_URL") ?? value("BACKEND_URL")).map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+        if production, case .smtp = transport {
+            if value("EMAIL_FROM") == nil { problems.append("EMAIL_FROM is required when sending mail in production") }
+            // Every email carries a one-click unsubscribe link to this API.
+            if publicBase == nil { problems.append("PUBLIC_BASE_URL (or BACKEND_URL) is required when sending mail in production") }
         }
         var retryBase: TimeInterval = 30
         if let raw = value("EMAIL_RETRY_BASE_SECONDS") {
             if let n = Double(raw), n > 0, n <= 3600 { retryBase = n } else { problems.append("EMAIL_RETRY_BASE_SECONDS must be a number of seconds (0–3600]") }
         }
         return MailSettings(transport: transport, from: from, frontendURL: frontend ?? "http://localhost:3000",
+                            publicBaseURL: publicBase ?? "http://localhost:8080",
                             retryBaseSeconds: retryBase, maxAttempts: 8, smtpConnections: 8)
     }
 

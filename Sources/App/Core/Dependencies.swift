@@ -12,6 +12,7 @@ struct Dependencies: Sendable {
     var jobs: JobQueue
     var wake: WakeSignal
     var worker: Worker
+    var unsubscribe: UnsubscribeTokens
     /// nil when no relay is configured (deliveries wait in the queue).
     var mailTransport: (any MailTransport)?
 }

@@ -65,6 +65,9 @@ struct CreateOutbox: AsyncMigration {
             .field("to_address", .string, .required)
             .field("subject", .string, .required)
             .field("raw", .string, .required)
+            .field("text_body", .string, .required)
+            .field("html_body", .string)
+            .field("ics", .string)
             .field("created_at", .datetime, .required)
             .create()
     }

@@ -5,7 +5,7 @@ import SQLKit
 enum Migrations {
     static let all: [any AsyncMigration] = [
         CreateUsers(), CreateFollows(), CreateSubscriptions(), CreateStreams(),
-        CreateJobs(), CreateDeliveries(), CreateOutbox(),
+        CreateJobs(), CreateDeliveries(), CreateOutbox(), CreatePreferences(),
     ]
 }
 

@@ -13,6 +13,7 @@ struct DeliverySender: Sendable {
     let settings: AppConfig.MailSettings
     let clock: AppClock
     let logger: Logger
+    let unsubscribe: UnsubscribeTokens
 
     /// What a delivery needs, in one query: recipient, stream, creator, and whether the recipient
     /// is still eligible (unfollows and cancelled subscriptions take effect on the next email).
@@ -26,10 +27,15 @@ struct DeliverySender: Sendable {
         let recipient_email: String
         let recipient_tz: String?
         let recipient_active: Bool
+        let recipient_uid: Int64
         let still_follows: Int
+        let opted_out: Int
+        let revision: Int
         let title: String
+        let description: String?
         let workout_type: String?
         let start_time: Date
+        let creator_id: String
         let creator_name: String
         let creator_tz: String?
     }
@@ -38,11 +44,16 @@ struct DeliverySender: Sendable {
         guard !ids.isEmpty else { return [] }
         let idList = SQLList(ids.map { SQLBind($0) })
         let query: SQLQueryString = """
-            SELECT d.id, d.kind, d.attempts, d.stream_id, d.recipient_id,
+            SELECT d.id, d.kind, d.attempts, d.stream_id, d.recipient_id, d.revision,
                    u.name AS recipient_name, u.email AS recipient_email, u.timezone AS recipient_tz, u.is_active AS recipient_active,
+                   u.agora_uid AS recipient_uid,
                    (SELECT COUNT(*) FROM follows f WHERE f.follower_id = d.recipient_id AND f.followed_id = s.creator_id)
                    + (SELECT COUNT(*) FROM subscriptions x WHERE x.member_id = d.recipient_id AND x.creator_id = s.creator_id AND x.status = 'active') AS still_follows,
-                   s.title, s.workout_type, s.start_time, c.name AS creator_name, c.timezone AS creator_tz
+                   (SELECT COUNT(*) FROM notification_mutes m WHERE m.member_id = d.recipient_id AND m.creator_id = s.creator_id)
+                   + (SELECT COUNT(*) FROM notification_preferences p WHERE p.user_id = d.recipient_id AND (
+                        (d.kind = 'live_now' AND p.live_now = \(bind: false)) OR (d.kind = 'scheduled' AND p.scheduled = \(bind: false))
+                        OR (d.kind = 'reminder' AND p.reminder = \(bind: false)))) AS opted_out,
+                   s.title, s.description, s.workout_type, s.start_time, s.creator_id, c.name AS creator_name, c.timezone AS creator_tz
             FROM deliveries d
             JOIN users u ON u.id = d.recipient_id
             JOIN streams s ON s.id = d.stream_id
@@ -56,8 +67,9 @@ struct DeliverySender: Sendable {
     func process(_ row: Row, on db: any Database) async {
         let sql = db as! any SQLDatabase
         do {
-            guard row.recipient_active, row.still_follows > 0 else {
-                try await finish(row.id, status: Delivery.Status.skipped, reply: "recipient no longer eligible", on: sql)
+            guard row.recipient_active, row.still_follows > 0, row.opted_out == 0 else {
+                let reason = row.opted_out > 0 ? "recipient opted out" : "recipient no longer eligible"
+                try await finish(row.id, status: Delivery.Status.skipped, reply: reason, on: sql)
                 return
             }
             let message = compose(row)
@@ -96,12 +108,22 @@ struct DeliverySender: Sendable {
     func compose(_ row: Row) -> MailMessage {
         let creatorZone = row.creator_tz ?? "UTC"
         let memberZone = row.recipient_tz ?? creatorZone
+        let streamURL = "\(settings.frontendURL)/live/\(row.stream_id)"
+        let unsubscribeURL = "\(settings.publicBaseURL)/api/unsubscribe/"
+            + unsubscribe.token(member: row.recipient_id, creator: row.creator_id, memberUID: row.recipient_uid)
+        let event = CalendarEvent(
+            uid: "\(row.stream_id)@\(URL(string: settings.publicBaseURL)?.host ?? "localhost")", sequence: row.revision,
+            start: row.start_time, end: row.start_time.addingTimeInterval(3600), summary: "\(row.title) — \(row.creator_name)",
+            description: [row.description, "Join: \(streamURL)"].compactMap { $0 }.joined(separator: "\n\n"), url: streamURL, stamp: clock.now())
+        let isScheduled = row.kind == NotificationKind.scheduled.rawValue
         let values: [String: String?] = [
+            "unsubscribeURL": unsubscribeURL,
+            "googleCalendarURL": isScheduled ? GoogleCalendar.link(event) : nil,
             "memberName": row.recipient_name,
             "creatorName": row.creator_name,
             "title": row.title,
             "workoutType": row.workout_type,
-            "streamURL": "\(settings.frontendURL)/live/\(row.stream_id)",
+            "streamURL": streamURL,
             "startCreatorZone": TimeFormatting.format(row.start_time, zoneID: creatorZone),
             "startMemberZone": TimeFormatting.format(row.start_time, zoneID: memberZone),
             "memberZone": memberZone,
@@ -112,6 +134,23 @@ struct DeliverySender: Sendable {
         return MailMessage(
             from: settings.from, to: [MailAddress(row.recipient_email, name: row.recipient_name)],
             subject: rendered.subject, text: rendered.text, html: rendered.html,
+            calendar: isScheduled ? .init(method: .publish, ics: event.ics(method: .publish), filename: "stream.ics") : nil,
+            headers: MailMessage.Header.listUnsubscribe(unsubscribeURL),
             messageID: "d\(row.id).a\(row.attempts).\(UUID().uuidString.prefix(8).lowercased())@\(domain)", date: clock.now())
+    }
+}
+
+/// "Add to Google Calendar": the event-template URL Google documents for calendar links.
+enum GoogleCalendar {
+    static func link(_ e: CalendarEvent) -> String {
+        var c = URLComponents(string: "https://calendar.google.com/calendar/render")!
+        c.queryItems = [
+            .init(name: "action", value: "TEMPLATE"), .init(name: "text", value: e.summary),
+            .init(name: "dates", value: CalendarEvent.utc(e.start) + "/" + CalendarEvent.utc(e.end)),
+            .init(name: "details", value: e.description), .init(name: "location", value: e.url),
+        ]
+        // URLComponents leaves "+" alone, which Google would read as a space.
+        c.percentEncodedQuery = c.percentEncodedQuery?.replacingOccurrences(of: "+", with: "%2B")
+        return c.string!
     }
 }

@@ -31,17 +31,19 @@ enum FanOut {
         let sql = db as! any SQLDatabase
         var cursor = ""
         while true {
-            let ids = try await Recipients.page(creator: creator, after: cursor, limit: pageSize, on: sql)
-            guard let last = ids.last else { break }
+            let page = try await Recipients.page(creator: creator, kind: p.kind, after: cursor, limit: pageSize, on: sql)
+            guard let last = page.last else { break }
             let t = now()
             var insert = sql.insert(into: Delivery.schema)
                 .columns("stream_id", "kind", "recipient_id", "revision", "status", "run_at", "attempts", "created_at", "updated_at")
-            for id in ids {
-                insert = insert.values(SQLBind(p.streamId), SQLBind(p.kind.rawValue), SQLBind(id), SQLBind(p.revision),
-                                       SQLBind(Delivery.Status.queued), SQLBind(t), SQLBind(0), SQLBind(t), SQLBind(t))
+            for row in page {
+                // Opted-out members get a `skipped` row: visible in the counts, never sent.
+                let status = row.opted_out == 1 ? Delivery.Status.skipped : Delivery.Status.queued
+                insert = insert.values(SQLBind(p.streamId), SQLBind(p.kind.rawValue), SQLBind(row.uid), SQLBind(p.revision),
+                                       SQLBind(status), SQLBind(t), SQLBind(0), SQLBind(t), SQLBind(t))
             }
             try await insert.ignoringConflicts(with: ["stream_id", "kind", "recipient_id", "revision"]).run()
-            cursor = last
+            cursor = last.uid
         }
     }
 }

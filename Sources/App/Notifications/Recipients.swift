@@ -2,8 +2,8 @@ import Foundation
 import SQLKit
 
 /// Who gets a creator's emails: followers ∪ active subscribers, one row per person (UNION
-/// dedupes by user id), active users only, never the creator. Member opt-outs (preferences,
-/// unsubscribes) will filter here, in SQL, so counts and fan-outs agree.
+/// dedupes by user id), active users only, never the creator. Opt-outs (a muted creator or a
+/// switched-off kind) are computed here too, in SQL, so counts, fan-outs and sends agree.
 enum Recipients {
     static func eligible(creator: String) -> SQLQueryString {
         """
@@ -16,21 +16,46 @@ enum Recipients {
         """
     }
 
-    /// Eligible members with no delivery of this kind/revision for the stream yet.
+    /// 1 when `memberColumn`'s member muted the creator or switched `kind` off, else 0.
+    static func optedOut(memberColumn: String, creator: String, kind: NotificationKind) -> SQLQueryString {
+        """
+        (CASE WHEN EXISTS (SELECT 1 FROM notification_mutes m WHERE m.member_id = \(unsafeRaw: memberColumn) AND m.creator_id = \(bind: creator))
+          OR EXISTS (SELECT 1 FROM notification_preferences p WHERE p.user_id = \(unsafeRaw: memberColumn) AND p.\(unsafeRaw: kind.preferenceColumn) = \(bind: false))
+         THEN 1 ELSE 0 END)
+        """
+    }
+
+    /// Eligible, not opted-out members with no delivery of this kind/revision for the stream yet.
     static func countNotYetQueued(creator: String, stream: String, kind: NotificationKind, revision: Int, on sql: any SQLDatabase) async throws -> Int {
         struct Row: Decodable { let n: Int }
         let query: SQLQueryString = """
             SELECT COUNT(*) AS n FROM (\(eligible(creator: creator))) e
-            WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.stream_id = \(bind: stream) AND d.kind = \(bind: kind.rawValue)
+            WHERE \(optedOut(memberColumn: "e.uid", creator: creator, kind: kind)) = 0
+              AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.stream_id = \(bind: stream) AND d.kind = \(bind: kind.rawValue)
                               AND d.revision = \(bind: revision) AND d.recipient_id = e.uid)
             """
         return try await sql.raw(query).first(decoding: Row.self)?.n ?? 0
     }
 
-    /// The next page of eligible ids after `cursor`, in id order (keyset pagination).
-    static func page(creator: String, after cursor: String, limit: Int, on sql: any SQLDatabase) async throws -> [String] {
-        struct Row: Decodable { let uid: String }
-        let query: SQLQueryString = "SELECT e.uid FROM (\(eligible(creator: creator))) e WHERE e.uid > \(bind: cursor) ORDER BY e.uid LIMIT \(literal: limit)"
-        return try await sql.raw(query).all(decoding: Row.self).map(\.uid)
+    struct PageRow: Decodable, Sendable { let uid: String; let opted_out: Int }
+
+    /// The next page of eligible ids after `cursor`, in id order (keyset pagination), opt-outs marked.
+    static func page(creator: String, kind: NotificationKind, after cursor: String, limit: Int, on sql: any SQLDatabase) async throws -> [PageRow] {
+        let query: SQLQueryString = """
+            SELECT e.uid, \(optedOut(memberColumn: "e.uid", creator: creator, kind: kind)) AS opted_out
+            FROM (\(eligible(creator: creator))) e WHERE e.uid > \(bind: cursor) ORDER BY e.uid LIMIT \(literal: limit)
+            """
+        return try await sql.raw(query).all(decoding: PageRow.self)
+    }
+}
+
+extension NotificationKind {
+    /// The notification_preferences column that switches this kind on or off.
+    var preferenceColumn: String {
+        switch self {
+        case .liveNow: "live_now"
+        case .scheduled: "scheduled"
+        case .reminder: "reminder"
+        }
     }
 }

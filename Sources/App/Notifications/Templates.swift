@@ -8,6 +8,7 @@ struct EmailTemplates: Sendable {
     struct Pair: Sendable { let subject: String; let text: String; let html: String }
     private let templates: [String: Pair]
     private let layout: String
+    private let footerText: String
 
     static let kinds = ["live_now", "scheduled", "reminder"]
 
@@ -29,6 +30,7 @@ struct EmailTemplates: Sendable {
         }
         templates = pairs
         layout = try read("layout.html")
+        footerText = try read("footer.txt")
     }
 
     enum TemplateError: Error, CustomStringConvertible {
@@ -40,12 +42,14 @@ struct EmailTemplates: Sendable {
 
     func render(kind: String, values: [String: String?]) -> Rendered? {
         guard let t = templates[kind] else { return nil }
-        let body = Self.fill(t.html, values, escape: true)
+        let subject = Self.fill(t.subject, values, escape: false)
+        var all = values
+        all["subject"] = subject
+        let body = Self.fill(t.html, all, escape: true)
         return Rendered(
-            subject: Self.fill(t.subject, values, escape: false),
-            text: Self.fill(t.text, values, escape: false),
-            html: layout.replacingOccurrences(of: "{{{body}}}", with: body)
-                .replacingOccurrences(of: "{{subject}}", with: HTML.escape(Self.fill(t.subject, values, escape: false)))
+            subject: subject,
+            text: Self.fill(t.text, all, escape: false) + Self.fill(footerText, all, escape: false),
+            html: Self.fill(layout, all, escape: true).replacingOccurrences(of: "<!--BODY-->", with: body)
         )
     }
 

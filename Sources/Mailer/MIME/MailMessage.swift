@@ -7,7 +7,14 @@ public struct MailMessage: Sendable {
     public struct Header: Sendable, Equatable {
         public var name: String
         public var value: String
-        public init(_ name: String, _ value: String) { self.name = name; self.value = value }
+        /// Structured values (List-Unsubscribe's `<url>`) must not become encoded-words or be folded
+        /// inside the URL: they are written on one line (≤ 998 octets), only stripped of line breaks.
+        public var verbatim: Bool
+        public init(_ name: String, _ value: String, verbatim: Bool = false) { self.name = name; self.value = value; self.verbatim = verbatim }
+
+        public static func listUnsubscribe(_ url: String) -> [Header] {
+            [Header("List-Unsubscribe", "<\(url)>", verbatim: true), Header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+        }
     }
 
     public struct Calendar: Sendable, Equatable {
@@ -56,7 +63,12 @@ public struct MailMessage: Sendable {
             "MIME-Version: 1.0",
         ]
         for h in headers where Self.isValidHeaderName(h.name) {
-            head.append(HeaderEncoding.field(h.name, h.value))
+            if h.verbatim {
+                let value = HeaderEncoding.sanitize(h.value)
+                if value.unicodeScalars.allSatisfy(\.isASCII), h.name.count + 2 + value.utf8.count <= 998 { head.append(h.name + ": " + value) }
+            } else {
+                head.append(HeaderEncoding.field(h.name, h.value))
+            }
         }
         let body: Part = {
             let textPart = Part.leaf(contentType: "text/plain; charset=utf-8", encoding: "quoted-printable",

@@ -39,36 +39,4 @@ enum MailPeers {
         process.waitUntilExit()
         return try JSONSerialization.jsonObject(with: data) as? [[String: Any]] ?? []
     }
-
-    /// Python's zoneinfo formatting (scripts/oracles/zone_format.py): zone → (local text, tzname, offset).
-    static func zoneinfo(epoch: Int, zones: [String]) throws -> [String: (local: String, tzname: String, offset: Int)] {
-        let python = env["AGORA_ORACLE_PYTHON"]!
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("scripts/oracles/zone_format.py").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [script]
-        let input = Pipe(), output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        try process.run()
-        input.fileHandleForWriting.write(Data(zones.map { "{\"epoch\": \(epoch), \"zone\": \"\($0)\"}\n" }.joined().utf8))
-        try input.fileHandleForWriting.close()
-        let lines = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
-        process.waitUntilExit()
-        var result: [String: (String, String, Int)] = [:]
-        for (zone, line) in zip(zones, lines) {
-            let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-            result[zone] = (o["local"] as! String, o["tzname"] as! String, o["offset"] as! Int)
-        }
-        return result
-    }
-
-    /// The label our emails must show for a zoneinfo answer.
-    static func expectedLabel(tzname: String, offset: Int) -> String {
-        if tzname.allSatisfy(\.isLetter) { return tzname }
-        if offset == 0 { return "GMT" }
-        let h = abs(offset) / 3600, m = abs(offset) % 3600 / 60, sign = offset < 0 ? "-" : "+"
-        return m == 0 ? "GMT\(sign)\(h)" : String(format: "GMT%@%d:%02d", sign, h, m)
-    }
 }

@@ -49,7 +49,7 @@ struct TestApp {
             corsAllowedOrigins: ["https://admin.example.com"],
             isDevelopment: false,
             mail: .init(transport: .outbox, from: MailAddress("live@fit.example.com", name: "Fit Live"), frontendURL: TestCredentials.frontend,
-                        retryBaseSeconds: 0.05, maxAttempts: 8, smtpConnections: 4),
+                        publicBaseURL: "https://api.fit.example.com", retryBaseSeconds: 0.05, maxAttempts: 8, smtpConnections: 4),
             worker: .init(runInServe: false, maxInFlight: 64, leaseSeconds: 60)
         )
         adjust(&config)

@@ -1,0 +1,113 @@
+import Fluent
+import SQLKit
+import Vapor
+
+/// A member's choice of email kinds (default: all).
+final class NotificationPreference: Model, @unchecked Sendable {
+    static let schema = "notification_preferences"
+    @ID(custom: "user_id", generatedBy: .user) var id: String?
+    @Field(key: "live_now") var liveNow: Bool
+    @Field(key: "scheduled") var scheduled: Bool
+    @Field(key: "reminder") var reminder: Bool
+    @Timestamp(key: "updated_at", on: .update) var updatedAt: Date?
+    init() {}
+}
+
+/// "No emails about this creator" (one-click unsubscribe, or the member's own setting).
+final class NotificationMute: Model, @unchecked Sendable {
+    static let schema = "notification_mutes"
+    @ID(key: .id) var id: UUID?
+    @Parent(key: "member_id") var member: User
+    @Parent(key: "creator_id") var creator: User
+    @Timestamp(key: "created_at", on: .create) var createdAt: Date?
+    init() {}
+
+    static func mute(member: String, creator: String, on db: any Database) async throws {
+        try await (db as! any SQLDatabase).insert(into: schema).columns("id", "member_id", "creator_id", "created_at")
+            .values(SQLBind(UUID()), SQLBind(member), SQLBind(creator), SQLBind(Date()))
+            .ignoringConflicts(with: ["member_id", "creator_id"]).run()
+    }
+}
+
+struct CreatePreferences: AsyncMigration {
+    func prepare(on db: any Database) async throws {
+        try await db.schema(NotificationPreference.schema)
+            .field("user_id", .string, .identifier(auto: false), .references("users", "id", onDelete: .cascade))
+            .field("live_now", .bool, .required)
+            .field("scheduled", .bool, .required)
+            .field("reminder", .bool, .required)
+            .field("updated_at", .datetime)
+            .create()
+        try await db.schema(NotificationMute.schema)
+            .id()
+            .field("member_id", .string, .required, .references("users", "id", onDelete: .cascade))
+            .field("creator_id", .string, .required, .references("users", "id", onDelete: .cascade))
+            .field("created_at", .datetime)
+            .unique(on: "member_id", "creator_id", name: "notification_mutes_pair_key")
+            .create()
+    }
+    func revert(on db: any Database) async throws {
+        try await db.schema(NotificationMute.schema).delete()
+        try await db.schema(NotificationPreference.schema).delete()
+    }
+}
+
+/// `GET/PUT /api/me/notification-preferences` for the authenticated member.
+struct PreferencesController: RouteCollection {
+    func boot(routes: any RoutesBuilder) throws {
+        routes.get("me", "notification-preferences", use: get)
+        routes.put("me", "notification-preferences", use: put)
+    }
+
+    struct Body: Content {
+        var success = true
+        let preferences: Kinds
+        let mutedCreators: [String]
+    }
+    struct Kinds: Content { let liveNow: Bool; let scheduled: Bool; let reminder: Bool }
+    struct Update: Content {
+        let liveNow: Bool?
+        let scheduled: Bool?
+        let reminder: Bool?
+        /// Replaces the whole list when present.
+        let mutedCreators: [String]?
+    }
+
+    @Sendable func get(req: Request) async throws -> Body {
+        try await current(req, userID: try req.caller.id)
+    }
+
+    @Sendable func put(req: Request) async throws -> Body {
+        let userID = try req.caller.id
+        guard try await User.find(userID, on: req.db) != nil else { throw APIError.notFound("user_not_found", "The authenticated user is not known to this server") }
+        let update = try req.content.decode(Update.self)
+        if let muted = update.mutedCreators {
+            guard muted.count <= 1000, muted.allSatisfy(Validation.isValidUserID) else {
+                throw APIError.validation("mutedCreators must be at most 1000 valid user ids")
+            }
+            let known = try await User.query(on: req.db).filter(\.$id ~~ muted).count()
+            guard known == Set(muted).count else { throw APIError.validation("mutedCreators names an unknown user") }
+        }
+        try await req.db.transaction { tx in
+            let pref = try await NotificationPreference.find(userID, on: tx) ?? {
+                let p = NotificationPreference(); p.id = userID; p.liveNow = true; p.scheduled = true; p.reminder = true; return p
+            }()
+            pref.liveNow = update.liveNow ?? pref.liveNow
+            pref.scheduled = update.scheduled ?? pref.scheduled
+            pref.reminder = update.reminder ?? pref.reminder
+            try await pref.save(on: tx)
+            if let muted = update.mutedCreators {
+                try await NotificationMute.query(on: tx).filter(\.$member.$id == userID).delete()
+                for creator in Set(muted) where creator != userID { try await NotificationMute.mute(member: userID, creator: creator, on: tx) }
+            }
+        }
+        return try await current(req, userID: userID)
+    }
+
+    private func current(_ req: Request, userID: String) async throws -> Body {
+        let pref = try await NotificationPreference.find(userID, on: req.db)
+        let muted = try await NotificationMute.query(on: req.db).filter(\.$member.$id == userID).all().map(\.$creator.id).sorted()
+        return Body(preferences: Kinds(liveNow: pref?.liveNow ?? true, scheduled: pref?.scheduled ?? true, reminder: pref?.reminder ?? true),
+                    mutedCreators: muted)
+    }
+}
