@@ -29,9 +29,13 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
     let sender = transport.map {
         DeliverySender(transport: $0, templates: templates, settings: config.mail, clock: clock, logger: app.logger, unsubscribe: unsubscribe)
     }
+    let reminders = Reminders(lead: config.reminderLead, queue: jobs, clock: clock)
     let worker = Worker(
         db: app.db, clock: clock, logger: app.logger, sender: sender,
-        handlers: [FanOut.jobKind: { job, db in try await FanOut.run(job, db: db, now: clock.now) }],
+        handlers: [
+            FanOut.jobKind: { job, db in try await FanOut.run(job, db: db, now: clock.now) },
+            Reminders.jobKind: { job, db in try await reminders.runJob(job, on: db) },
+        ],
         settings: config.worker, wake: wake)
     app.deps = Dependencies(
         config: config,
@@ -39,11 +43,12 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
         jwt: await JWTVerifier.make(config.jwt, clock: clock),
         tokens: AgoraTokenIssuer(settings: config.agora, clock: clock),
         uids: UidAllocator(random: overrides.randomUID),
-        streamEvents: overrides.streamEvents ?? NotifyingStreamEvents(queue: jobs),
+        streamEvents: overrides.streamEvents ?? NotifyingStreamEvents(queue: jobs, reminders: reminders),
         jobs: jobs,
         wake: wake,
         worker: worker,
         unsubscribe: unsubscribe,
+        reminders: reminders,
         mailTransport: transport
     )
     if transport == nil {

@@ -20,6 +20,7 @@ enum Entrypoint {
             try await configure(app, config: config)
             app.asyncCommands.use(DevTokenCommand(), as: "dev-token")
             app.asyncCommands.use(WorkerCommand(), as: "worker")
+            app.asyncCommands.use(RemindersCommand(), as: "reminders")
             if isServe(env.arguments) {
                 try await MigrateWithLock.run(app)
                 if config.worker.runInServe { app.lifecycle.use(WorkerService()) }

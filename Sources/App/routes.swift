@@ -6,6 +6,7 @@ func routes(_ app: Application) throws {
 
     let api = app.grouped("api")
     try api.register(collection: UnsubscribeController())
+    try api.register(collection: CronController())
     if app.deps.config.devOutbox { try app.grouped("dev").register(collection: OutboxController()) }
     try api.grouped("admin").grouped(AdminAuthMiddleware()).register(collection: AdminController())
 

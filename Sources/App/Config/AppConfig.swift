@@ -20,6 +20,10 @@ struct AppConfig: Sendable {
     var isDevelopment: Bool
     var mail: MailSettings
     var worker: WorkerSettings
+    /// REMINDER_LEAD_MINUTES before the start (default 15).
+    var reminderLead: TimeInterval = 900
+    /// Bearer secret of the cron endpoints; nil turns them off.
+    var cronSecret: String? = nil
     /// GET /dev/outbox: development only.
     var devOutbox: Bool { isDevelopment }
 
@@ -119,6 +123,13 @@ struct AppConfig: Sendable {
         let mail = loadMail(value: value, production: production, frontend: frontend, problems: &problems)
         let worker = WorkerSettings(runInServe: (value("RUN_WORKER") ?? "true").lowercased() != "false", maxInFlight: 64, leaseSeconds: 60)
 
+        var lead: TimeInterval = 900
+        if let raw = value("REMINDER_LEAD_MINUTES") {
+            if let n = Int(raw), (1...1440).contains(n) { lead = TimeInterval(n * 60) } else { problems.append("REMINDER_LEAD_MINUTES must be 1–1440") }
+        }
+        let cron = value("CRON_SECRET")
+        if let cron, cron.utf8.count < 16 { problems.append("CRON_SECRET must be at least 16 characters") }
+
         guard problems.isEmpty else { throw Error(problems: problems) }
         return AppConfig(
             database: database,
@@ -129,7 +140,9 @@ struct AppConfig: Sendable {
             corsAllowedOrigins: origins,
             isDevelopment: environment == .development,
             mail: mail,
-            worker: worker
+            worker: worker,
+            reminderLead: lead,
+            cronSecret: cron
         )
     }
 

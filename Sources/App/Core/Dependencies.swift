@@ -13,6 +13,7 @@ struct Dependencies: Sendable {
     var wake: WakeSignal
     var worker: Worker
     var unsubscribe: UnsubscribeTokens
+    var reminders: Reminders
     /// nil when no relay is configured (deliveries wait in the queue).
     var mailTransport: (any MailTransport)?
 }

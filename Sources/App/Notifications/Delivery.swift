@@ -2,7 +2,10 @@ import Fluent
 import Foundation
 
 enum NotificationKind: String, Codable, Sendable, CaseIterable {
-    case liveNow = "live_now", scheduled, reminder
+    case liveNow = "live_now", scheduled, reminder, rescheduled, cancelled
+
+    /// Reschedule and cancel notices go to those who got the scheduled email, not the whole audience.
+    var audienceIsScheduledRecipients: Bool { self == .rescheduled || self == .cancelled }
 }
 
 /// One email to one member about one stream: the outbox row. Unique per
@@ -22,6 +25,7 @@ final class Delivery: Model, @unchecked Sendable {
     @OptionalField(key: "locked_by") var lockedBy: String?
     @OptionalField(key: "last_reply") var lastReply: String?
     @OptionalField(key: "sent_at") var sentAt: Date?
+    @OptionalField(key: "previous_start_time") var previousStartTime: Date?
     @Timestamp(key: "created_at", on: .create) var createdAt: Date?
     @Timestamp(key: "updated_at", on: .update) var updatedAt: Date?
 

@@ -31,6 +31,11 @@ struct DeliverySender: Sendable {
         let still_follows: Int
         let opted_out: Int
         let revision: Int
+        let previous_start_time: Date?
+        let schedule_revision: Int
+        let is_live: Bool
+        let has_ended: Int
+        let is_cancelled: Int
         let title: String
         let description: String?
         let workout_type: String?
@@ -53,6 +58,8 @@ struct DeliverySender: Sendable {
                    + (SELECT COUNT(*) FROM notification_preferences p WHERE p.user_id = d.recipient_id AND (
                         (d.kind = 'live_now' AND p.live_now = \(bind: false)) OR (d.kind = 'scheduled' AND p.scheduled = \(bind: false))
                         OR (d.kind = 'reminder' AND p.reminder = \(bind: false)))) AS opted_out,
+                   d.previous_start_time, s.schedule_revision, s.is_live,
+                   (CASE WHEN s.end_time IS NULL THEN 0 ELSE 1 END) AS has_ended, (CASE WHEN s.cancelled_at IS NULL THEN 0 ELSE 1 END) AS is_cancelled,
                    s.title, s.description, s.workout_type, s.start_time, s.creator_id, c.name AS creator_name, c.timezone AS creator_tz
             FROM deliveries d
             JOIN users u ON u.id = d.recipient_id
@@ -70,6 +77,11 @@ struct DeliverySender: Sendable {
             guard row.recipient_active, row.still_follows > 0, row.opted_out == 0 else {
                 let reason = row.opted_out > 0 ? "recipient opted out" : "recipient no longer eligible"
                 try await finish(row.id, status: Delivery.Status.skipped, reply: reason, on: sql)
+                return
+            }
+            // The stream changed since the row was queued (e.g. cancelled before a reminder went out).
+            guard row.streamStillWants else {
+                try await finish(row.id, status: Delivery.Status.skipped, reply: "stream no longer \(row.kind == "live_now" ? "live" : "upcoming")", on: sql)
                 return
             }
             let message = compose(row)
@@ -112,13 +124,19 @@ struct DeliverySender: Sendable {
         let unsubscribeURL = "\(settings.publicBaseURL)/api/unsubscribe/"
             + unsubscribe.token(member: row.recipient_id, creator: row.creator_id, memberUID: row.recipient_uid)
         let event = CalendarEvent(
-            uid: "\(row.stream_id)@\(URL(string: settings.publicBaseURL)?.host ?? "localhost")", sequence: row.revision,
+            uid: "\(row.stream_id)@\(URL(string: settings.publicBaseURL)?.host ?? "localhost")", sequence: row.schedule_revision,
             start: row.start_time, end: row.start_time.addingTimeInterval(3600), summary: "\(row.title) — \(row.creator_name)",
             description: [row.description, "Join: \(streamURL)"].compactMap { $0 }.joined(separator: "\n\n"), url: streamURL, stamp: clock.now())
-        let isScheduled = row.kind == NotificationKind.scheduled.rawValue
+        let kind = NotificationKind(rawValue: row.kind)
+        let invite: MailMessage.Calendar.Method? = switch kind {
+        case .scheduled, .rescheduled: .publish
+        case .cancelled: .cancel
+        default: nil
+        }
         let values: [String: String?] = [
             "unsubscribeURL": unsubscribeURL,
-            "googleCalendarURL": isScheduled ? GoogleCalendar.link(event) : nil,
+            "googleCalendarURL": invite == .publish ? GoogleCalendar.link(event) : nil,
+            "previousStartMemberZone": row.previous_start_time.map { TimeFormatting.format($0, zoneID: memberZone) },
             "memberName": row.recipient_name,
             "creatorName": row.creator_name,
             "title": row.title,
@@ -134,9 +152,21 @@ struct DeliverySender: Sendable {
         return MailMessage(
             from: settings.from, to: [MailAddress(row.recipient_email, name: row.recipient_name)],
             subject: rendered.subject, text: rendered.text, html: rendered.html,
-            calendar: isScheduled ? .init(method: .publish, ics: event.ics(method: .publish), filename: "stream.ics") : nil,
+            calendar: invite.map { .init(method: $0, ics: event.ics(method: $0), filename: "stream.ics") },
             headers: MailMessage.Header.listUnsubscribe(unsubscribeURL),
             messageID: "d\(row.id).a\(row.attempts).\(UUID().uuidString.prefix(8).lowercased())@\(domain)", date: clock.now())
+    }
+}
+
+extension DeliverySender.Row {
+    /// Whether the stream is still in the state this kind of email is about.
+    var streamStillWants: Bool {
+        switch NotificationKind(rawValue: kind) {
+        case .liveNow: is_live && is_cancelled == 0
+        case .scheduled, .reminder, .rescheduled: !is_live && has_ended == 0 && is_cancelled == 0
+        case .cancelled: is_cancelled == 1
+        case nil: false
+        }
     }
 }
 

@@ -13,6 +13,8 @@ enum FanOut {
         let streamId: String
         let kind: NotificationKind
         let revision: Int
+        /// For reschedule notices: the start time being replaced.
+        var previousStart: Date? = nil
     }
 
     static func key(_ p: Payload) -> String { "fanout:\(p.streamId):\(p.kind.rawValue):\(p.revision)" }
@@ -24,27 +26,31 @@ enum FanOut {
         try await queue.enqueue(kind: jobKind, key: key(p), payload: p, maxAttempts: 20, replace: again ? .ifFinished : .never, on: db)
     }
 
-    static func run(_ job: Job, db: any Database, now: @Sendable () -> Date) async throws {
+    @discardableResult
+    static func run(_ job: Job, db: any Database, now: @Sendable () -> Date) async throws -> Worker.JobResult {
         let p = try job.decodePayload(Payload.self)
-        guard let stream = try await LiveStream.find(p.streamId, on: db), stream.isEligible(for: p.kind) else { return }
+        guard let stream = try await LiveStream.find(p.streamId, on: db), stream.isEligible(for: p.kind) else {
+            return .skipped("stream no longer fits a \(p.kind.rawValue) email")
+        }
         let creator = stream.$creator.id
         let sql = db as! any SQLDatabase
         var cursor = ""
         while true {
-            let page = try await Recipients.page(creator: creator, kind: p.kind, after: cursor, limit: pageSize, on: sql)
+            let page = try await Recipients.page(creator: creator, kind: p.kind, stream: p.streamId, after: cursor, limit: pageSize, on: sql)
             guard let last = page.last else { break }
             let t = now()
             var insert = sql.insert(into: Delivery.schema)
-                .columns("stream_id", "kind", "recipient_id", "revision", "status", "run_at", "attempts", "created_at", "updated_at")
+                .columns("stream_id", "kind", "recipient_id", "revision", "status", "run_at", "attempts", "created_at", "updated_at", "previous_start_time")
             for row in page {
                 // Opted-out members get a `skipped` row: visible in the counts, never sent.
                 let status = row.opted_out == 1 ? Delivery.Status.skipped : Delivery.Status.queued
                 insert = insert.values(SQLBind(p.streamId), SQLBind(p.kind.rawValue), SQLBind(row.uid), SQLBind(p.revision),
-                                       SQLBind(status), SQLBind(t), SQLBind(0), SQLBind(t), SQLBind(t))
+                                       SQLBind(status), SQLBind(t), SQLBind(0), SQLBind(t), SQLBind(t), SQLBind(p.previousStart))
             }
             try await insert.ignoringConflicts(with: ["stream_id", "kind", "recipient_id", "revision"]).run()
             cursor = last.uid
         }
+        return .done
     }
 }
 
@@ -52,8 +58,9 @@ extension LiveStream {
     /// Whether an email of `kind` still makes sense for this stream.
     func isEligible(for kind: NotificationKind) -> Bool {
         switch kind {
-        case .liveNow: isLive
-        case .scheduled, .reminder: !isLive && endTime == nil
+        case .liveNow: isLive && !isCancelled
+        case .scheduled, .reminder, .rescheduled: isUpcoming
+        case .cancelled: isCancelled
         }
     }
 }

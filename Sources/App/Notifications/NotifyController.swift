@@ -24,20 +24,22 @@ struct NotifyController: RouteCollection {
         let stream = try await StreamController.findOwnedStream(req)
         let body = try req.content.decode(NotifyRequest.self)
         if let id = body.streamId, id != stream.id { throw APIError.validation("streamId in the body does not match the URL") }
-        guard let kind = NotificationKind(rawValue: body.type) else {
+        guard let kind = NotificationKind(rawValue: body.type), [.liveNow, .scheduled, .reminder].contains(kind) else {
             throw APIError.validation("type must be live_now, scheduled or reminder")
         }
+        try StreamController.requireNotCancelled(stream)
         guard !stream.hasEnded else { throw APIError(.conflict, "stream_ended", "This stream has ended") }
         guard stream.isEligible(for: kind) else {
             throw kind == .liveNow
                 ? APIError(.conflict, "stream_not_live", "live_now needs the stream to be live")
                 : APIError(.conflict, "stream_already_live", "\(kind.rawValue) emails are for streams that have not started")
         }
-        let payload = FanOut.Payload(streamId: stream.id!, kind: kind, revision: 0)
+        let revision = kind == .liveNow ? 0 : stream.scheduleRevision
+        let payload = FanOut.Payload(streamId: stream.id!, kind: kind, revision: revision)
         let queue = req.deps.jobs
         let count = try await req.db.transaction { tx -> Int in
             guard try await FanOut.enqueue(payload, again: true, queue: queue, on: tx) else { return 0 }
-            return try await Recipients.countNotYetQueued(creator: stream.$creator.id, stream: stream.id!, kind: kind, revision: 0, on: tx as! any SQLDatabase)
+            return try await Recipients.countNotYetQueued(creator: stream.$creator.id, stream: stream.id!, kind: kind, revision: revision, on: tx as! any SQLDatabase)
         }
         return NotifyResponse(emailsSent: count)
     }

@@ -5,6 +5,17 @@ import SQLKit
 /// dedupes by user id), active users only, never the creator. Opt-outs (a muted creator or a
 /// switched-off kind) are computed here too, in SQL, so counts, fan-outs and sends agree.
 enum Recipients {
+    /// Everyone eligible for `kind`: the creator's audience, or — for reschedule/cancel notices —
+    /// those of them who were sent the stream's scheduled email.
+    static func eligible(creator: String, kind: NotificationKind, stream: String) -> SQLQueryString {
+        guard kind.audienceIsScheduledRecipients else { return eligible(creator: creator) }
+        return """
+            SELECT a.uid FROM (\(eligible(creator: creator))) a
+            WHERE EXISTS (SELECT 1 FROM deliveries g WHERE g.stream_id = \(bind: stream) AND g.kind = 'scheduled'
+                          AND g.status = 'sent' AND g.recipient_id = a.uid)
+            """
+    }
+
     static func eligible(creator: String) -> SQLQueryString {
         """
         SELECT u.id AS uid FROM (
@@ -29,7 +40,7 @@ enum Recipients {
     static func countNotYetQueued(creator: String, stream: String, kind: NotificationKind, revision: Int, on sql: any SQLDatabase) async throws -> Int {
         struct Row: Decodable { let n: Int }
         let query: SQLQueryString = """
-            SELECT COUNT(*) AS n FROM (\(eligible(creator: creator))) e
+            SELECT COUNT(*) AS n FROM (\(eligible(creator: creator, kind: kind, stream: stream))) e
             WHERE \(optedOut(memberColumn: "e.uid", creator: creator, kind: kind)) = 0
               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.stream_id = \(bind: stream) AND d.kind = \(bind: kind.rawValue)
                               AND d.revision = \(bind: revision) AND d.recipient_id = e.uid)
@@ -40,10 +51,10 @@ enum Recipients {
     struct PageRow: Decodable, Sendable { let uid: String; let opted_out: Int }
 
     /// The next page of eligible ids after `cursor`, in id order (keyset pagination), opt-outs marked.
-    static func page(creator: String, kind: NotificationKind, after cursor: String, limit: Int, on sql: any SQLDatabase) async throws -> [PageRow] {
+    static func page(creator: String, kind: NotificationKind, stream: String, after cursor: String, limit: Int, on sql: any SQLDatabase) async throws -> [PageRow] {
         let query: SQLQueryString = """
             SELECT e.uid, \(optedOut(memberColumn: "e.uid", creator: creator, kind: kind)) AS opted_out
-            FROM (\(eligible(creator: creator))) e WHERE e.uid > \(bind: cursor) ORDER BY e.uid LIMIT \(literal: limit)
+            FROM (\(eligible(creator: creator, kind: kind, stream: stream))) e WHERE e.uid > \(bind: cursor) ORDER BY e.uid LIMIT \(literal: limit)
             """
         return try await sql.raw(query).all(decoding: PageRow.self)
     }
@@ -54,7 +65,7 @@ extension NotificationKind {
     var preferenceColumn: String {
         switch self {
         case .liveNow: "live_now"
-        case .scheduled: "scheduled"
+        case .scheduled, .rescheduled, .cancelled: "scheduled"
         case .reminder: "reminder"
         }
     }

@@ -10,7 +10,7 @@ struct EmailTemplates: Sendable {
     private let layout: String
     private let footerText: String
 
-    static let kinds = ["live_now", "scheduled", "reminder"]
+    static let kinds = NotificationKind.allCases.map(\.rawValue)
 
     init(directory: String) throws {
         func read(_ name: String) throws -> String {

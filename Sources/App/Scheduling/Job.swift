@@ -23,7 +23,7 @@ final class Job: Model, @unchecked Sendable {
 
     init() {}
 
-    enum Status { static let queued = "queued", running = "running", done = "done", dead = "dead" }
+    enum Status { static let queued = "queued", running = "running", done = "done", dead = "dead", skipped = "skipped" }
 
     func decodePayload<T: Decodable>(_ type: T.Type) throws -> T {
         try JSONDecoder().decode(T.self, from: Data(payload.utf8))
@@ -35,7 +35,13 @@ struct JobQueue: Sendable {
     let clock: AppClock
     let wake: @Sendable () -> Void
 
-    enum Replace { case never, ifFinished }
+    enum Replace {
+        case never
+        /// Re-queue a done/dead job with the same key.
+        case ifFinished
+        /// Replace whatever is there (a reminder moved by a reschedule).
+        case always
+    }
 
     /// Inserts the job unless one with this key exists. With `.ifFinished`, a done/dead job with
     /// the key is queued again. Returns true if this call queued it.
@@ -53,11 +59,14 @@ struct JobQueue: Sendable {
         switch replace {
         case .never:
             rows = try await insert.ignoringConflicts(with: ["key"]).returning("id").all(decoding: JobIDRow.self)
-        case .ifFinished:
+        case .ifFinished, .always:
             rows = try await insert.onConflict(with: ["key"]) {
-                $0.set(excludedValueOf: "payload").set(excludedValueOf: "run_at").set(excludedValueOf: "updated_at")
+                let update = $0.set(excludedValueOf: "payload").set(excludedValueOf: "run_at").set(excludedValueOf: "updated_at")
                     .set("status", to: Job.Status.queued).set("attempts", to: 0).set("last_error", to: SQLLiteral.null)
-                    .where(SQLColumn("status", table: Job.schema), .in, SQLGroupExpression(SQLList([SQLBind(Job.Status.done), SQLBind(Job.Status.dead)])))
+                    .set("locked_by", to: SQLLiteral.null).set("locked_until", to: SQLLiteral.null)
+                guard replace == .ifFinished else { return update }
+                return update.where(SQLColumn("status", table: Job.schema), .in,
+                                    SQLGroupExpression(SQLList([SQLBind(Job.Status.done), SQLBind(Job.Status.dead), SQLBind(Job.Status.skipped)])))
             }.returning("id").all(decoding: JobIDRow.self)
         }
         if !rows.isEmpty { wake() }

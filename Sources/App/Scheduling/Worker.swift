@@ -7,7 +7,9 @@ import SQLKit
 /// runs them, and sleeps until the next one is due (at most a second, or until woken).
 /// Any number of workers, in any number of processes, can share one database.
 final class Worker: Sendable {
-    typealias Handler = @Sendable (Job, any Database) async throws -> Void
+    typealias Handler = @Sendable (Job, any Database) async throws -> JobResult
+
+    enum JobResult: Sendable, Equatable { case done, skipped(String) }
 
     let db: any Database
     let clock: AppClock
@@ -93,9 +95,13 @@ final class Worker: Sendable {
             guard let job = try await Job.find(id, on: db), job.lockedBy == self.id else { return }
             do {
                 guard let handler = handlers[job.kind] else { throw WorkerError.unknownKind(job.kind) }
-                try await handler(job, db)
-                try await sql.update(Job.schema).set("status", to: SQLBind(Job.Status.done)).set("locked_until", to: SQLLiteral.null)
-                    .set("locked_by", to: SQLLiteral.null).set("last_error", to: SQLLiteral.null).set("updated_at", to: SQLBind(clock.now()))
+                let result = try await handler(job, db)
+                let (status, note): (String, String?) = switch result {
+                case .done: (Job.Status.done, nil)
+                case .skipped(let why): (Job.Status.skipped, why)
+                }
+                try await sql.update(Job.schema).set("status", to: SQLBind(status)).set("locked_until", to: SQLLiteral.null)
+                    .set("locked_by", to: SQLLiteral.null).set("last_error", to: SQLBind(note)).set("updated_at", to: SQLBind(clock.now()))
                     .where("id", .equal, SQLBind(id)).where("locked_by", .equal, SQLBind(self.id)).run()
             } catch {
                 let dead = job.attempts >= job.maxAttempts

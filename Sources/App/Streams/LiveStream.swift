@@ -22,6 +22,9 @@ final class LiveStream: Model, @unchecked Sendable {
     @OptionalField(key: "resource_id") var resourceId: String?
     @OptionalField(key: "recording_sid") var recordingSid: String?
     @Field(key: "reminder_sent") var reminderSent: Bool
+    /// Bumped on every reschedule/cancel; emails about the new schedule are new deliveries.
+    @Field(key: "schedule_revision") var scheduleRevision: Int
+    @OptionalField(key: "cancelled_at") var cancelledAt: Date?
     @Timestamp(key: "created_at", on: .create) var createdAt: Date?
     @Timestamp(key: "updated_at", on: .update) var updatedAt: Date?
     @Parent(key: "creator_id") var creator: User
@@ -33,4 +36,7 @@ final class LiveStream: Model, @unchecked Sendable {
 
     /// Ended = stopped after (or instead of) going live; it can never be joined again.
     var hasEnded: Bool { endTime != nil && !isLive }
+    var isCancelled: Bool { cancelledAt != nil }
+    /// Not started, not ended, not cancelled: the schedule may still change.
+    var isUpcoming: Bool { !isLive && endTime == nil && cancelledAt == nil }
 }

@@ -7,6 +7,8 @@ struct StreamController: RouteCollection {
         creator.post("streams", "create", use: create)
         creator.post("streams", ":streamId", "stop", use: stop)
         creator.patch("streams", ":streamId", "status", use: updateStatus)
+        creator.patch("streams", ":streamId", use: update)
+        creator.post("streams", ":streamId", "cancel", use: cancel)
         creator.get(":creatorId", "scheduled-streams", use: scheduled)
     }
 
@@ -47,6 +49,7 @@ struct StreamController: RouteCollection {
         stream.isLive = !body.isScheduled
         stream.viewerCount = 0
         stream.reminderSent = false
+        stream.scheduleRevision = 0
         stream.$creator.id = creator.id!
 
         let events = req.deps.streamEvents
@@ -66,6 +69,7 @@ struct StreamController: RouteCollection {
     /// POST /api/creator/streams/:streamId/stop — idempotent.
     @Sendable func stop(req: Request) async throws -> MessageResponse {
         let stream = try await Self.findOwnedStream(req)
+        try Self.requireNotCancelled(stream)
         let body = try req.optionalContent(StopStreamRequest.self)
         if let bodyID = body?.streamId, bodyID != stream.id {
             throw APIError.validation("streamId in the body does not match the URL")
@@ -92,6 +96,7 @@ struct StreamController: RouteCollection {
     @Sendable func updateStatus(req: Request) async throws -> MessageResponse {
         let stream = try await Self.findOwnedStream(req)
         let body = try req.content.decode(UpdateStatusRequest.self)
+        try Self.requireNotCancelled(stream)
         guard !stream.hasEnded else { throw APIError(.conflict, "stream_ended", "This stream has ended") }
         let wentLive = body.isLive && !stream.isLive
         stream.isLive = body.isLive
@@ -119,13 +124,68 @@ struct StreamController: RouteCollection {
             limit = n
         }
         var query = LiveStream.query(on: req.db).filter(\.$creator.$id == creatorID)
+        if req.query[String.self, at: "includeCancelled"] != "true" { query = query.filter(\.$cancelledAt == nil) }
         if let start { query = query.filter(\.$startTime >= start) }
         if let end { query = query.filter(\.$startTime <= end) }
         let streams = try await query.sort(\.$startTime, .ascending).sort(\.$id, .ascending).limit(limit).all()
         return ScheduledStreamsResponse(streams: streams.map(ScheduledStreamsResponse.Item.init))
     }
 
+    /// PATCH /api/creator/streams/:streamId — edit an upcoming stream. A new startTime moves the
+    /// reminder, re-arms it, and emails those who got the scheduled email (updated .ics).
+    @Sendable func update(req: Request) async throws -> UpdateStreamResponse {
+        let stream = try await Self.findOwnedStream(req)
+        let body = try req.content.decode(UpdateStreamRequest.self)
+        try Self.requireNotCancelled(stream)
+        guard stream.isUpcoming else { throw APIError(.conflict, stream.isLive ? "stream_live" : "stream_ended", "Only upcoming streams can be edited") }
+        if let title = body.title { stream.title = try Validation.text(title, field: "title", min: 1, max: 200)! }
+        if let description = body.description { stream.details = try Validation.text(description, field: "description", max: 5000) }
+        if let workoutType = body.workoutType { stream.workoutType = try Validation.text(workoutType, field: "workoutType", max: 60) }
+        if let thumbnail = body.thumbnail {
+            guard thumbnail.isEmpty || Validation.isHTTPSURL(thumbnail) else { throw APIError.validation("thumbnail must be an https URL of at most 2048 characters") }
+            stream.thumbnail = thumbnail.isEmpty ? nil : thumbnail
+        }
+        var previous: Date?
+        if let raw = body.startTime {
+            guard let start = ISO8601.parse(raw) else { throw APIError.validation("startTime must be ISO 8601 with Z or an offset") }
+            guard start > req.now else { throw APIError.validation("startTime must be in the future") }
+            if start != stream.startTime {
+                previous = stream.startTime
+                stream.startTime = start
+                stream.scheduleRevision += 1
+                stream.reminderSent = false
+            }
+        }
+        let events = req.deps.streamEvents
+        let moved = previous
+        try await req.db.transaction { tx in
+            try await stream.save(on: tx)
+            if let moved { try await events.streamRescheduled(stream, from: moved, on: tx) }
+        }
+        return UpdateStreamResponse(stream: .init(stream), message: moved == nil ? "Stream updated" : "Stream rescheduled")
+    }
+
+    /// POST /api/creator/streams/:streamId/cancel — idempotent; drops the reminder and tells
+    /// those who got the scheduled email (METHOD:CANCEL .ics).
+    @Sendable func cancel(req: Request) async throws -> MessageResponse {
+        let stream = try await Self.findOwnedStream(req)
+        if stream.isCancelled { return MessageResponse(message: "Stream already cancelled") }
+        guard stream.isUpcoming else { throw APIError(.conflict, stream.isLive ? "stream_live" : "stream_ended", "Only upcoming streams can be cancelled") }
+        stream.cancelledAt = req.now
+        stream.scheduleRevision += 1
+        let events = req.deps.streamEvents
+        try await req.db.transaction { tx in
+            try await stream.save(on: tx)
+            try await events.streamCancelled(stream, on: tx)
+        }
+        return MessageResponse(message: "Stream cancelled")
+    }
+
     // MARK: Helpers
+
+    static func requireNotCancelled(_ stream: LiveStream) throws {
+        guard !stream.isCancelled else { throw APIError(.conflict, "stream_cancelled", "This stream was cancelled") }
+    }
 
     static func findStream(_ req: Request) async throws -> LiveStream {
         let id = req.parameters.get("streamId") ?? ""

@@ -34,6 +34,20 @@ struct UpdateStatusRequest: Content {
     let isLive: Bool
 }
 
+struct UpdateStreamRequest: Content {
+    let title: String?
+    let description: String?
+    let workoutType: String?
+    let thumbnail: String?
+    let startTime: String?
+}
+
+struct UpdateStreamResponse: Content {
+    var success = true
+    let stream: ScheduledStreamsResponse.Item
+    let message: String
+}
+
 struct MessageResponse: Content {
     var success = true
     let message: String
@@ -49,10 +63,12 @@ struct ScheduledStreamsResponse: Content {
         let startTime: Date
         @NullEncodable var endTime: Date?
         let isLive: Bool
+        /// Present (null unless cancelled); cancelled streams are listed only with includeCancelled=true.
+        @NullEncodable var cancelledAt: Date?
 
         init(_ s: LiveStream) {
-            (id, title, description, workoutType, thumbnail, startTime, endTime, isLive) =
-                (s.id ?? "", s.title, s.details, s.workoutType, s.thumbnail, s.startTime, s.endTime, s.isLive)
+            (id, title, description, workoutType, thumbnail, startTime, endTime, isLive, cancelledAt) =
+                (s.id ?? "", s.title, s.details, s.workoutType, s.thumbnail, s.startTime, s.endTime, s.isLive, s.cancelledAt)
         }
     }
     var success = true

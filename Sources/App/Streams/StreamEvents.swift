@@ -8,6 +8,13 @@ protocol StreamEvents: Sendable {
     func streamScheduled(_ stream: LiveStream, on db: any Database) async throws
     func streamWentLive(_ stream: LiveStream, on db: any Database) async throws
     func streamEnded(_ stream: LiveStream, on db: any Database) async throws
+    func streamRescheduled(_ stream: LiveStream, from previous: Date, on db: any Database) async throws
+    func streamCancelled(_ stream: LiveStream, on db: any Database) async throws
+}
+
+extension StreamEvents {
+    func streamRescheduled(_ stream: LiveStream, from previous: Date, on db: any Database) async throws {}
+    func streamCancelled(_ stream: LiveStream, on db: any Database) async throws {}
 }
 
 struct LoggingStreamEvents: StreamEvents {

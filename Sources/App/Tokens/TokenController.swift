@@ -29,6 +29,7 @@ struct TokenController: RouteCollection {
         default: throw APIError.validation("role must be 'publisher' or 'subscriber'")
         }
         let stream = try await StreamController.findStream(req)
+        try StreamController.requireNotCancelled(stream)
         guard !stream.hasEnded else { throw APIError(.conflict, "stream_ended", "This stream has ended") }
         guard let user = try await User.find(caller.id, on: req.db) else {
             throw APIError.notFound("user_not_found", "The authenticated user is not known to this server")

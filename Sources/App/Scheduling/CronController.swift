@@ -1,0 +1,55 @@
+import Fluent
+import Vapor
+
+/// The original design's cron entry points, now on top of the reminder rule (idempotent, safe to
+/// run together and alongside the worker): `Authorization: Bearer {CRON_SECRET}`.
+struct CronController: RouteCollection {
+    func boot(routes: any RoutesBuilder) throws {
+        let cron = routes.grouped("cron").grouped(CronAuthMiddleware())
+        cron.post("trigger-stream-emails", use: run)
+        cron.get("check-stream-reminders", use: run)
+    }
+
+    struct Response: Content {
+        var success = true
+        let remindersSent: Int
+        let streams: [Item]
+        struct Item: Content { let id: String; let title: String; let startTime: Date }
+    }
+
+    @Sendable func run(req: Request) async throws -> Response {
+        let sent = try await req.deps.reminders.runDue(on: req.db)
+        return Response(remindersSent: sent.count, streams: sent.map { .init(id: $0.id!, title: $0.title, startTime: $0.startTime) })
+    }
+}
+
+struct CronAuthMiddleware: AsyncMiddleware {
+    func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Vapor.Response {
+        guard let secret = request.deps.config.cronSecret else { throw APIError.featureDisabled("The cron endpoints (CRON_SECRET)") }
+        guard let bearer = request.headers.bearerAuthorization, SecretCompare.equal(bearer.token, secret) else {
+            throw APIError.unauthorized("Missing or invalid cron secret")
+        }
+        return try await next.respond(to: request)
+    }
+}
+
+/// `App reminders`: one pass of due reminders, then sends what it queued and exits (0, or 1 on
+/// failure) — the command for a Render Cron Job.
+struct RemindersCommand: AsyncCommand {
+    struct Signature: CommandSignature {}
+    var help: String { "Send due stream reminders once and exit (for a scheduled cron job)." }
+
+    func run(using context: CommandContext, signature: Signature) async throws {
+        let app = context.application
+        do {
+            try await MigrateWithLock.run(app)
+            let sent = try await app.deps.reminders.runDue(on: app.db)
+            try await app.deps.worker.drain()
+            await app.deps.mailTransport?.shutdown()
+            context.console.print("reminders sent for \(sent.count) stream(s)")
+        } catch {
+            context.console.error("reminders pass failed: \(String(reflecting: type(of: error)))")
+            throw ExitCode(1)
+        }
+    }
+}
