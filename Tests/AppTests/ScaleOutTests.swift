@@ -1,0 +1,102 @@
+import Fluent
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import SQLKit
+import Testing
+import VaporTesting
+@testable import App
+
+/// Two `App serve` processes on one PostgreSQL, each running its worker, while both cron
+/// endpoints are hammered: 12 streams whose reminders fall due within a minute.
+@Suite(.enabled(if: TestApp.postgresURL != nil && MailPeers.available && ProcessInfo.processInfo.environment["APP_BINARY"] != nil,
+                "PostgreSQL scale-out: needs TEST_DATABASE_URL, APP_BINARY and the SMTP peers (scripts/test)"))
+struct ScaleOutTests {
+    static let cronSecret = "scale-out-cron-secret-0123"
+
+    static func startServer(_ config: AppConfig, port: Int) throws -> Process {
+        guard case .postgres(let url) = config.database else { throw CancellationError() }
+        let env = MailPeers.env
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: env["APP_BINARY"]!)
+        p.arguments = ["serve", "--env", "production", "--hostname", "127.0.0.1", "--port", "\(port)"]
+        p.environment = [
+            "DATABASE_URL": url, "JWT_SECRET": TestCredentials.jwtSecret, "AGORA_APP_ID": TestCredentials.agoraAppId,
+            "AGORA_APP_CERTIFICATE": TestCredentials.agoraCert, "CRON_SECRET": cronSecret, "REMINDER_LEAD_MINUTES": "1",
+            "EMAIL_TRANSPORT": "smtp", "SMTP_HOST": "localhost", "SMTP_PORT": env["SMTP_SINK_PORT"]!, "SMTP_SECURITY": "starttls",
+            "SMTP_USERNAME": env["SMTP_SINK_USER"]!, "SMTP_PASSWORD": env["SMTP_SINK_PASSWORD"]!, "SMTP_CA_FILE": env["SMTP_TEST_CA_FILE"]!,
+            "EMAIL_FROM": "Fit Live <live@fit.example.com>", "PUBLIC_BASE_URL": "https://api.fit.example.com",
+            "FRONTEND_URL": TestCredentials.frontend, "LOG_LEVEL": "warning", "PATH": env["PATH"] ?? "/usr/bin:/bin",
+        ]
+        p.currentDirectoryURL = DeliveryResilienceTests.root
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        return p
+    }
+
+    static func cron(port: Int, get: Bool) async -> Bool {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/api/cron/\(get ? "check-stream-reminders" : "trigger-stream-emails")")!)
+        request.httpMethod = get ? "GET" : "POST"
+        request.setValue("Bearer \(cronSecret)", forHTTPHeaderField: "Authorization")
+        request.timeoutInterval = 5
+        guard let (_, response) = try? await URLSession.shared.data(for: request) else { return false }
+        return (response as? HTTPURLResponse)?.statusCode == 200
+    }
+
+    @Test func everyReminderExactlyOnceNeverEarly() async throws {
+        let run = UUID().uuidString.prefix(8).lowercased()
+        let members = (0..<5).map { "sm\($0)" }
+        let ports = [Int.random(in: 20_000...24_999), Int.random(in: 25_000...29_999)]
+        try await TestApp.run(realClock: true, adjust: { $0.reminderLead = 60 }) { t in
+            try await t.importUsers([TestApp.user("creator", role: "creator", timezone: "America/Chicago")]
+                + members.map { ["id": $0, "name": "Member \($0)", "email": "\($0)-\(run)@example.com", "timezone": "Asia/Tokyo"] },
+                follows: members.map { ["followerId": $0, "followedId": "creator"] })
+            let base = Date()
+            var due: [String: Date] = [:]
+            for i in 0..<12 {
+                let start = base.addingTimeInterval(66 + Double(i) * 4.5) // reminders due 6…56 s from now
+                due[try await t.createStream(start: start, title: "Scale \(i)")] = start.addingTimeInterval(-60)
+            }
+            let servers = try ports.map { try Self.startServer(t.app.deps.config, port: $0) }
+            defer { servers.forEach { if $0.isRunning { kill($0.processIdentifier, SIGKILL) } } }
+
+            let sql = t.app.db as! any SQLDatabase
+            struct Row: Decodable { let stream_id: String; let status: String; let created_at: Date; let sent_at: Date? }
+            func reminders() async throws -> [Row] {
+                try await sql.raw("SELECT stream_id, status, created_at, sent_at FROM deliveries WHERE kind = 'reminder'").all(decoding: Row.self)
+            }
+            var cronCalls = 0, cronOK = 0
+            let deadline = Date().addingTimeInterval(150)
+            while Date() < deadline {
+                for (i, port) in ports.enumerated() {
+                    cronCalls += 1
+                    if await Self.cron(port: port, get: (cronCalls + i) % 2 == 0) { cronOK += 1 }
+                }
+                let rows = try await reminders()
+                if rows.count == due.count * members.count && rows.allSatisfy({ $0.status == Delivery.Status.sent }) { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            for s in servers { s.terminate() }
+            for s in servers { await DeliveryResilienceTests.exited(s) }
+            #expect(cronOK > 20, "the cron endpoints never answered (\(cronOK)/\(cronCalls))")
+
+            let rows = try await reminders()
+            #expect(rows.count == due.count * members.count)
+            #expect(rows.allSatisfy { $0.status == Delivery.Status.sent })
+            for r in rows { #expect(r.created_at >= due[r.stream_id]!, "reminder for \(r.stream_id) queued before it was due") }
+            let lateness = rows.compactMap { r in r.sent_at.map { $0.timeIntervalSince(due[r.stream_id]!) } }.sorted()
+            if !lateness.isEmpty {
+                let median = lateness[lateness.count / 2], p95 = lateness[min(lateness.count - 1, lateness.count * 95 / 100)]
+                print(String(format: "reminder lateness (sent − due) over %d emails: min %.2fs median %.2fs p95 %.2fs max %.2fs; cron calls %d",
+                             lateness.count, lateness.first!, median, p95, lateness.last!, cronCalls))
+            }
+            let flags = try await LiveStream.query(on: t.app.db).all()
+            #expect(flags.allSatisfy { $0.reminderSent })
+        }
+        // Each member: one scheduled and one reminder email per stream, no more.
+        let stored = MailPeers.sinkMessages(containing: "-\(run)@")
+        #expect(stored.count == members.count)
+        for (address, files) in stored { #expect(files.count == 24, "\(address): \(files.count) emails") }
+    }
+}
