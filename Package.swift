@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "App", targets: ["App"]),
         .library(name: "AgoraAccessToken", targets: ["AgoraAccessToken"]),
         .library(name: "Mailer", targets: ["Mailer"]),
+        .library(name: "SigV4", targets: ["SigV4"]),
     ],
     dependencies: [
         .package(url: "https://github.com/vapor/vapor.git", from: "4.122.3"),
@@ -30,6 +31,10 @@ let package = Package(
             ]
         ),
         .target(
+            name: "SigV4",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .target(
             name: "Mailer",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -42,6 +47,7 @@ let package = Package(
             dependencies: [
                 "AgoraAccessToken",
                 "Mailer",
+                "SigV4",
                 .product(name: "Vapor", package: "vapor"),
                 .product(name: "Fluent", package: "fluent"),
                 .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
@@ -53,6 +59,10 @@ let package = Package(
         .testTarget(
             name: "AgoraAccessTokenTests",
             dependencies: ["AgoraAccessToken"]
+        ),
+        .testTarget(
+            name: "SigV4Tests",
+            dependencies: ["SigV4"]
         ),
         .testTarget(
             name: "MailerTests",

@@ -8,8 +8,8 @@ import VaporTesting
 
 /// Crash and outage behaviour, with real processes: the App binary (`App worker`) killed with
 /// SIGKILL mid fan-out, and an SMTP sink that goes away for 30 s.
-@Suite(.enabled(if: MailPeers.available && ProcessInfo.processInfo.environment["APP_BINARY"] != nil,
-                "needs APP_BINARY and the SMTP peers (scripts/test provides both)"))
+@Suite(.serialized, .enabled(if: MailPeers.available && ProcessInfo.processInfo.environment["APP_BINARY"] != nil,
+                            "needs APP_BINARY and the SMTP peers (scripts/test provides both)"))
 struct DeliveryResilienceTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
@@ -73,7 +73,8 @@ struct DeliveryResilienceTests {
         try await TestApp.run(realClock: true, fileDatabase: true) { t in
             let stream = try await Self.seed(t, members: members, run: run)
             let first = try Self.startWorker(t.app.deps.config)
-            let midway = try await Self.waitUntil(timeout: 120) { (try await Self.counts(t, stream)["sent"] ?? 0) >= 1_500 }
+            // Kill it once it is clearly under way (a slow CI machine may take a while to get there).
+            let midway = try await Self.waitUntil(timeout: 300) { (try await Self.counts(t, stream)["sent"] ?? 0) >= 500 }
             #expect(midway, "the first worker never got going")
             kill(first.processIdentifier, SIGKILL)
             await Self.exited(first)
@@ -81,7 +82,7 @@ struct DeliveryResilienceTests {
             #expect((atKill["sent"] ?? 0) < members, "killed too late to prove anything: \(atKill)")
 
             let second = try Self.startWorker(t.app.deps.config)
-            let finished = try await Self.waitUntil(timeout: 300) { (try await Self.counts(t, stream)["sent"] ?? 0) == members }
+            let finished = try await Self.waitUntil(timeout: 600) { (try await Self.counts(t, stream)["sent"] ?? 0) == members }
             second.terminate()
             await Self.exited(second)
             #expect(second.terminationReason == .exit && second.terminationStatus == 0, "worker did not stop cleanly on SIGTERM")
