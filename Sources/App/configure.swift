@@ -49,6 +49,7 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
         worker: worker,
         unsubscribe: unsubscribe,
         reminders: reminders,
+        objectStore: config.s3.map { ObjectStore(settings: $0, client: app.client, clock: clock) },
         mailTransport: transport
     )
     if transport == nil {

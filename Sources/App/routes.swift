@@ -15,4 +15,5 @@ func routes(_ app: Application) throws {
     try authed.register(collection: TokenController())
     try authed.register(collection: NotifyController())
     try authed.register(collection: PreferencesController())
+    try authed.register(collection: RecordingController())
 }

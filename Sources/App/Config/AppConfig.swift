@@ -20,6 +20,8 @@ struct AppConfig: Sendable {
     var isDevelopment: Bool
     var mail: MailSettings
     var worker: WorkerSettings
+    /// Recording storage; nil = feature off.
+    var s3: S3Settings? = nil
     /// REMINDER_LEAD_MINUTES before the start (default 15).
     var reminderLead: TimeInterval = 900
     /// Bearer secret of the cron endpoints; nil turns them off.
@@ -127,6 +129,7 @@ struct AppConfig: Sendable {
         if let raw = value("REMINDER_LEAD_MINUTES") {
             if let n = Int(raw), (1...1440).contains(n) { lead = TimeInterval(n * 60) } else { problems.append("REMINDER_LEAD_MINUTES must be 1–1440") }
         }
+        let s3 = S3Settings.load(value: value, problems: &problems)
         let cron = value("CRON_SECRET")
         if let cron, cron.utf8.count < 16 { problems.append("CRON_SECRET must be at least 16 characters") }
 
@@ -141,6 +144,7 @@ struct AppConfig: Sendable {
             isDevelopment: environment == .development,
             mail: mail,
             worker: worker,
+            s3: s3,
             reminderLead: lead,
             cronSecret: cron
         )

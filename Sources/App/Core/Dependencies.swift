@@ -14,6 +14,8 @@ struct Dependencies: Sendable {
     var worker: Worker
     var unsubscribe: UnsubscribeTokens
     var reminders: Reminders
+    /// nil when S3 is not configured.
+    var objectStore: ObjectStore?
     /// nil when no relay is configured (deliveries wait in the queue).
     var mailTransport: (any MailTransport)?
 }

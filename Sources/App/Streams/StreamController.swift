@@ -75,8 +75,7 @@ struct StreamController: RouteCollection {
             throw APIError.validation("streamId in the body does not match the URL")
         }
         if let replay = body?.replayUrl {
-            guard Validation.isHTTPSURL(replay) else { throw APIError.validation("replayUrl must be an https URL of at most 2048 characters") }
-            stream.replayUrl = replay
+            stream.replayUrl = try await RecordingController.validatedReplay(replay, stream: stream, req: req)
         }
         if stream.hasEnded {
             try await stream.save(on: req.db)
