@@ -72,6 +72,8 @@ let package = Package(
             name: "AppTests",
             dependencies: [
                 "App",
+                "SigV4",
+                "AgoraAccessToken",
                 .product(name: "VaporTesting", package: "vapor"),
             ]
         ),

@@ -50,6 +50,7 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
         unsubscribe: unsubscribe,
         reminders: reminders,
         objectStore: config.s3.map { ObjectStore(settings: $0, client: app.client, clock: clock) },
+        cloudRecording: config.cloudRecording.map { CloudRecordingClient(settings: $0, appID: config.agora.appId, client: app.client) },
         mailTransport: transport
     )
     if transport == nil {

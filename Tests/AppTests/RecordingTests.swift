@@ -34,7 +34,7 @@ struct RecordingTests {
                                      json: ["contentType": "video/mp4", "fileName": "../../Évening Run!!.MOV"])
             #expect(r.status == .ok, "\(r.raw)")
             let key = try #require(r.json["key"] as? String)
-            #expect(key.hasPrefix("recordings/\(stream)/") && key.hasSuffix("-evening-run.mp4") && !key.contains(".."))
+            #expect(key.hasPrefix(RecordingKeys.prefix(stream)) && key.hasSuffix("-evening-run.mp4") && !key.contains(".."))
             #expect(r.json["method"] as? String == "PUT")
             #expect(r.json["headers"] as? [String: String] == ["Content-Type": "video/mp4"])
             #expect((r.json["expiresAt"] as? String)?.hasSuffix("Z") == true)
@@ -58,13 +58,13 @@ struct RecordingTests {
             let endpoint = ProcessInfo.processInfo.environment["S3_ENDPOINT"]!
             let bucket = ProcessInfo.processInfo.environment["AWS_BUCKET_NAME"]!
             let cases: [(String, String)] = [
-                ("\(endpoint)/\(bucket)/recordings/\(stream)/nope.mp4", "replay_object_missing"),
+                ("\(endpoint)/\(bucket)/\(RecordingKeys.prefix(stream))nope.mp4", "replay_object_missing"),
                 ("\(endpoint)/other-bucket/\(key)", "replay_url_not_ours"),
-                ("\(endpoint)/\(bucket)/recordings/\(other)/x.mp4", "replay_url_wrong_stream"),
+                ("\(endpoint)/\(bucket)/\(RecordingKeys.prefix(other))x.mp4", "replay_url_wrong_stream"),
                 (replayURL.replacingOccurrences(of: "http://", with: "https://"), "replay_url_not_ours"),
                 (replayURL.replacingOccurrences(of: "127.0.0.1", with: "localhost"), "replay_url_not_ours"),
                 ("https://cdn.example.com/\(key)", "replay_url_not_ours"),
-                ("\(endpoint)/\(bucket)/recordings/\(stream)/../\(other)/x.mp4", "replay_url_not_ours"),
+                ("\(endpoint)/\(bucket)/\(RecordingKeys.prefix(stream))../\(RecordingKeys.prefix(other))x.mp4", "replay_url_not_ours"),
             ]
             for (url, code) in cases {
                 let bad = try await t.send(.PUT, "api/creator/streams/\(stream)/replay", bearer: owner, json: ["replayUrl": url])

@@ -22,6 +22,8 @@ struct AppConfig: Sendable {
     var worker: WorkerSettings
     /// Recording storage; nil = feature off.
     var s3: S3Settings? = nil
+    /// Agora Cloud Recording REST; nil = feature off.
+    var cloudRecording: CloudRecordingSettings? = nil
     /// REMINDER_LEAD_MINUTES before the start (default 15).
     var reminderLead: TimeInterval = 900
     /// Bearer secret of the cron endpoints; nil turns them off.
@@ -145,6 +147,7 @@ struct AppConfig: Sendable {
             mail: mail,
             worker: worker,
             s3: s3,
+            cloudRecording: CloudRecordingSettings.load(value: value),
             reminderLead: lead,
             cronSecret: cron
         )

@@ -16,6 +16,8 @@ struct Dependencies: Sendable {
     var reminders: Reminders
     /// nil when S3 is not configured.
     var objectStore: ObjectStore?
+    /// nil unless AGORA_CUSTOMER_ID/SECRET (and S3, where recordings land) are set.
+    var cloudRecording: CloudRecordingClient?
     /// nil when no relay is configured (deliveries wait in the queue).
     var mailTransport: (any MailTransport)?
 }

@@ -101,7 +101,10 @@ struct ObjectStore: Sendable {
 }
 
 enum RecordingKeys {
-    static func prefix(_ streamID: String) -> String { "recordings/\(streamID)/" }
+    /// `recordings/{streamId without hyphens}/`: Agora's fileNamePrefix allows only letters and
+    /// digits, and uploads and cloud recordings share one prefix per stream.
+    static func prefixSegments(_ streamID: String) -> [String] { ["recordings", streamID.filter { $0.isLetter || $0.isNumber }] }
+    static func prefix(_ streamID: String) -> String { prefixSegments(streamID).joined(separator: "/") + "/" }
 
     static let contentTypes: [String: String] = [
         "video/mp4": "mp4", "video/webm": "webm", "video/quicktime": "mov", "application/vnd.apple.mpegurl": "m3u8",

@@ -1,3 +1,4 @@
+import AgoraAccessToken
 import Fluent
 import Vapor
 
@@ -7,6 +8,116 @@ struct RecordingController: RouteCollection {
         routes.post("creator", "streams", ":streamId", "recording", "upload-url", use: uploadURL)
         routes.put("creator", "streams", ":streamId", "replay", use: setReplay)
         routes.get("streams", ":streamId", "replay", use: replay)
+        routes.post("creator", "streams", ":streamId", "recording", "start", use: startRecording)
+        routes.post("creator", "streams", ":streamId", "recording", "stop", use: stopRecording)
+        routes.get("creator", "streams", ":streamId", "recording", use: queryRecording)
+    }
+
+    // MARK: Agora Cloud Recording
+
+    struct RecordingState: Content {
+        var success = true
+        let recording: Body
+        struct Body: Content {
+            let active: Bool
+            @NullEncodable var resourceId: String?
+            @NullEncodable var sid: String?
+            @NullEncodable var uid: String?
+            @NullEncodable var status: Int?
+            @NullEncodable var replayUrl: String?
+        }
+    }
+
+    static func cloud(_ req: Request) throws -> (CloudRecordingClient, ObjectStore) {
+        guard let cloud = req.deps.cloudRecording, let store = req.deps.objectStore else {
+            throw APIError.featureDisabled("Cloud recording (AGORA_CUSTOMER_ID/SECRET and S3 storage)")
+        }
+        return (cloud, store)
+    }
+
+    /// POST …/recording/start: acquire + start in mix mode into our bucket.
+    @Sendable func startRecording(req: Request) async throws -> RecordingState {
+        let (cloud, store) = try Self.cloud(req)
+        let stream = try await StreamController.findOwnedStream(req)
+        try StreamController.requireNotCancelled(stream)
+        guard stream.isLive else { throw APIError(.conflict, "stream_not_live", "Recording needs the stream to be live") }
+        guard stream.resourceId == nil else { throw APIError(.conflict, "recording_active", "A recording is already running") }
+        // The recorder's own uid, not any member's; its token outlives the recording (it cannot renew).
+        var uid: UInt32 = 0
+        repeat { uid = UInt32.random(in: 1...UInt32.max) } while try await User.query(on: req.db).filter(\.$agoraUid == Int64(uid)).count() > 0
+        let token = try RTCTokenBuilder.build(appId: req.deps.config.agora.appId, appCertificate: req.deps.config.agora.appCertificate,
+                                              channel: stream.agoraChannelId, uid: uid, role: .subscriber,
+                                              tokenExpire: RTCTokenBuilder.maxLifetimeSeconds, privilegeExpire: RTCTokenBuilder.maxLifetimeSeconds,
+                                              issuedAt: req.now)
+        do {
+            let resource = try await cloud.acquire(channel: stream.agoraChannelId, uid: uid)
+            let sid = try await cloud.start(resourceID: resource, channel: stream.agoraChannelId, uid: uid, token: token,
+                                            storage: store.settings, keyPrefix: RecordingKeys.prefixSegments(stream.id!))
+            stream.resourceId = resource
+            stream.recordingSid = sid
+            stream.recordingId = String(uid)
+            try await stream.save(on: req.db)
+            return RecordingState(recording: .init(active: true, resourceId: resource, sid: sid, uid: String(uid), status: nil, replayUrl: stream.replayUrl))
+        } catch let failure as CloudRecordingClient.AgoraFailure {
+            throw Self.apiError(failure)
+        }
+    }
+
+    /// POST …/recording/stop: stops and points replayUrl at the recorded MP4 (else the HLS playlist).
+    @Sendable func stopRecording(req: Request) async throws -> RecordingState {
+        _ = try Self.cloud(req)
+        let stream = try await StreamController.findOwnedStream(req)
+        guard stream.resourceId != nil else { throw APIError(.conflict, "recording_not_active", "No recording is running") }
+        try await Self.stopActiveRecording(stream, req: req)
+        return RecordingState(recording: .init(active: false, resourceId: nil, sid: stream.recordingSid, uid: stream.recordingId, status: nil, replayUrl: stream.replayUrl))
+    }
+
+    /// Also used when the stream itself is stopped.
+    static func stopActiveRecording(_ stream: LiveStream, req: Request) async throws {
+        guard let (cloud, store) = try? cloud(req), let resource = stream.resourceId, let sid = stream.recordingSid,
+              let uid = stream.recordingId.flatMap(UInt32.init) else { return }
+        do {
+            let files = try await cloud.stop(resourceID: resource, sid: sid, channel: stream.agoraChannelId, uid: uid)
+            let chosen = files.first { $0.hasSuffix(".mp4") } ?? files.first { $0.hasSuffix(".m3u8") }
+            if let chosen { stream.replayUrl = store.replayURL(key: RecordingKeys.prefix(stream.id!) + chosen) }
+            stream.resourceId = nil
+            try await stream.save(on: req.db)
+        } catch let failure as CloudRecordingClient.AgoraFailure {
+            // Agora no longer knows the task (it ended on its own): nothing left to stop.
+            if failure.status == 404 || failure.code == 435 {
+                stream.resourceId = nil
+                try await stream.save(on: req.db)
+            }
+            throw apiError(failure)
+        }
+    }
+
+    @Sendable func queryRecording(req: Request) async throws -> RecordingState {
+        let (cloud, _) = try Self.cloud(req)
+        let stream = try await StreamController.findOwnedStream(req)
+        guard let resource = stream.resourceId, let sid = stream.recordingSid else {
+            return RecordingState(recording: .init(active: false, resourceId: nil, sid: stream.recordingSid, uid: stream.recordingId, status: nil, replayUrl: stream.replayUrl))
+        }
+        do {
+            let json = try await cloud.query(resourceID: resource, sid: sid)
+            let status = (json["serverResponse"] as? [String: Any])?["status"] as? Int
+            return RecordingState(recording: .init(active: true, resourceId: resource, sid: sid, uid: stream.recordingId, status: status, replayUrl: stream.replayUrl))
+        } catch let failure as CloudRecordingClient.AgoraFailure {
+            throw Self.apiError(failure)
+        }
+    }
+
+    /// Agora's failures as our JSON errors: what the creator can act on is 4xx; our own
+    /// misconfiguration (credentials) is a 502 from an upstream.
+    static func apiError(_ f: CloudRecordingClient.AgoraFailure) -> APIError {
+        switch (f.status, f.code) {
+        case (404, _): APIError(.notFound, "recording_not_found", "Agora has no such recording (it may have ended): \(f.message)")
+        case (_, 435): APIError(.conflict, "recording_empty", "Nothing was recorded: nobody published in the channel")
+        case (_, 53): APIError(.conflict, "recording_conflict", "A recording task for this channel is already running")
+        case (401, _): APIError(.badGateway, "agora_auth_failed", "Agora rejected this server's REST credentials")
+        case (400, nil): APIError(.badRequest, "recording_unavailable", f.message)
+        default: APIError(.badGateway, "agora_error", "Agora Cloud Recording failed: \(f.message)")
+        }
     }
 
     struct UploadRequest: Content { let contentType: String; let fileName: String? }

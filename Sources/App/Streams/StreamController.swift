@@ -81,6 +81,12 @@ struct StreamController: RouteCollection {
             try await stream.save(on: req.db)
             return MessageResponse(message: "Stream already ended")
         }
+        // Stopping the stream stops its cloud recording; a recording error never keeps the stream live.
+        if stream.resourceId != nil {
+            do { try await RecordingController.stopActiveRecording(stream, req: req) } catch {
+                req.logger.warning("could not stop the cloud recording", metadata: ["stream": "\(stream.id ?? "")"])
+            }
+        }
         stream.isLive = false
         stream.endTime = req.now
         let events = req.deps.streamEvents
