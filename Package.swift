@@ -56,13 +56,14 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        .target(name: "OracleSupport", path: "Tests/OracleSupport"),
         .testTarget(
             name: "AgoraAccessTokenTests",
-            dependencies: ["AgoraAccessToken"]
+            dependencies: ["AgoraAccessToken", "OracleSupport"]
         ),
         .testTarget(
             name: "SigV4Tests",
-            dependencies: ["SigV4"]
+            dependencies: ["SigV4", "OracleSupport"]
         ),
         .testTarget(
             name: "MailerTests",

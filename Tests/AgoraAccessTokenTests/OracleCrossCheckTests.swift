@@ -1,45 +1,13 @@
 import Foundation
+import OracleSupport
 import Testing
 @testable import AgoraAccessToken
 
 /// Cross-checks against PyPI `agoraiotools` (an independent implementation), driven through
-/// scripts/oracles/agora_oracle.py. The test command sets AGORA_ORACLE_PYTHON to its venv and
-/// REQUIRE_ORACLES=1, so a missing oracle fails the run instead of silently skipping.
-final class AgoraOracle: @unchecked Sendable {
-    private let process = Process()
-    private let input = Pipe()
-    private let output = Pipe()
-    private var buffer = Data()
-
-    static var python: String? { ProcessInfo.processInfo.environment["AGORA_ORACLE_PYTHON"] }
-    static var available: Bool { python != nil || ProcessInfo.processInfo.environment["REQUIRE_ORACLES"] == "1" }
-
-    init() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        guard let python = Self.python else { throw OracleError.notConfigured }
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [root.appendingPathComponent("scripts/oracles/agora_oracle.py").path]
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-    }
-
-    deinit { try? input.fileHandleForWriting.close(); process.waitUntilExit() }
-
-    func call(_ request: [String: Any]) throws -> [String: Any] {
-        input.fileHandleForWriting.write(try JSONSerialization.data(withJSONObject: request) + Data("\n".utf8))
-        while !buffer.contains(10) {
-            let chunk = output.fileHandleForReading.availableData
-            guard !chunk.isEmpty else { throw OracleError.closed }
-            buffer += chunk
-        }
-        let line = buffer.prefix(upTo: buffer.firstIndex(of: 10)!)
-        buffer = Data(buffer.suffix(from: buffer.firstIndex(of: 10)! + 1))
-        return try JSONSerialization.jsonObject(with: line) as! [String: Any]
-    }
-
-    enum OracleError: Error { case notConfigured, closed }
+/// scripts/oracles/agora_oracle.py.
+enum AgoraOracle {
+    static var available: Bool { JSONLinesOracle.available }
+    static func start() throws -> JSONLinesOracle { try JSONLinesOracle(script: "scripts/oracles/agora_oracle.py") }
 }
 
 @Suite(.enabled(if: AgoraOracle.available, "set AGORA_ORACLE_PYTHON (scripts/test does)"))
@@ -64,7 +32,7 @@ struct OracleCrossCheck {
     }
 
     @Test func randomTokensMatchAgoraiotoolsBothWays() throws {
-        let oracle = try AgoraOracle()
+        let oracle = try AgoraOracle.start()
         var g = SystemRandomNumberGenerator()
         for _ in 0..<300 {
             let c = Self.randomCase(&g)
@@ -96,7 +64,7 @@ struct OracleCrossCheck {
     }
 
     @Test func tamperedTokensFailInBothImplementations() throws {
-        let oracle = try AgoraOracle()
+        let oracle = try AgoraOracle.start()
         let good = try RTCTokenBuilder.build(appId: Vectors.appId, appCertificate: Vectors.cert, channel: "room", uid: 42, role: .publisher,
                                              tokenExpire: 600, privilegeExpire: 600)
         let other = String(repeating: "b", count: 32)

@@ -1,47 +1,12 @@
 import Foundation
+import OracleSupport
 import Testing
 @testable import SigV4
 
-/// Cross-checks against botocore (an independent SigV4 implementation), driven through
-/// scripts/s3/sigv4_oracle.py. The test command sets AGORA_ORACLE_PYTHON to the project venv and
-/// REQUIRE_ORACLES=1, so a missing oracle fails the run instead of silently skipping.
-final class BotocoreOracle: @unchecked Sendable {
-    private let process = Process()
-    private let input = Pipe()
-    private let output = Pipe()
-    private var buffer = Data()
-
-    static var python: String? { ProcessInfo.processInfo.environment["AGORA_ORACLE_PYTHON"] }
-    static var available: Bool { python != nil || ProcessInfo.processInfo.environment["REQUIRE_ORACLES"] == "1" }
-
-    init() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        guard let python = Self.python else { throw OracleError.notConfigured }
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [root.appendingPathComponent("scripts/s3/sigv4_oracle.py").path]
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-    }
-
-    deinit { try? input.fileHandleForWriting.close(); process.waitUntilExit() }
-
-    func call(_ request: [String: Any]) throws -> [String: Any] {
-        input.fileHandleForWriting.write(try JSONSerialization.data(withJSONObject: request) + Data("\n".utf8))
-        while !buffer.contains(10) {
-            let chunk = output.fileHandleForReading.availableData
-            guard !chunk.isEmpty else { throw OracleError.closed }
-            buffer += chunk
-        }
-        let line = buffer.prefix(upTo: buffer.firstIndex(of: 10)!)
-        buffer = Data(buffer.suffix(from: buffer.firstIndex(of: 10)! + 1))
-        let reply = try JSONSerialization.jsonObject(with: line) as! [String: Any]
-        if let error = reply["error"] { throw OracleError.failed("\(error)") }
-        return reply
-    }
-
-    enum OracleError: Error { case notConfigured, closed, failed(String) }
+/// Cross-checks against botocore (an independent SigV4 implementation), scripts/s3/sigv4_oracle.py.
+enum BotocoreOracle {
+    static var available: Bool { JSONLinesOracle.available }
+    static func start() throws -> JSONLinesOracle { try JSONLinesOracle(script: "scripts/s3/sigv4_oracle.py") }
 }
 
 @Suite(.enabled(if: BotocoreOracle.available, "set AGORA_ORACLE_PYTHON (scripts/test does)"))
@@ -107,7 +72,7 @@ struct BotocoreCrossCheck {
     }
 
     @Test func presignedURLsMatchBotocore() throws {
-        let oracle = try BotocoreOracle()
+        let oracle = try BotocoreOracle.start()
         var g = SystemRandomNumberGenerator()
         for _ in 0..<200 {
             let c = try Self.randomCase(&g)
@@ -127,7 +92,7 @@ struct BotocoreCrossCheck {
     }
 
     @Test func signedHeadersMatchBotocore() throws {
-        let oracle = try BotocoreOracle()
+        let oracle = try BotocoreOracle.start()
         var g = SystemRandomNumberGenerator()
         for _ in 0..<100 {
             let c = try Self.randomCase(&g)
