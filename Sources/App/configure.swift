@@ -30,11 +30,16 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
         DeliverySender(transport: $0, templates: templates, settings: config.mail, clock: clock, logger: app.logger, unsubscribe: unsubscribe)
     }
     let reminders = Reminders(lead: config.reminderLead, queue: jobs, clock: clock)
+    let kicking = config.cloudRecording.map { KickingRules(settings: $0, appID: config.agora.appId, client: app.client) }
     let worker = Worker(
         db: app.db, clock: clock, logger: app.logger, sender: sender,
         handlers: [
             FanOut.jobKind: { job, db in try await FanOut.run(job, db: db, now: clock.now) },
             Reminders.jobKind: { job, db in try await reminders.runJob(job, on: db) },
+            KickingRules.jobKind: { job, db in
+                guard let kicking else { return .skipped("Agora REST credentials not configured") }
+                return try await kicking.run(job, on: db)
+            },
         ],
         settings: config.worker, wake: wake)
     app.deps = Dependencies(
@@ -51,6 +56,7 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
         reminders: reminders,
         objectStore: config.s3.map { ObjectStore(settings: $0, client: app.client, clock: clock) },
         cloudRecording: config.cloudRecording.map { CloudRecordingClient(settings: $0, appID: config.agora.appId, client: app.client) },
+        kickingRules: kicking,
         mailTransport: transport
     )
     if transport == nil {

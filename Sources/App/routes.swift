@@ -16,4 +16,5 @@ func routes(_ app: Application) throws {
     try authed.register(collection: NotifyController())
     try authed.register(collection: PreferencesController())
     try authed.register(collection: RecordingController())
+    try authed.register(collection: ModerationController())
 }

@@ -18,6 +18,8 @@ struct Dependencies: Sendable {
     var objectStore: ObjectStore?
     /// nil unless AGORA_CUSTOMER_ID/SECRET (and S3, where recordings land) are set.
     var cloudRecording: CloudRecordingClient?
+    /// nil unless AGORA_CUSTOMER_ID/SECRET are set.
+    var kickingRules: KickingRules?
     /// nil when no relay is configured (deliveries wait in the queue).
     var mailTransport: (any MailTransport)?
 }

@@ -35,6 +35,10 @@ struct TokenController: RouteCollection {
             throw APIError.notFound("user_not_found", "The authenticated user is not known to this server")
         }
         guard user.isActive else { throw APIError(.forbidden, "user_inactive", "This account is inactive") }
+        if user.id != stream.$creator.id,
+           let refusal = try await Moderation.refusal(user: user.id!, stream: stream, publisher: role == .publisher, now: req.now, on: req.db) {
+            throw refusal
+        }
 
         let issued = try req.deps.tokens.issue(channel: stream.agoraChannelId, uid: user.agoraUid32, role: role)
         return TokenResponse(token: issued.token, uid: user.agoraUid32, channelId: stream.agoraChannelId,

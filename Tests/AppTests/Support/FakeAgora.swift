@@ -14,6 +14,11 @@ final class FakeAgora: @unchecked Sendable {
     private(set) var problems: [String] = []
     /// When set, stop answers 206 + code 435 ("no recorded data").
     var nobodyPublished = false
+    /// Kicking rules (agora.md §7): id → body; and how many next calls fail with a 500.
+    private(set) var rules: [Int: [String: Any]] = [:]
+    private(set) var deletedRules: [Int] = []
+    var failNextKickCalls = 0
+    private var nextRuleID = 1950
 
     init() async throws {
         app = try await Application.make(.testing)
@@ -56,6 +61,28 @@ final class FakeAgora: @unchecked Sendable {
     }
 
     private func register() throws {
+        app.post("dev", "v1", "kicking-rule") { [self] req -> Response in
+            guard authorized(req) else { return json(.unauthorized, ["message": "Invalid authentication credentials"]) }
+            if lock.withLock({ let f = failNextKickCalls > 0; if f { failNextKickCalls -= 1 }; return f }) {
+                return json(.internalServerError, ["message": "internal error"])
+            }
+            let allowed: Set<String> = ["join_channel", "publish_audio", "publish_video"]
+            guard let b = body(req), b["appid"] is String, b["cname"] is String, let uid = b["uid"] as? Int, uid != 0,
+                  let privileges = b["privileges"] as? [String], !privileges.isEmpty, Set(privileges).isSubset(of: allowed) else {
+                note("bad kicking-rule body"); return json(.badRequest, ["message": "invalid parameter"])
+            }
+            if let t = b["time_in_seconds"] as? Int, !(10...86_430).contains(t) { note("time_in_seconds out of range") }
+            let id: Int = lock.withLock { nextRuleID += 1; rules[nextRuleID] = b; return nextRuleID }
+            return json(.ok, ["status": "success", "id": id])
+        }
+        app.delete("dev", "v1", "kicking-rule") { [self] req -> Response in
+            guard authorized(req) else { return json(.unauthorized, ["message": "Invalid authentication credentials"]) }
+            guard let b = body(req), b["appid"] is String, let id = b["id"] as? Int else { return json(.badRequest, ["message": "invalid parameter"]) }
+            let known = lock.withLock { rules.removeValue(forKey: id) != nil }
+            guard known else { return json(.notFound, ["message": "rule not found"]) }
+            lock.withLock { deletedRules.append(id) }
+            return json(.ok, ["status": "success", "id": id])
+        }
         let base = app.grouped("v1", "apps", ":appid", "cloud_recording")
         base.post("acquire") { [self] req -> Response in
             guard authorized(req) else { return json(.unauthorized, ["message": "Invalid authentication credentials"]) }
