@@ -7,6 +7,7 @@ func routes(_ app: Application) throws {
     let api = app.grouped("api")
     try api.register(collection: UnsubscribeController())
     try api.register(collection: CronController())
+    try api.register(collection: FeedController(authed: false))
     if app.deps.config.devOutbox { try app.grouped("dev").register(collection: OutboxController()) }
     try api.grouped("admin").grouped(AdminAuthMiddleware()).register(collection: AdminController())
 
@@ -17,4 +18,5 @@ func routes(_ app: Application) throws {
     try authed.register(collection: PreferencesController())
     try authed.register(collection: RecordingController())
     try authed.register(collection: ModerationController())
+    try authed.register(collection: FeedController(authed: true))
 }

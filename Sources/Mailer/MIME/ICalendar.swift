@@ -17,16 +17,25 @@ public struct CalendarEvent: Sendable, Equatable {
         self.summary = summary; self.description = description; self.url = url; self.stamp = stamp
     }
 
-    /// A whole VCALENDAR; `.cancel` also marks the event cancelled.
+    /// A whole VCALENDAR holding this event; `.cancel` also marks it cancelled.
     public func ics(method: MailMessage.Calendar.Method, productID: String = "-//Live Streams//Stream Invitations//EN") -> String {
-        var lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:" + Self.escape(productID), "CALSCALE:GREGORIAN", "METHOD:" + method.rawValue,
-                     "BEGIN:VEVENT", "UID:" + Self.escape(uid), "SEQUENCE:\(sequence)", "DTSTAMP:" + Self.utc(stamp),
-                     "DTSTART:" + Self.utc(start), "DTEND:" + Self.utc(end), "SUMMARY:" + Self.escape(summary)]
-        if let description { lines.append("DESCRIPTION:" + Self.escape(description)) }
-        if let url { lines.append("URL:" + url) }
-        lines.append("STATUS:" + (method == .cancel ? "CANCELLED" : "CONFIRMED"))
-        lines += ["TRANSP:OPAQUE", "END:VEVENT", "END:VCALENDAR"]
-        return lines.map(Self.fold).joined(separator: "\r\n") + "\r\n"
+        Self.calendar([self], method: method, productID: productID)
+    }
+
+    /// A VCALENDAR with several events (a schedule feed); `name` sets X-WR-CALNAME.
+    public static func calendar(_ events: [CalendarEvent], method: MailMessage.Calendar.Method, productID: String = "-//Live Streams//Stream Invitations//EN",
+                                name: String? = nil) -> String {
+        var lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:" + escape(productID), "CALSCALE:GREGORIAN", "METHOD:" + method.rawValue]
+        if let name { lines.append("X-WR-CALNAME:" + escape(name)) }
+        for e in events {
+            lines += ["BEGIN:VEVENT", "UID:" + escape(e.uid), "SEQUENCE:\(e.sequence)", "DTSTAMP:" + utc(e.stamp),
+                      "DTSTART:" + utc(e.start), "DTEND:" + utc(e.end), "SUMMARY:" + escape(e.summary)]
+            if let description = e.description { lines.append("DESCRIPTION:" + escape(description)) }
+            if let url = e.url { lines.append("URL:" + url) }
+            lines += ["STATUS:" + (method == .cancel ? "CANCELLED" : "CONFIRMED"), "TRANSP:OPAQUE", "END:VEVENT"]
+        }
+        lines.append("END:VCALENDAR")
+        return lines.map(fold).joined(separator: "\r\n") + "\r\n"
     }
 
     /// `20260308T073000Z`

@@ -1,0 +1,132 @@
+import Crypto
+import Fluent
+import Mailer
+import SQLKit
+import Vapor
+
+/// Read endpoints for frontends: a stream's page, what is live, what is coming up for me, and a
+/// public iCalendar feed of a creator's schedule.
+struct FeedController: RouteCollection {
+    let authed: Bool
+
+    func boot(routes: any RoutesBuilder) throws {
+        if authed {
+            routes.get("streams", "live", use: live)
+            routes.get("streams", ":streamId", use: details)
+            routes.get("me", "upcoming", use: upcoming)
+        } else {
+            // Public on purpose: calendar apps send no bearer token; only public fields inside.
+            routes.get("creator", ":creatorId", "schedule.ics", use: scheduleFeed)
+        }
+    }
+
+    struct Details: Content {
+        let id: String
+        let title: String
+        @NullEncodable var description: String?
+        @NullEncodable var workoutType: String?
+        @NullEncodable var thumbnail: String?
+        let startTime: Date
+        @NullEncodable var endTime: Date?
+        let isLive: Bool
+        let viewerCount: Int
+        @NullEncodable var replayUrl: String?
+        @NullEncodable var cancelledAt: Date?
+        let creator: Creator
+        /// Only in /api/me/upcoming: the start in the caller's zone.
+        @NullEncodable var startTimeLocal: String?
+        struct Creator: Content { let id: String; let name: String }
+
+        init(_ s: LiveStream, creator: User, local: String? = nil) {
+            id = s.id!; title = s.title; description = s.details; workoutType = s.workoutType; thumbnail = s.thumbnail
+            startTime = s.startTime; endTime = s.endTime; isLive = s.isLive; viewerCount = s.viewerCount; replayUrl = s.replayUrl
+            cancelledAt = s.cancelledAt; self.creator = Creator(id: creator.id!, name: creator.name); startTimeLocal = local
+        }
+    }
+
+    struct One: Content { var success = true; let stream: Details }
+    struct Many: Content { var success = true; let streams: [Details]; @NullEncodable var nextCursor: String? }
+
+    @Sendable func details(req: Request) async throws -> One {
+        _ = try req.caller
+        let stream = try await StreamController.findStream(req)
+        let creator = try await stream.$creator.get(on: req.db)
+        return One(stream: Details(stream, creator: creator))
+    }
+
+    /// GET /api/streams/live?limit&cursor — most viewers first; the cursor is opaque.
+    @Sendable func live(req: Request) async throws -> Many {
+        _ = try req.caller
+        var limit = 50
+        if let raw = req.query[String.self, at: "limit"] {
+            guard let n = Int(raw), (1...200).contains(n) else { throw APIError.validation("limit must be 1–200") }
+            limit = n
+        }
+        var query = LiveStream.query(on: req.db).filter(\.$isLive == true).filter(\.$cancelledAt == nil).with(\.$creator)
+        if let cursor = req.query[String.self, at: "cursor"] {
+            guard let data = Data(base64Encoded: cursor), let text = String(data: data, encoding: .utf8),
+                  let sep = text.firstIndex(of: ":"), let count = Int(text[..<sep]) else { throw APIError.validation("Invalid cursor") }
+            let id = String(text[text.index(after: sep)...])
+            query = query.group(.or) { or in
+                or.filter(\.$viewerCount < count).group(.and) { $0.filter(\.$viewerCount == count).filter(\.$id > id) }
+            }
+        }
+        let page = try await query.sort(\.$viewerCount, .descending).sort(\.$id, .ascending).limit(limit + 1).all()
+        let shown = Array(page.prefix(limit))
+        let next = page.count > limit ? shown.last.map { Data("\($0.viewerCount):\($0.id!)".utf8).base64EncodedString() } : nil
+        return Many(streams: shown.map { Details($0, creator: $0.creator) }, nextCursor: next)
+    }
+
+    /// GET /api/me/upcoming — the next 14 days from creators I follow or subscribe to.
+    @Sendable func upcoming(req: Request) async throws -> Many {
+        let caller = try req.caller
+        guard let me = try await User.find(caller.id, on: req.db) else { throw APIError.notFound("user_not_found", "Unknown user") }
+        struct Row: Decodable { let id: String }
+        let creators = try await (req.db as! any SQLDatabase).raw("""
+            SELECT followed_id AS id FROM follows WHERE follower_id = \(bind: caller.id)
+            UNION SELECT creator_id AS id FROM subscriptions WHERE member_id = \(bind: caller.id) AND status = 'active'
+            """).all(decoding: Row.self).map(\.id)
+        guard !creators.isEmpty else { return Many(streams: [], nextCursor: nil) }
+        let now = req.now
+        let streams = try await LiveStream.query(on: req.db).filter(\.$creator.$id ~~ creators)
+            .filter(\.$isLive == false).filter(\.$endTime == nil).filter(\.$cancelledAt == nil)
+            .filter(\.$startTime >= now).filter(\.$startTime <= now.addingTimeInterval(14 * 86_400))
+            .sort(\.$startTime).limit(500).with(\.$creator).all()
+        return Many(streams: streams.map {
+            Details($0, creator: $0.creator, local: TimeFormatting.format($0.startTime, zoneID: me.timezone ?? $0.creator.timezone ?? "UTC"))
+        }, nextCursor: nil)
+    }
+
+    /// GET /api/creator/:creatorId/schedule.ics — public, cacheable (ETag), RFC 5545.
+    @Sendable func scheduleFeed(req: Request) async throws -> Response {
+        let creatorID = req.parameters.get("creatorId") ?? ""
+        guard Validation.isValidUserID(creatorID), let creator = try await User.find(creatorID, on: req.db), creator.role == .creator else {
+            throw APIError.notFound("creator_not_found", "Creator not found")
+        }
+        let now = req.now
+        let streams = try await LiveStream.query(on: req.db).filter(\.$creator.$id == creatorID)
+            .filter(\.$endTime == nil).filter(\.$cancelledAt == nil).filter(\.$startTime >= now.addingTimeInterval(-86_400))
+            .sort(\.$startTime).limit(500).all()
+        let mail = req.deps.config.mail
+        let host = URL(string: mail.publicBaseURL)?.host ?? "localhost"
+        // DTSTAMP is the stream's last change, so the feed (and its ETag) only changes when the schedule does.
+        let events = streams.map { s in
+            let url = "\(mail.frontendURL)/live/\(s.id!)"
+            return CalendarEvent(uid: "\(s.id!)@\(host)", sequence: s.scheduleRevision, start: s.startTime, end: s.startTime.addingTimeInterval(3600),
+                                 summary: s.title, description: [s.workoutType.map { "Workout: \($0)" }, url].compactMap { $0 }.joined(separator: "\n"),
+                                 url: url, stamp: s.updatedAt ?? s.createdAt ?? s.startTime)
+        }
+        let body = CalendarEvent.calendar(events, method: .publish, name: "\(creator.name) — live streams")
+        let etag = "\"" + SHA256.hash(data: Data(body.utf8)).prefix(16).map { String(format: "%02x", $0) }.joined() + "\""
+        if req.headers.first(name: .ifNoneMatch) == etag {
+            let r = Response(status: .notModified)
+            r.headers.replaceOrAdd(name: .eTag, value: etag)
+            return r
+        }
+        let r = Response(status: .ok, body: .init(string: body))
+        r.headers.replaceOrAdd(name: .contentType, value: "text/calendar; charset=utf-8")
+        r.headers.replaceOrAdd(name: .eTag, value: etag)
+        r.headers.replaceOrAdd(name: .cacheControl, value: "public, max-age=300")
+        return r
+    }
+}
