@@ -36,6 +36,7 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
         handlers: [
             FanOut.jobKind: { job, db in try await FanOut.run(job, db: db, now: clock.now) },
             Reminders.jobKind: { job, db in try await reminders.runJob(job, on: db) },
+            ChannelEvents.graceJobKind: { [app] job, db in try await ChannelEvents.graceExpired(job, deps: app.deps, db: db) },
             KickingRules.jobKind: { job, db in
                 guard let kicking else { return .skipped("Agora REST credentials not configured") }
                 return try await kicking.run(job, on: db)

@@ -8,6 +8,7 @@ func routes(_ app: Application) throws {
     try api.register(collection: UnsubscribeController())
     try api.register(collection: CronController())
     try api.register(collection: FeedController(authed: false))
+    try api.register(collection: WebhookController())
     if app.deps.config.devOutbox { try app.grouped("dev").register(collection: OutboxController()) }
     try api.grouped("admin").grouped(AdminAuthMiddleware()).register(collection: AdminController())
 

@@ -22,6 +22,10 @@ struct AppConfig: Sendable {
     var worker: WorkerSettings
     /// Recording storage; nil = feature off.
     var s3: S3Settings? = nil
+    /// AGORA_NCS_SECRET: turns on POST /api/webhooks/agora.
+    var ncsSecret: String? = nil
+    /// HOST_GRACE_MINUTES: how long a live stream waits for its host to come back.
+    var hostGrace: TimeInterval = 300
     /// Agora Cloud Recording REST; nil = feature off.
     var cloudRecording: CloudRecordingSettings? = nil
     /// REMINDER_LEAD_MINUTES before the start (default 15).
@@ -147,6 +151,8 @@ struct AppConfig: Sendable {
             mail: mail,
             worker: worker,
             s3: s3,
+            ncsSecret: value("AGORA_NCS_SECRET"),
+            hostGrace: TimeInterval((value("HOST_GRACE_MINUTES").flatMap(Int.init).map { min(max($0, 1), 240) } ?? 5) * 60),
             cloudRecording: CloudRecordingSettings.load(value: value),
             reminderLead: lead,
             cronSecret: cron

@@ -6,7 +6,7 @@ enum Migrations {
     static let all: [any AsyncMigration] = [
         CreateUsers(), CreateFollows(), CreateSubscriptions(), CreateStreams(),
         CreateJobs(), CreateDeliveries(), CreateOutbox(), CreatePreferences(),
-        AddStreamSchedule(), CreateModeration(),
+        AddStreamSchedule(), CreateModeration(), CreateWebhookState(),
     ]
 }
 

@@ -1,0 +1,109 @@
+import Fluent
+import Foundation
+import Testing
+import VaporTesting
+@testable import App
+
+@Suite struct WebhookTests {
+    static let secret = "ncs-secret-for-tests"
+
+    static func post(_ t: TestApp, _ body: [String: Any], secret: String = secret) async throws -> TestApp.Reply {
+        let raw = String(decoding: try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys]), as: UTF8.self)
+        return try await t.send(.POST, "api/webhooks/agora", raw: raw,
+                                headers: ["Agora-Signature-V2": WebhookController.signature(Array(raw.utf8), secret: secret)])
+    }
+
+    static func event(_ notice: String, _ type: Int, channel: String, uid: Int64, seq: Int64) -> [String: Any] {
+        ["noticeId": notice, "productId": 1, "eventType": type, "notifyMs": 1_772_900_000_000,
+         "payload": ["channelName": channel, "uid": uid, "platform": 7, "clientSeq": seq, "ts": 1_772_900_000]]
+    }
+
+    @Test func publishedSignatureVector() {
+        let body = #"{"eventMs":1560408533119,"eventType":10,"noticeId":"4eb720f0-8da7-11e9-a43e-53f411c2761f","notifyMs":1560408533119,"payload":{"a":"1","b":2},"productId":1}"#
+        #expect(WebhookController.signature(Array(body.utf8), secret: "secret") == "6d3320c60b11101395b7fc8f9068748808a0aa1bfa064438e39d1bc2c7d74d99")
+    }
+
+    @Test func signatureRequiredAndOffWithoutSecret() async throws {
+        try await TestApp.run(adjust: { $0.ncsSecret = Self.secret }) { t in
+            let body = Self.event("n1", 105, channel: "unknown-channel", uid: 5, seq: 1)
+            let ignored = try await Self.post(t, body)
+            #expect(ignored.status == .ok) // unknown channel: accepted, ignored
+            let forged = try await Self.post(t, body, secret: "wrong")
+            #expect(forged.status == .unauthorized)
+            let unsigned = try await t.send(.POST, "api/webhooks/agora", raw: "{}")
+            #expect(unsigned.status == .unauthorized)
+            let junk = try await Self.post(t, ["hello": "world"])
+            #expect(junk.status == .badRequest)
+            let otherProduct = try await Self.post(t, ["noticeId": "x", "productId": 99, "eventType": 1])
+            #expect(otherProduct.status == .ok)
+        }
+        try await TestApp.run { t in
+            let r = try await Self.post(t, Self.event("n1", 105, channel: "c", uid: 5, seq: 1))
+            #expect(r.status == .notFound && r.errorCode == "feature_disabled")
+        }
+    }
+
+    /// Joins, leaves and role changes for 30 viewers, every event delivered twice (retries) and
+    /// all shuffled: the count is exact and never negative.
+    @Test func viewerCountUnderShuffledDuplicates() async throws {
+        try await TestApp.run(adjust: { $0.ncsSecret = Self.secret }) { t in
+            try await t.seedBasics()
+            let id = try await t.createStream(scheduled: false)
+            var events: [[String: Any]] = []
+            var expected = 0
+            var n = 0
+            for uid in Int64(1000)..<1030 {
+                var timeline: [(Int, Int64)] = [(105, 1)]            // joins as audience
+                switch uid % 4 {
+                case 0: timeline.append((106, 2))                     // leaves
+                case 1: timeline += [(111, 2), (112, 3)]              // on stage, back to audience
+                case 2: timeline += [(106, 2), (105, 3)]              // drops and rejoins
+                default: timeline.append((111, 2))                    // becomes a broadcaster
+                }
+                if uid % 4 == 1 || uid % 4 == 2 { expected += 1 }
+                for (type, seq) in timeline {
+                    n += 1
+                    events.append(Self.event("notice-\(n)", type, channel: id, uid: uid, seq: seq))
+                }
+            }
+            var deliveries = events + events
+            var rng = SystemRandomNumberGenerator()
+            deliveries.shuffle(using: &rng)
+            for e in deliveries {
+                let r = try await Self.post(t, e)
+                #expect(r.status == .ok)
+                #expect(try await t.stream(id).viewerCount >= 0)
+            }
+            #expect(try await t.stream(id).viewerCount == expected)
+        }
+    }
+
+    @Test func hostAwayLongerThanTheGracePeriodEndsTheStream() async throws {
+        try await TestApp.run(adjust: { $0.ncsSecret = Self.secret }) { t in
+            try await t.seedBasics()
+            let id = try await t.createStream(scheduled: false)
+            let host = try await User.find("creator", on: t.app.db)!.agoraUid
+            try await Self.post(t, Self.event("h1", 103, channel: id, uid: host, seq: 1))
+            try await Self.post(t, Self.event("h2", 104, channel: id, uid: host, seq: 2))
+            t.setNow(t.start.addingTimeInterval(240))
+            try await t.drainWorker()
+            #expect(try await t.stream(id).isLive == true)
+            // Back within the grace period: nothing ends.
+            try await Self.post(t, Self.event("h3", 103, channel: id, uid: host, seq: 3))
+            t.setNow(t.start.addingTimeInterval(900))
+            try await t.drainWorker()
+            #expect(try await t.stream(id).isLive == true)
+            // Gone for good.
+            try await Self.post(t, Self.event("h4", 104, channel: id, uid: host, seq: 4))
+            t.setNow(t.start.addingTimeInterval(900 + 301))
+            try await t.drainWorker()
+            let ended = try await t.stream(id)
+            #expect(ended.isLive == false && ended.endTime == t.start.addingTimeInterval(900 + 301))
+
+            // Channel destroyed ends a live stream at once.
+            let other = try await t.createStream(scheduled: false)
+            try await Self.post(t, ["noticeId": "d1", "productId": 1, "eventType": 102, "payload": ["channelName": other, "ts": 1, "lastUid": 5]])
+            #expect(try await t.stream(other).isLive == false)
+        }
+    }
+}
