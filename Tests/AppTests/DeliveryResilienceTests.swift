@@ -36,6 +36,7 @@ struct DeliveryResilienceTests {
             "SMTP_PORT": env["SMTP_SINK_PORT"]!, "SMTP_SECURITY": "starttls", "SMTP_USERNAME": env["SMTP_SINK_USER"]!,
             "SMTP_PASSWORD": env["SMTP_SINK_PASSWORD"]!, "SMTP_CA_FILE": env["SMTP_TEST_CA_FILE"]!,
             "EMAIL_FROM": "Fit Live <live@fit.example.com>", "FRONTEND_URL": TestCredentials.frontend, "LOG_LEVEL": "warning",
+            "PUBLIC_BASE_URL": "https://api.fit.example.com",
             "PATH": env["PATH"] ?? "/usr/bin:/bin",
         ]
         switch config.database {
@@ -74,7 +75,14 @@ struct DeliveryResilienceTests {
             let stream = try await Self.seed(t, members: members, run: run)
             let first = try Self.startWorker(t.app.deps.config)
             // Kill it once it is clearly under way (a slow CI machine may take a while to get there).
-            let midway = try await Self.waitUntil(timeout: 300) { (try await Self.counts(t, stream)["sent"] ?? 0) >= 500 }
+            let midway = try await Self.waitUntil(timeout: 300) {
+                guard first.isRunning else { return true } // exited by itself: reported below
+                return (try await Self.counts(t, stream)["sent"] ?? 0) >= 500
+            }
+            guard first.isRunning else {
+                Issue.record("App worker exited on its own (status \(first.terminationStatus)): check its configuration")
+                return
+            }
             #expect(midway, "the first worker never got going")
             kill(first.processIdentifier, SIGKILL)
             await Self.exited(first)
