@@ -78,6 +78,23 @@ import VaporTesting
         }
     }
 
+    @Test func hostGoneEndsTheStreamAndItsRecording() async throws {
+        let fake = try await FakeAgora()
+        defer { Task { await fake.shutdown() } }
+        try await TestApp.run(adjust: { c in Self.configure(fake)(&c); c.ncsSecret = WebhookTests.secret }) { t in
+            try await t.seedBasics()
+            let id = try await t.createStream(scheduled: false)
+            #expect(try await t.send(.POST, "api/creator/streams/\(id)/recording/start", bearer: try await t.token("creator")).status == .ok)
+            let host = try await User.find("creator", on: t.app.db)!.agoraUid
+            try await WebhookTests.post(t, WebhookTests.event("g1", 104, channel: id, uid: host, seq: 7))
+            t.setNow(t.start.addingTimeInterval(301))
+            try await t.drainWorker()
+            let stream = try await t.stream(id)
+            #expect(stream.isLive == false && stream.resourceId == nil)
+            #expect(stream.replayUrl?.hasSuffix("_0.mp4") == true)
+        }
+    }
+
     @Test func agoraErrorsBecomeClearJSON() async throws {
         let fake = try await FakeAgora()
         defer { Task { await fake.shutdown() } }

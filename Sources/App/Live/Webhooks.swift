@@ -95,8 +95,10 @@ struct ChannelEvents {
         return .done
     }
 
+    /// Ends the stream exactly as a stop would, its cloud recording included.
     static func end(_ stream: LiveStream, deps: Dependencies, db: any Database) async throws {
         guard stream.isLive else { return }
+        if stream.resourceId != nil { try? await RecordingController.stopActiveRecording(stream, deps: deps, db: db) }
         stream.isLive = false
         stream.endTime = deps.clock.now()
         try await db.transaction { tx in

@@ -68,25 +68,25 @@ struct RecordingController: RouteCollection {
         _ = try Self.cloud(req)
         let stream = try await StreamController.findOwnedStream(req)
         guard stream.resourceId != nil else { throw APIError(.conflict, "recording_not_active", "No recording is running") }
-        try await Self.stopActiveRecording(stream, req: req)
+        try await Self.stopActiveRecording(stream, deps: req.deps, db: req.db)
         return RecordingState(recording: .init(active: false, resourceId: nil, sid: stream.recordingSid, uid: stream.recordingId, status: nil, replayUrl: stream.replayUrl))
     }
 
-    /// Also used when the stream itself is stopped.
-    static func stopActiveRecording(_ stream: LiveStream, req: Request) async throws {
-        guard let (cloud, store) = try? cloud(req), let resource = stream.resourceId, let sid = stream.recordingSid,
+    /// Also used when the stream itself ends (stop, or Agora saying the host is gone).
+    static func stopActiveRecording(_ stream: LiveStream, deps: Dependencies, db: any Database) async throws {
+        guard let cloud = deps.cloudRecording, let store = deps.objectStore, let resource = stream.resourceId, let sid = stream.recordingSid,
               let uid = stream.recordingId.flatMap(UInt32.init) else { return }
         do {
             let files = try await cloud.stop(resourceID: resource, sid: sid, channel: stream.agoraChannelId, uid: uid)
             let chosen = files.first { $0.hasSuffix(".mp4") } ?? files.first { $0.hasSuffix(".m3u8") }
             if let chosen { stream.replayUrl = store.replayURL(key: RecordingKeys.prefix(stream.id!) + chosen) }
             stream.resourceId = nil
-            try await stream.save(on: req.db)
+            try await stream.save(on: db)
         } catch let failure as CloudRecordingClient.AgoraFailure {
             // Agora no longer knows the task (it ended on its own): nothing left to stop.
             if failure.status == 404 || failure.code == 435 {
                 stream.resourceId = nil
-                try await stream.save(on: req.db)
+                try await stream.save(on: db)
             }
             throw apiError(failure)
         }

@@ -83,7 +83,7 @@ struct StreamController: RouteCollection {
         }
         // Stopping the stream stops its cloud recording; a recording error never keeps the stream live.
         if stream.resourceId != nil {
-            do { try await RecordingController.stopActiveRecording(stream, req: req) } catch {
+            do { try await RecordingController.stopActiveRecording(stream, deps: req.deps, db: req.db) } catch {
                 req.logger.warning("could not stop the cloud recording", metadata: ["stream": "\(stream.id ?? "")"])
             }
         }
