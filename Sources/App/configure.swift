@@ -58,6 +58,7 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
         objectStore: config.s3.map { ObjectStore(settings: $0, client: app.client, clock: clock) },
         cloudRecording: config.cloudRecording.map { CloudRecordingClient(settings: $0, appID: config.agora.appId, client: app.client) },
         kickingRules: kicking,
+        rateLimiter: RateLimiter(clock: clock),
         mailTransport: transport
     )
     if transport == nil {

@@ -22,6 +22,7 @@ struct AppConfig: Sendable {
     var worker: WorkerSettings
     /// Recording storage; nil = feature off.
     var s3: S3Settings? = nil
+    var rateLimits = RateLimits()
     /// AGORA_NCS_SECRET: turns on POST /api/webhooks/agora.
     var ncsSecret: String? = nil
     /// HOST_GRACE_MINUTES: how long a live stream waits for its host to come back.
@@ -136,6 +137,7 @@ struct AppConfig: Sendable {
             if let n = Int(raw), (1...1440).contains(n) { lead = TimeInterval(n * 60) } else { problems.append("REMINDER_LEAD_MINUTES must be 1–1440") }
         }
         let s3 = S3Settings.load(value: value, problems: &problems)
+        let rateLimits = RateLimits.load(value: value, problems: &problems)
         let cron = value("CRON_SECRET")
         if let cron, cron.utf8.count < 16 { problems.append("CRON_SECRET must be at least 16 characters") }
 
@@ -151,6 +153,7 @@ struct AppConfig: Sendable {
             mail: mail,
             worker: worker,
             s3: s3,
+            rateLimits: rateLimits,
             ncsSecret: value("AGORA_NCS_SECRET"),
             hostGrace: TimeInterval((value("HOST_GRACE_MINUTES").flatMap(Int.init).map { min(max($0, 1), 240) } ?? 5) * 60),
             cloudRecording: CloudRecordingSettings.load(value: value),

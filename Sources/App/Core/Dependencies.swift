@@ -20,6 +20,7 @@ struct Dependencies: Sendable {
     var cloudRecording: CloudRecordingClient?
     /// nil unless AGORA_CUSTOMER_ID/SECRET are set.
     var kickingRules: KickingRules?
+    var rateLimiter: RateLimiter
     /// nil when no relay is configured (deliveries wait in the queue).
     var mailTransport: (any MailTransport)?
 }

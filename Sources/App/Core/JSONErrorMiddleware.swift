@@ -21,6 +21,15 @@ struct JSONErrorMiddleware: AsyncMiddleware {
             (status, code, message, headers) = (e.status, e.code, e.message, e.headers)
         case let e as DecodingError:
             (status, code, message) = (.badRequest, "invalid_body", Self.describe(e))
+        case let e as any AbortError where e.status == .notFound && !(e is APIError):
+            // The router has no such path for this method; if another method has it, say so (405).
+            let allowed = Self.allowedMethods(for: request)
+            if allowed.isEmpty {
+                (status, code, message) = (.notFound, "not_found", "Not found")
+            } else {
+                (status, code, message) = (.methodNotAllowed, "method_not_allowed", "Use \(allowed.joined(separator: ", ")) on this path")
+                headers.replaceOrAdd(name: .allow, value: allowed.joined(separator: ", "))
+            }
         case let e as any AbortError:
             status = e.status
             code = Self.code(for: e.status)
@@ -41,6 +50,28 @@ struct JSONErrorMiddleware: AsyncMiddleware {
             response.headers.contentType = .json
         }
         return response
+    }
+
+    /// Methods registered for this request's path (":param" and "*"/"**" segments match anything).
+    static func allowedMethods(for request: Request) -> [String] {
+        let parts = request.url.path.split(separator: "/").map(String.init)
+        var methods = Set<String>()
+        for route in request.application.routes.all where route.method != request.method {
+            let pattern = route.path
+            if pattern.last.map({ "\($0)" == "**" }) == true, pattern.count - 1 <= parts.count {
+                methods.insert(route.method.rawValue); continue
+            }
+            guard pattern.count == parts.count else { continue }
+            let matches = zip(pattern, parts).allSatisfy { component, part in
+                switch component {
+                case .constant(let c): c == part
+                case .parameter, .anything, .catchall: true
+                }
+            }
+            if matches { methods.insert(route.method.rawValue) }
+        }
+        if methods.contains("GET") { methods.insert("HEAD") }
+        return methods.sorted()
     }
 
     private static func code(for status: HTTPResponseStatus) -> String {

@@ -5,7 +5,7 @@ import Vapor
 struct AdminController: RouteCollection {
     func boot(routes: any RoutesBuilder) throws {
         // 10,000 users + 10,000 follows is about 2.5 MB; leave room.
-        routes.on(.POST, "import", body: .collect(maxSize: "16mb"), use: importMembers)
+        routes.grouped(RateLimitMiddleware.adminImport).on(.POST, "import", body: .collect(maxSize: "16mb"), use: importMembers)
         routes.put("users", ":id", use: upsertUser)
         routes.delete("users", ":id", use: deleteUser)
         routes.delete("follows", use: deleteFollow)

@@ -54,8 +54,9 @@ struct UnsubscribeTokens: Sendable {
 /// follow GETs); POST (RFC 8058 one-click, or that button) mutes the creator for the member.
 struct UnsubscribeController: RouteCollection {
     func boot(routes: any RoutesBuilder) throws {
-        routes.get("unsubscribe", ":token", use: page)
-        routes.post("unsubscribe", ":token", use: unsubscribe)
+        let limited = routes.grouped(RateLimitMiddleware.unsubscribe)
+        limited.get("unsubscribe", ":token", use: page)
+        limited.post("unsubscribe", ":token", use: unsubscribe)
     }
 
     private func resolve(_ req: Request) async throws -> (member: User, creator: User) {

@@ -4,7 +4,7 @@ import Vapor
 
 struct NotifyController: RouteCollection {
     func boot(routes: any RoutesBuilder) throws {
-        routes.post("creator", "streams", ":streamId", "notify", use: notify)
+        routes.grouped(RateLimitMiddleware.notify).post("creator", "streams", ":streamId", "notify", use: notify)
         routes.get("creator", "streams", ":streamId", "notifications", use: notifications)
     }
 

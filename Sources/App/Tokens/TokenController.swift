@@ -4,7 +4,7 @@ import Vapor
 
 struct TokenController: RouteCollection {
     func boot(routes: any RoutesBuilder) throws {
-        routes.get("streams", ":streamId", "token", use: token)
+        routes.grouped(RateLimitMiddleware.token).get("streams", ":streamId", "token", use: token)
     }
 
     struct TokenResponse: Content {
