@@ -144,12 +144,23 @@ final class DedicatedSink: @unchecked Sendable {
     private var process: Process?
 
     init() throws {
-        port = Int.random(in: 40_000...49_000)
+        // Below Linux's ephemeral range (32768–60999): an outgoing connection could otherwise hold the
+        // port while the sink is down and the restart could not bind it.
+        port = Int.random(in: 30_000...32_700)
         maildir = FileManager.default.temporaryDirectory.appendingPathComponent("sink-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: maildir, withIntermediateDirectories: true)
     }
 
+    /// Starts the sink and waits for its READY; retries a few times if the port is briefly busy.
     func start() throws {
+        for attempt in 0..<10 {
+            if try launch() { return }
+            usleep(useconds_t(300_000 * (attempt + 1)))
+        }
+        throw CancellationError()
+    }
+
+    private func launch() throws -> Bool {
         let env = MailPeers.env
         let certs = URL(fileURLWithPath: env["SMTP_TEST_CA_FILE"]!).deletingLastPathComponent().path
         let python = env["MAIL_PARSE"]!.split(separator: " ").first.map(String.init)!
@@ -162,8 +173,13 @@ final class DedicatedSink: @unchecked Sendable {
         p.standardOutput = out
         p.standardError = FileHandle.nullDevice
         try p.run()
-        _ = out.fileHandleForReading.availableData // "READY"
+        let ready = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self).contains("READY")
+        guard ready else {
+            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+            return false
+        }
         process = p
+        return true
     }
 
     /// Abruptly, like a crashed relay: connections drop, the port refuses.
