@@ -117,8 +117,8 @@ enum RecordingEvents {
         switch event {
         case 4, 31:
             let names = (details["fileList"] as? [[String: Any]])?.compactMap { ($0["fileName"] ?? $0["filename"]) as? String } ?? []
-            if let store = req.deps.objectStore, let chosen = names.first(where: { $0.hasSuffix(".mp4") }) ?? names.first(where: { $0.hasSuffix(".m3u8") }) {
-                stream.replayUrl = store.replayURL(key: RecordingKeys.prefix(stream.id!) + chosen)
+            if let store = req.deps.objectStore, let key = RecordingKeys.replayKey(streamID: stream.id!, files: names) {
+                stream.replayUrl = store.replayURL(key: key)
                 try await stream.save(on: req.db)
             }
         case 11:

@@ -106,6 +106,11 @@ enum RecordingKeys {
     static func prefixSegments(_ streamID: String) -> [String] { ["recordings", streamID.filter { $0.isLetter || $0.isNumber }] }
     static func prefix(_ streamID: String) -> String { prefixSegments(streamID).joined(separator: "/") + "/" }
 
+    /// From a cloud recording's file list: the MP4 if there is one, else the HLS playlist.
+    static func replayKey(streamID: String, files: [String]) -> String? {
+        (files.first { $0.hasSuffix(".mp4") } ?? files.first { $0.hasSuffix(".m3u8") }).map { prefix(streamID) + $0 }
+    }
+
     static let contentTypes: [String: String] = [
         "video/mp4": "mp4", "video/webm": "webm", "video/quicktime": "mov", "application/vnd.apple.mpegurl": "m3u8",
     ]

@@ -78,8 +78,7 @@ struct RecordingController: RouteCollection {
               let uid = stream.recordingId.flatMap(UInt32.init) else { return }
         do {
             let files = try await cloud.stop(resourceID: resource, sid: sid, channel: stream.agoraChannelId, uid: uid)
-            let chosen = files.first { $0.hasSuffix(".mp4") } ?? files.first { $0.hasSuffix(".m3u8") }
-            if let chosen { stream.replayUrl = store.replayURL(key: RecordingKeys.prefix(stream.id!) + chosen) }
+            if let key = RecordingKeys.replayKey(streamID: stream.id!, files: files) { stream.replayUrl = store.replayURL(key: key) }
             stream.resourceId = nil
             try await stream.save(on: db)
         } catch let failure as CloudRecordingClient.AgoraFailure {
