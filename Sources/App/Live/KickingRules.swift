@@ -52,15 +52,9 @@ struct KickingRules: Sendable {
     enum KickError: Error { case http(Int, String), unexpected(String) }
 
     private func call(_ method: HTTPMethod, _ body: [String: Any]) async throws -> [String: Any] {
-        var headers = HTTPHeaders()
-        headers.add(name: .authorization, value: "Basic " + Data("\(settings.customerID):\(settings.customerSecret)".utf8).base64EncodedString())
-        headers.contentType = .json
-        let response = try await client.send(method, headers: headers, to: URI(string: settings.baseURL + "/dev/v1/kicking-rule")) { req in
-            req.body = ByteBuffer(data: try JSONSerialization.data(withJSONObject: body))
-        }
-        let json = response.body.flatMap { try? JSONSerialization.jsonObject(with: Data(buffer: $0)) as? [String: Any] } ?? [:]
-        guard response.status == .ok, json["status"] as? String == "success" else {
-            throw KickError.http(Int(response.status.code), json["message"] as? String ?? "")
+        let (status, json) = try await settings.request(method, "/dev/v1/kicking-rule", body: body, client: client)
+        guard status == .ok, json["status"] as? String == "success" else {
+            throw KickError.http(Int(status.code), json["message"] as? String ?? "")
         }
         return json
     }

@@ -15,6 +15,19 @@ struct CloudRecordingSettings: Sendable {
         let base = value("AGORA_API_BASE_URL") ?? "https://api.sd-rtn.com"
         return CloudRecordingSettings(customerID: id, customerSecret: secret, baseURL: base.hasSuffix("/") ? String(base.dropLast()) : base)
     }
+
+    /// One Agora RESTful call (Cloud Recording, kicking rules): HTTP Basic with the customer
+    /// id/secret, JSON in and out. Callers judge success; Agora's shapes differ per API.
+    func request(_ method: HTTPMethod, _ path: String, body: [String: Any]?, client: any Client) async throws -> (status: HTTPResponseStatus, json: [String: Any]) {
+        var headers = HTTPHeaders()
+        headers.add(name: .authorization, value: "Basic " + Data("\(customerID):\(customerSecret)".utf8).base64EncodedString())
+        headers.contentType = .json
+        let response = try await client.send(method, headers: headers, to: URI(string: baseURL + path)) { req in
+            if let body { req.body = ByteBuffer(data: try JSONSerialization.data(withJSONObject: body)) }
+        }
+        let json = response.body.flatMap { try? JSONSerialization.jsonObject(with: Data(buffer: $0)) as? [String: Any] } ?? [:]
+        return (response.status, json)
+    }
 }
 
 struct CloudRecordingClient: Sendable {
@@ -36,22 +49,13 @@ struct CloudRecordingClient: Sendable {
         let message: String
     }
 
-    private var prefix: String { "\(settings.baseURL)/v1/apps/\(appID)/cloud_recording" }
-
     private func call(_ method: HTTPMethod, _ path: String, body: [String: Any]? = nil) async throws -> [String: Any] {
-        var headers = HTTPHeaders()
-        let credentials = Data("\(settings.customerID):\(settings.customerSecret)".utf8).base64EncodedString()
-        headers.add(name: .authorization, value: "Basic \(credentials)")
-        headers.contentType = .json
-        let response = try await client.send(method, headers: headers, to: URI(string: prefix + path)) { req in
-            if let body { req.body = ByteBuffer(data: try JSONSerialization.data(withJSONObject: body)) }
-        }
-        let json = response.body.flatMap { try? JSONSerialization.jsonObject(with: Data(buffer: $0)) as? [String: Any] } ?? [:]
+        let (status, json) = try await settings.request(method, "/v1/apps/\(appID)/cloud_recording" + path, body: body, client: client)
         let code = json["code"] as? Int
         // Agora answers some failures with 2xx + a code (e.g. 206 / 435 "no recorded data").
-        guard response.status == .ok, code == nil else {
-            let message = (json["reason"] as? String) ?? (json["message"] as? String) ?? "HTTP \(response.status.code)"
-            throw AgoraFailure(status: Int(response.status.code), code: code, message: message)
+        guard status == .ok, code == nil else {
+            let message = (json["reason"] as? String) ?? (json["message"] as? String) ?? "HTTP \(status.code)"
+            throw AgoraFailure(status: Int(status.code), code: code, message: message)
         }
         return json
     }
