@@ -16,21 +16,25 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
     case .sqliteMemory:
         app.databases.use(.sqlite(.memory), as: .sqlite)
     case .postgres(let url):
-        app.databases.use(.postgres(configuration: try SQLPostgresConfiguration(url: url)), as: .psql)
+        app.databases.use(.postgres(configuration: try SQLPostgresConfiguration(url: url),
+                                    maxConnectionsPerEventLoop: config.databaseConnectionsPerLoop), as: .psql)
     }
     app.migrations.add(Migrations.all)
 
     let clock = overrides.clock
+    let metrics = AppMetrics()
     let wake = WakeSignal()
     let jobs = JobQueue(clock: clock, wake: { wake.wake() })
     let transport = try overrides.mailTransport ?? makeTransport(config.mail, clock: clock)
     let templates = try EmailTemplates(directory: overrides.templatesDirectory ?? app.directory.resourcesDirectory + "Templates")
     let unsubscribe = UnsubscribeTokens(jwtSecret: config.jwt.secret)
     let sender = transport.map {
-        DeliverySender(transport: $0, templates: templates, settings: config.mail, clock: clock, logger: app.logger, unsubscribe: unsubscribe)
+        DeliverySender(transport: $0, templates: templates, settings: config.mail, clock: clock, logger: app.logger,
+                       unsubscribe: unsubscribe, metrics: metrics)
     }
-    let reminders = Reminders(lead: config.reminderLead, queue: jobs, clock: clock)
-    let kicking = config.cloudRecording.map { KickingRules(settings: $0, appID: config.agora.appId, client: app.client) }
+    let reminders = Reminders(lead: config.reminderLead, queue: jobs, clock: clock, metrics: metrics)
+    let agoraClient = MeteredClient(base: app.client, metrics: metrics, system: .agora)
+    let kicking = config.cloudRecording.map { KickingRules(settings: $0, appID: config.agora.appId, client: agoraClient) }
     let worker = Worker(
         db: app.db, clock: clock, logger: app.logger, sender: sender,
         handlers: [
@@ -55,11 +59,13 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
         worker: worker,
         unsubscribe: unsubscribe,
         reminders: reminders,
-        objectStore: config.s3.map { ObjectStore(settings: $0, client: app.client, clock: clock) },
-        cloudRecording: config.cloudRecording.map { CloudRecordingClient(settings: $0, appID: config.agora.appId, client: app.client) },
+        objectStore: config.s3.map { ObjectStore(settings: $0, client: MeteredClient(base: app.client, metrics: metrics, system: .s3), clock: clock) },
+        cloudRecording: config.cloudRecording.map { CloudRecordingClient(settings: $0, appID: config.agora.appId, client: agoraClient) },
         kickingRules: kicking,
         rateLimiter: RateLimiter(clock: clock),
-        mailTransport: transport
+        mailTransport: transport,
+        metrics: metrics,
+        cache: TokenCache(ttlSeconds: config.tokenCacheSeconds)
     )
     if transport == nil {
         app.logger.warning("No mail relay configured (SMTP_HOST / EMAIL_PROVIDER): emails stay queued until one is.")
@@ -79,9 +85,12 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
     if let port = Environment.get("PORT").flatMap(Int.init) { app.http.server.configuration.port = port }
     if app.environment == .production { app.http.server.configuration.hostname = "0.0.0.0" }
     app.middleware = Middlewares()
-    // CORS first so that error responses carry the headers too.
-    if let cors = corsMiddleware(config) { app.middleware.use(cors, at: .beginning) }
+    // Request id + access log + metrics outermost (they see the final status), then CORS so
+    // that error responses carry its headers too, then errors in the API's shape.
+    app.middleware.use(RequestLogMiddleware())
+    if let cors = corsMiddleware(config) { app.middleware.use(cors) }
     app.middleware.use(JSONErrorMiddleware())
+    app.middleware.use(TokenCacheInvalidation())
 
     try routes(app)
 }
@@ -100,7 +109,7 @@ private func corsMiddleware(_ config: AppConfig) -> CORSMiddleware? {
     return CORSMiddleware(configuration: .init(
         allowedOrigin: .any(origins),
         allowedMethods: [.GET, .POST, .PUT, .PATCH, .DELETE, .OPTIONS],
-        allowedHeaders: [.accept, .authorization, .contentType, .origin, .xRequestedWith],
+        allowedHeaders: [.accept, .authorization, .contentType, .origin, .xRequestedWith, RequestLogMiddleware.header],
         allowCredentials: false,
         cacheExpiration: 600
     ))

@@ -1,8 +1,16 @@
+import SQLKit
 import Vapor
 
 func routes(_ app: Application) throws {
     app.get("health") { _ in ["status": "ok"] }
     app.get("ready", use: ReadinessController.ready)
+    app.get("metrics") { req async -> Response in
+        let text = await req.deps.metrics.render(sql: req.db as? any SQLDatabase, now: req.now)
+        var headers = HTTPHeaders()
+        headers.contentType = HTTPMediaType(type: "text", subType: "plain", parameters: ["version": "0.0.4", "charset": "utf-8"])
+        return Response(status: .ok, headers: headers, body: .init(string: text))
+    }
+    try app.register(collection: APIDocsController(resources: app.directory.resourcesDirectory))
 
     let api = app.grouped("api")
     try api.register(collection: UnsubscribeController())

@@ -11,7 +11,7 @@ import VaporTesting
 @Suite(.serialized, .enabled(if: MailPeers.available && ProcessInfo.processInfo.environment["APP_BINARY"] != nil,
                             "needs APP_BINARY and the SMTP peers (scripts/test provides both)"))
 struct DeliveryResilienceTests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static var root: URL { AppProcess.root }
 
     static func seed(_ t: TestApp, members: Int, run: String) async throws -> String {
         var users: [[String: Any]] = [TestApp.user("creator", role: "creator", timezone: "Europe/Paris")]
@@ -29,35 +29,10 @@ struct DeliveryResilienceTests {
 
     /// `App worker` against the test's database and the sink, as a real separate process.
     static func startWorker(_ config: AppConfig) throws -> Process {
-        let env = MailPeers.env
-        var vars: [String: String] = [
-            "JWT_SECRET": TestCredentials.jwtSecret, "AGORA_APP_ID": TestCredentials.agoraAppId,
-            "AGORA_APP_CERTIFICATE": TestCredentials.agoraCert, "EMAIL_TRANSPORT": "smtp", "SMTP_HOST": "localhost",
-            "SMTP_PORT": env["SMTP_SINK_PORT"]!, "SMTP_SECURITY": "starttls", "SMTP_USERNAME": env["SMTP_SINK_USER"]!,
-            "SMTP_PASSWORD": env["SMTP_SINK_PASSWORD"]!, "SMTP_CA_FILE": env["SMTP_TEST_CA_FILE"]!,
-            "EMAIL_FROM": "Fit Live <live@fit.example.com>", "FRONTEND_URL": TestCredentials.frontend, "LOG_LEVEL": "warning",
-            "PUBLIC_BASE_URL": "https://api.fit.example.com",
-            "PATH": env["PATH"] ?? "/usr/bin:/bin",
-        ]
-        switch config.database {
-        case .postgres(let url): vars["DATABASE_URL"] = url
-        case .sqliteFile(let path): vars["SQLITE_PATH"] = path
-        case .sqliteMemory: throw CancellationError()
-        }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: env["APP_BINARY"]!)
-        p.arguments = ["worker", "--env", "production"]
-        p.environment = vars
-        p.currentDirectoryURL = root
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        return p
+        try AppProcess.start(["worker"], environment: try AppProcess.environment(database: config.database))
     }
 
-    /// Polls instead of Process.waitUntilExit(), which spins a CPU on Linux.
-    static func exited(_ p: Process) async {
-        while p.isRunning { try? await Task.sleep(for: .milliseconds(50)) }
-    }
+    static func exited(_ p: Process) async { _ = await AppProcess.exited(p, timeout: .infinity) }
 
     static func waitUntil(timeout: TimeInterval, _ condition: () async throws -> Bool) async throws -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
@@ -103,6 +78,41 @@ struct DeliveryResilienceTests {
         let duplicates = stored.values.reduce(0) { $0 + $1.count - 1 }
         #expect(duplicates <= 64, "\(duplicates) duplicates")
         print("crash test: \(duplicates) duplicate(s) after SIGKILL")
+    }
+
+    @Test func sigtermFinishesInFlightWorkAndARestartDeliversEverythingExactlyOnce() async throws {
+        let run = UUID().uuidString.prefix(8).lowercased()
+        let members = 3_000
+        try await TestApp.run(realClock: true, fileDatabase: true) { t in
+            let stream = try await Self.seed(t, members: members, run: run)
+            // `serve` runs the worker in-process: SIGTERM goes through Vapor's shutdown.
+            let port = Int.random(in: 20_000...29_999)
+            let env = try AppProcess.environment(database: t.app.deps.config.database)
+            let server = try AppProcess.serve(port: port, environment: env)
+            defer { if server.isRunning { kill(server.processIdentifier, SIGKILL) } }
+            let underway = try await Self.waitUntil(timeout: 300) { (try await Self.counts(t, stream)["sent"] ?? 0) >= 300 || !server.isRunning }
+            #expect(underway && server.isRunning, "serve never got going")
+            kill(server.processIdentifier, SIGTERM)
+            #expect(await AppProcess.exited(server, timeout: 60), "serve did not stop within 60 s of SIGTERM")
+            #expect(server.terminationReason == .exit && server.terminationStatus == 0, "serve exited with \(server.terminationStatus)")
+            let atStop = try await Self.counts(t, stream)
+            // Nothing left claimed: in-flight emails finished, the rest went back to the queue.
+            #expect(atStop["sending"] == nil, "rows still leased after a graceful stop: \(atStop)")
+            #expect((atStop["sent"] ?? 0) < members, "stopped too late to prove anything: \(atStop)")
+
+            let worker = try AppProcess.start(["worker"], environment: env)
+            defer { if worker.isRunning { kill(worker.processIdentifier, SIGKILL) } }
+            let finished = try await Self.waitUntil(timeout: 600) { (try await Self.counts(t, stream)["sent"] ?? 0) == members }
+            kill(worker.processIdentifier, SIGTERM)
+            #expect(await AppProcess.exited(worker, timeout: 60))
+            #expect(worker.terminationReason == .exit && worker.terminationStatus == 0)
+            let final = try await Self.counts(t, stream)
+            #expect(finished, "not all sent: \(final)")
+        }
+        let stored = MailPeers.sinkMessages(containing: "-\(run)@")
+        #expect(stored.count == members)
+        let duplicates = stored.values.reduce(0) { $0 + $1.count - 1 }
+        #expect(duplicates == 0, "a graceful stop must not resend anything: \(duplicates) duplicates")
     }
 
     @Test func sinkDownForThirtySecondsOnlyDelaysMail() async throws {

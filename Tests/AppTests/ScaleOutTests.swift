@@ -16,23 +16,8 @@ struct ScaleOutTests {
     static let cronSecret = "scale-out-cron-secret-0123"
 
     static func startServer(_ config: AppConfig, port: Int) throws -> Process {
-        guard case .postgres(let url) = config.database else { throw CancellationError() }
-        let env = MailPeers.env
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: env["APP_BINARY"]!)
-        p.arguments = ["serve", "--env", "production", "--hostname", "127.0.0.1", "--port", "\(port)"]
-        p.environment = [
-            "DATABASE_URL": url, "JWT_SECRET": TestCredentials.jwtSecret, "AGORA_APP_ID": TestCredentials.agoraAppId,
-            "AGORA_APP_CERTIFICATE": TestCredentials.agoraCert, "CRON_SECRET": cronSecret, "REMINDER_LEAD_MINUTES": "1",
-            "EMAIL_TRANSPORT": "smtp", "SMTP_HOST": "localhost", "SMTP_PORT": env["SMTP_SINK_PORT"]!, "SMTP_SECURITY": "starttls",
-            "SMTP_USERNAME": env["SMTP_SINK_USER"]!, "SMTP_PASSWORD": env["SMTP_SINK_PASSWORD"]!, "SMTP_CA_FILE": env["SMTP_TEST_CA_FILE"]!,
-            "EMAIL_FROM": "Fit Live <live@fit.example.com>", "PUBLIC_BASE_URL": "https://api.fit.example.com",
-            "FRONTEND_URL": TestCredentials.frontend, "LOG_LEVEL": "warning", "PATH": env["PATH"] ?? "/usr/bin:/bin",
-        ]
-        p.currentDirectoryURL = DeliveryResilienceTests.root
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        return p
+        try AppProcess.serve(port: port, environment: try AppProcess.environment(
+            database: config.database, extra: ["CRON_SECRET": cronSecret, "REMINDER_LEAD_MINUTES": "1"]))
     }
 
     static func cron(port: Int, get: Bool) async -> Bool {

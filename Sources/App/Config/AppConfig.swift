@@ -33,6 +33,10 @@ struct AppConfig: Sendable {
     var reminderLead: TimeInterval = 900
     /// Bearer secret of the cron endpoints; nil turns them off.
     var cronSecret: String? = nil
+    /// TOKEN_CACHE_SECONDS: how stale the token path's snapshots may be (0 = off).
+    var tokenCacheSeconds: Double = 2
+    /// DATABASE_MAX_CONNECTIONS_PER_LOOP (PostgreSQL pool size per event loop).
+    var databaseConnectionsPerLoop = 4
     /// GET /dev/outbox: development only.
     var devOutbox: Bool { isDevelopment }
 
@@ -60,6 +64,8 @@ struct AppConfig: Sendable {
         var runInServe: Bool
         var maxInFlight: Int
         var leaseSeconds: TimeInterval
+        /// WORKER_SHUTDOWN_SECONDS: on SIGTERM, how long in-flight work may take before its rows are released.
+        var shutdownGraceSeconds: TimeInterval = 20
     }
 
     struct JWTSettings: Sendable {
@@ -88,6 +94,14 @@ struct AppConfig: Sendable {
             return v
         }
         var problems: [String] = []
+        func number(_ key: String, in range: ClosedRange<Double>, default fallback: Double) -> Double {
+            guard let raw = value(key) else { return fallback }
+            guard let n = Double(raw), range.contains(n) else {
+                problems.append("\(key) must be a number in \(Int(range.lowerBound))–\(Int(range.upperBound))")
+                return fallback
+            }
+            return n
+        }
         let production = environment == .production
         let dev: DevSecrets? = production ? nil : try DevSecrets.loadOrCreate(directory: dataDirectory)
 
@@ -130,7 +144,10 @@ struct AppConfig: Sendable {
             .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
 
         let mail = loadMail(value: value, production: production, frontend: frontend, problems: &problems)
-        let worker = WorkerSettings(runInServe: (value("RUN_WORKER") ?? "true").lowercased() != "false", maxInFlight: 64, leaseSeconds: 60)
+        var worker = WorkerSettings(runInServe: (value("RUN_WORKER") ?? "true").lowercased() != "false", maxInFlight: 64, leaseSeconds: 60)
+        worker.shutdownGraceSeconds = number("WORKER_SHUTDOWN_SECONDS", in: 0...600, default: 20)
+        let cacheSeconds = number("TOKEN_CACHE_SECONDS", in: 0...10, default: 2)
+        let poolSize = Int(number("DATABASE_MAX_CONNECTIONS_PER_LOOP", in: 1...100, default: 4))
 
         var lead: TimeInterval = 900
         if let raw = value("REMINDER_LEAD_MINUTES") {
@@ -158,7 +175,9 @@ struct AppConfig: Sendable {
             hostGrace: TimeInterval((value("HOST_GRACE_MINUTES").flatMap(Int.init).map { min(max($0, 1), 240) } ?? 5) * 60),
             cloudRecording: CloudRecordingSettings.load(value: value),
             reminderLead: lead,
-            cronSecret: cron
+            cronSecret: cron,
+            tokenCacheSeconds: cacheSeconds,
+            databaseConnectionsPerLoop: poolSize
         )
     }
 

@@ -23,6 +23,9 @@ struct Dependencies: Sendable {
     var rateLimiter: RateLimiter
     /// nil when no relay is configured (deliveries wait in the queue).
     var mailTransport: (any MailTransport)?
+    var metrics: AppMetrics
+    /// Short-lived snapshots for the token path (streams, users, moderation).
+    var cache: TokenCache
 }
 
 /// What tests (or `entrypoint`) may swap before `configure` builds the rest.

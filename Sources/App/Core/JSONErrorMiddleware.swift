@@ -35,6 +35,9 @@ struct JSONErrorMiddleware: AsyncMiddleware {
             code = Self.code(for: e.status)
             message = e.status == .internalServerError ? "Internal server error" : Self.message(for: e)
             headers = e.headers
+        case let e where DatabaseAvailability.isUnavailable(e):
+            (status, code, message) = (.serviceUnavailable, "database_unavailable", "The database is unavailable; try again shortly")
+            headers.replaceOrAdd(name: .retryAfter, value: "5")
         default:
             request.logger.report(error: error)
             (status, code, message) = (.internalServerError, "internal_error", "Internal server error")

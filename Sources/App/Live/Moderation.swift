@@ -75,15 +75,6 @@ struct CreateModeration: AsyncMigration {
 }
 
 enum Moderation {
-    /// Why `user` may not have a token for `stream` (nil = allowed).
-    static func refusal(user: String, stream: LiveStream, publisher: Bool, now: Date, on db: any Database) async throws -> APIError? {
-        let banned = try await CreatorBan.query(on: db).filter(\.$creatorID == stream.$creator.id).filter(\.$userID == user).count() > 0
-        let blocked = try await StreamBlock.query(on: db).filter(\.$streamID == stream.id!).filter(\.$userID == user)
-            .group(.or) { $0.filter(\.$expiresAt == nil).filter(\.$expiresAt > now) }.count() > 0
-        if banned || blocked { return APIError(.forbidden, "blocked", "You are blocked from this stream") }
-        if publisher, try await StreamMute.query(on: db).filter(\.$streamID == stream.id!).filter(\.$userID == user).count() > 0 {
-            return APIError(.forbidden, "muted", "You are muted in this stream: join as a subscriber")
-        }
-        return nil
-    }
+    static let blockedError = APIError(.forbidden, "blocked", "You are blocked from this stream")
+    static let mutedError = APIError(.forbidden, "muted", "You are muted in this stream: join as a subscriber")
 }

@@ -14,6 +14,7 @@ struct DeliverySender: Sendable {
     let clock: AppClock
     let logger: Logger
     let unsubscribe: UnsubscribeTokens
+    let metrics: AppMetrics
 
     /// What a delivery needs, in one query: recipient, stream, creator, and whether the recipient
     /// is still eligible (unfollows and cancelled subscriptions take effect on the next email).
@@ -77,11 +78,13 @@ struct DeliverySender: Sendable {
             guard row.recipient_active, row.still_follows > 0, row.opted_out == 0 else {
                 let reason = row.opted_out > 0 ? "recipient opted out" : "recipient no longer eligible"
                 try await finish(row.id, status: Delivery.Status.skipped, reply: reason, on: sql)
+                metrics.email(kind: row.kind, status: Delivery.Status.skipped)
                 return
             }
             // The stream changed since the row was queued (e.g. cancelled before a reminder went out).
             guard row.streamStillWants else {
                 try await finish(row.id, status: Delivery.Status.skipped, reply: "stream no longer \(row.kind == "live_now" ? "live" : "upcoming")", on: sql)
+                metrics.email(kind: row.kind, status: Delivery.Status.skipped)
                 return
             }
             let message = compose(row)
@@ -89,12 +92,18 @@ struct DeliverySender: Sendable {
             switch outcome {
             case .accepted(let reply):
                 try await finish(row.id, status: Delivery.Status.sent, reply: reply, sentAt: clock.now(), on: sql)
+                metrics.email(kind: row.kind, status: Delivery.Status.sent)
             case .permanent(let reason):
                 try await finish(row.id, status: Delivery.Status.failed, reply: reason, on: sql)
+                metrics.externalError(.smtp)
+                metrics.email(kind: row.kind, status: Delivery.Status.failed)
             case .transient(let reason):
+                metrics.externalError(.smtp)
                 if row.attempts >= settings.maxAttempts {
+                    metrics.email(kind: row.kind, status: Delivery.Status.failed)
                     try await finish(row.id, status: Delivery.Status.failed, reply: "gave up after \(row.attempts) attempts: \(reason)", on: sql)
                 } else {
+                    metrics.email(kind: row.kind, status: "retry")
                     let delay = Backoff(base: settings.retryBaseSeconds).delay(afterAttempt: row.attempts)
                     try await sql.update(Delivery.schema)
                         .set("status", to: SQLBind(Delivery.Status.queued)).set("run_at", to: SQLBind(clock.now().addingTimeInterval(delay)))

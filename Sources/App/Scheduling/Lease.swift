@@ -43,6 +43,17 @@ struct Lease: Sendable {
         }
     }
 
+    /// Gives rows back to the queue, due now (a worker shutting down before finishing them).
+    func release(_ ids: [Int64], now: Date, on sql: any SQLDatabase) async throws {
+        for chunk in ids.chunks(of: 500) where !chunk.isEmpty {
+            try await sql.update(table)
+                .set("status", to: SQLBind("queued")).set("run_at", to: SQLBind(now))
+                .set("locked_until", to: SQLLiteral.null).set("locked_by", to: SQLLiteral.null)
+                .where("id", .in, Array(chunk)).where("locked_by", .equal, SQLBind(workerID))
+                .where("status", .equal, SQLBind(activeStatus)).run()
+        }
+    }
+
     /// When the next row falls due (nil if nothing is waiting).
     func nextDue(on sql: any SQLDatabase) async throws -> Date? {
         struct Row: Decodable { let due: Date? }

@@ -12,6 +12,7 @@ struct Reminders: Sendable {
     let lead: TimeInterval
     let queue: JobQueue
     let clock: AppClock
+    let metrics: AppMetrics
 
     struct Payload: Codable, Sendable { let streamId: String }
 
@@ -54,6 +55,7 @@ struct Reminders: Sendable {
                 .where("id", .equal, SQLBind(streamID)).where("reminder_sent", .equal, SQLBind(false))
                 .returning("id").all(decoding: Row.self)
             guard !flipped.isEmpty else { return .alreadySent }
+            metrics.reminderLateness(seconds: now.timeIntervalSince(stream.startTime.addingTimeInterval(-lead)))
             try await FanOut.enqueue(.init(streamId: streamID, kind: .reminder, revision: stream.scheduleRevision), again: false, queue: queue, on: tx)
             return .sent
         }

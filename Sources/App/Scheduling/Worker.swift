@@ -1,6 +1,7 @@
 import Fluent
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import SQLKit
 
 /// The one worker loop: claims due jobs and due deliveries from the database under a lease,
@@ -24,7 +25,20 @@ final class Worker: Sendable {
     private let jobLease: Lease
     private let deliveryLease: Lease
     private let held = HeldRows()
+    private let stopRequested = NIOLockedValueBox(false)
+    private let running = NIOLockedValueBox(false)
     static let maxConcurrentJobs = 4
+
+    /// True while `run()` is looping (GET /ready checks it when the worker runs inside `serve`).
+    var isRunning: Bool { running.withLockedValue { $0 } }
+    private var isStopping: Bool { stopRequested.withLockedValue { $0 } }
+
+    /// Graceful stop (SIGTERM): `run()` stops claiming, lets in-flight work finish for up to
+    /// `shutdownGraceSeconds`, puts whatever is still unfinished back in the queue, and returns.
+    func stop() {
+        stopRequested.withLockedValue { $0 = true }
+        wake.wake()
+    }
 
     init(db: any Database, clock: AppClock, logger: Logger, sender: DeliverySender?, handlers: [String: Handler],
          settings: AppConfig.WorkerSettings, wake: WakeSignal, jobRetry: Backoff = Backoff(base: 5, cap: 600)) {
@@ -43,12 +57,13 @@ final class Worker: Sendable {
 
     private var sql: any SQLDatabase { db as! any SQLDatabase }
 
-    /// Runs until the task is cancelled, then lets in-flight work finish.
+    /// Runs until `stop()` (or cancellation), then drains as `stop()` describes.
     func run() async {
+        running.withLockedValue { $0 = true }
         logger.info("worker started", metadata: ["worker": "\(id)"])
         await withDiscardingTaskGroup { group in
             group.addTask { await self.renewLeases() }
-            while !Task.isCancelled {
+            while !Task.isCancelled && !isStopping {
                 do {
                     try await claimAndStart(in: &group)
                 } catch {
@@ -56,9 +71,29 @@ final class Worker: Sendable {
                 }
                 await wake.wait(timeout: (try? await sleepTime()) ?? .seconds(1))
             }
+            running.withLockedValue { $0 = false }
+            let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int64(settings.shutdownGraceSeconds * 1000)))
+            while !Task.isCancelled, held.count(.jobs) + held.count(.deliveries) > 0, ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+            await releaseHeld()
             group.cancelAll()
         }
+        running.withLockedValue { $0 = false }
         logger.info("worker stopped", metadata: ["worker": "\(id)"])
+    }
+
+    /// Rows still leased by this worker go back to the queue now instead of after their lease.
+    private func releaseHeld() async {
+        let jobs = held.ids(.jobs), deliveries = held.ids(.deliveries)
+        guard !jobs.isEmpty || !deliveries.isEmpty else { return }
+        logger.warning("releasing unfinished work", metadata: ["jobs": "\(jobs.count)", "deliveries": "\(deliveries.count)"])
+        do {
+            try await jobLease.release(jobs, now: clock.now(), on: sql)
+            try await deliveryLease.release(deliveries, now: clock.now(), on: sql)
+        } catch {
+            logger.error("releasing rows failed; their leases expire instead", metadata: ["error": "\(String(reflecting: type(of: error)))"])
+        }
     }
 
     private func claimAndStart(in group: inout DiscardingTaskGroup) async throws {

@@ -10,7 +10,7 @@ final class WorkerService: LifecycleHandler, @unchecked Sendable {
     }
 
     func shutdownAsync(_ app: Application) async {
-        task?.cancel()
+        app.deps.worker.stop()
         await task?.value
         await app.deps.mailTransport?.shutdown()
     }
@@ -26,7 +26,7 @@ struct WorkerCommand: AsyncCommand {
         try await MigrateWithLock.run(app)
         let worker = app.deps.worker
         let task = Task { await worker.run() }
-        let signals = SignalWatcher(signals: [SIGINT, SIGTERM]) { task.cancel() }
+        let signals = SignalWatcher(signals: [SIGINT, SIGTERM]) { worker.stop() }
         await task.value
         signals.cancel()
         await app.deps.mailTransport?.shutdown()

@@ -188,8 +188,10 @@ struct StreamController: RouteCollection {
 
     // MARK: Helpers
 
+    static let cancelledError = APIError(.conflict, "stream_cancelled", "This stream was cancelled")
+
     static func requireNotCancelled(_ stream: LiveStream) throws {
-        guard !stream.isCancelled else { throw APIError(.conflict, "stream_cancelled", "This stream was cancelled") }
+        guard !stream.isCancelled else { throw cancelledError }
     }
 
     static func findStream(_ req: Request) async throws -> LiveStream {

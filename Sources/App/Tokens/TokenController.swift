@@ -28,20 +28,25 @@ struct TokenController: RouteCollection {
         case "publisher": role = .publisher
         default: throw APIError.validation("role must be 'publisher' or 'subscriber'")
         }
-        let stream = try await StreamController.findStream(req)
-        try StreamController.requireNotCancelled(stream)
-        guard !stream.hasEnded else { throw APIError(.conflict, "stream_ended", "This stream has ended") }
-        guard let user = try await User.find(caller.id, on: req.db) else {
+        // Served from the short-lived cache (TokenCache): no database round trip on most requests.
+        let cache = req.deps.cache
+        let streamID = req.parameters.get("streamId") ?? ""
+        guard !streamID.isEmpty, streamID.utf8.count <= 64, let stream = try await cache.stream(streamID, on: req.db) else {
+            throw APIError.notFound("stream_not_found", "Stream not found")
+        }
+        if stream.cancelled { throw StreamController.cancelledError }
+        guard !stream.ended else { throw APIError(.conflict, "stream_ended", "This stream has ended") }
+        guard let user = try await cache.account(caller.id, on: req.db) else {
             throw APIError.notFound("user_not_found", "The authenticated user is not known to this server")
         }
         guard user.isActive else { throw APIError(.forbidden, "user_inactive", "This account is inactive") }
-        if user.id != stream.$creator.id,
-           let refusal = try await Moderation.refusal(user: user.id!, stream: stream, publisher: role == .publisher, now: req.now, on: req.db) {
+        if caller.id != stream.creatorID,
+           let refusal = try await cache.moderation(stream, on: req.db).refusal(user: caller.id, publisher: role == .publisher, now: req.now) {
             throw refusal
         }
 
-        let issued = try req.deps.tokens.issue(channel: stream.agoraChannelId, uid: user.agoraUid32, role: role)
-        return TokenResponse(token: issued.token, uid: user.agoraUid32, channelId: stream.agoraChannelId,
+        let issued = try req.deps.tokens.issue(channel: stream.channel, uid: user.uid, role: role)
+        return TokenResponse(token: issued.token, uid: user.uid, channelId: stream.channel,
                              appId: req.deps.config.agora.appId, expiresAt: issued.expiresAt)
     }
 }

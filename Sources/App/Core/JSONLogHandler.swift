@@ -1,0 +1,55 @@
+import Foundation
+import Logging
+
+/// Production log format: one JSON object per line on stdout (time, level, label, message,
+/// metadata), so a log pipeline can index request ids and fields without parsing prose.
+struct JSONLogHandler: LogHandler {
+    let label: String
+    var logLevel: Logger.Level
+    var metadata: Logger.Metadata = [:]
+    var metadataProvider: Logger.MetadataProvider?
+
+    init(label: String, level: Logger.Level, metadataProvider: Logger.MetadataProvider? = nil) {
+        self.label = label
+        logLevel = level
+        self.metadataProvider = metadataProvider
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static let formatter: ISO8601DateFormatter = {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f
+    }()
+
+    func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+        var fields = metadata
+        if let provided = metadataProvider?.get() { fields.merge(provided) { $1 } }
+        if let explicit { fields.merge(explicit) { $1 } }
+        var object: [String: Any] = [:]
+        for (k, v) in fields { object[k] = Self.plain(v) }
+        object["level"] = level.rawValue
+        object["label"] = label
+        object["message"] = message.description
+        let line: Data
+        Self.lock.lock()
+        object["time"] = Self.formatter.string(from: Date())
+        line = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        FileHandle.standardOutput.write(line + Data([0x0A]))
+        Self.lock.unlock()
+    }
+
+    private static func plain(_ value: Logger.Metadata.Value) -> Any {
+        switch value {
+        case .string(let s): s
+        case .stringConvertible(let c): c.description
+        case .array(let a): a.map(plain)
+        case .dictionary(let d): d.mapValues(plain)
+        }
+    }
+}

@@ -1,0 +1,63 @@
+import Foundation
+import Prometheus
+import SQLKit
+
+/// Prometheus metrics of one application instance (its own registry: no process-wide state,
+/// so tests can run many apps side by side). Queue gauges are read from the database at scrape.
+final class AppMetrics: Sendable {
+    let registry = PrometheusCollectorRegistry()
+
+    static let latencyBuckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+    static let latenessBuckets: [Double] = [0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900]
+
+    private func d(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: unit, helpText: help)
+    }
+
+    /// `route` is the registered pattern (e.g. /api/streams/:streamId/token), never the raw path.
+    func request(method: String, route: String, status: Int, seconds: Double) {
+        let labels = [("method", method), ("route", route), ("status", String(status))]
+        registry.makeCounter(descriptor: d("http_requests", "total", "HTTP requests by route and status"), labels: labels).increment()
+        registry.makeValueHistogram(descriptor: d("http_request_duration", "seconds", "HTTP request duration by route and status"),
+                                    labels: labels, buckets: Self.latencyBuckets).record(seconds)
+    }
+
+    /// One delivery outcome: status sent | retry | failed | skipped.
+    func email(kind: String, status: String) {
+        registry.makeCounter(descriptor: d("emails", "total", "Email deliveries by kind and outcome"),
+                             labels: [("kind", kind), ("status", status)]).increment()
+    }
+
+    enum ExternalSystem: String { case agora, s3, smtp }
+
+    /// A failed call to an outside system (transport error or an error answer).
+    func externalError(_ system: ExternalSystem) {
+        registry.makeCounter(descriptor: d("external_call_errors", "total", "Failed calls to Agora, S3 and SMTP"),
+                             labels: [("system", system.rawValue)]).increment()
+    }
+
+    /// How late a reminder ran after its due time.
+    func reminderLateness(seconds: Double) {
+        registry.makeValueHistogram(descriptor: d("reminder_lateness", "seconds", "Reminder run time minus due time"),
+                                    labels: [], buckets: Self.latenessBuckets).record(max(0, seconds))
+    }
+
+    /// The text exposition, with queue depth and oldest due age read now.
+    func render(sql: (any SQLDatabase)?, now: Date) async -> String {
+        if let sql {
+            for table in ["jobs", "deliveries"] {
+                struct Row: Decodable { let depth: Int; let oldest: Date? }
+                let query: SQLQueryString = """
+                    SELECT COUNT(*) AS depth, MIN(run_at) AS oldest FROM \(ident: table)
+                    WHERE status = 'queued' AND run_at <= \(bind: now)
+                    """
+                guard let row = try? await sql.raw(query).first(decoding: Row.self) else { continue }
+                registry.makeGauge(descriptor: d("queue_depth", "", "Due rows waiting to be claimed"), labels: [("queue", table)])
+                    .set(Double(row.depth))
+                registry.makeGauge(descriptor: d("queue_oldest_due_age", "seconds", "Age of the oldest due row"), labels: [("queue", table)])
+                    .set(row.oldest.map { max(0, now.timeIntervalSince($0)) } ?? 0)
+            }
+        }
+        return registry.emitToString()
+    }
+}

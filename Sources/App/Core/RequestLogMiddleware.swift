@@ -1,0 +1,45 @@
+import Vapor
+
+/// Outermost middleware: a request id (the caller's `X-Request-ID` when it is sane, else a new
+/// one) on the logger and the response, one access-log line, and the HTTP metrics. Logs the
+/// route pattern, never the raw path or query: paths carry unsubscribe tokens and queries ids.
+struct RequestLogMiddleware: AsyncMiddleware {
+    static let header = HTTPHeaders.Name("X-Request-ID")
+
+    func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
+        let started = ContinuousClock.now
+        let id = Self.acceptable(request.headers.first(name: Self.header)) ?? UUID().uuidString
+        request.logger[metadataKey: "request-id"] = .string(id)
+        let response: Response
+        do {
+            response = try await next.respond(to: request)
+        } catch {
+            // JSONErrorMiddleware sits inside this one; anything reaching here is still answered in shape.
+            response = JSONErrorMiddleware.response(for: error, request: request)
+        }
+        response.headers.replaceOrAdd(name: Self.header, value: id)
+        let elapsed = started.duration(to: .now)
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let route = Self.routeLabel(request)
+        request.deps.metrics.request(method: request.method.rawValue, route: route, status: Int(response.status.code), seconds: seconds)
+        request.logger.info("request", metadata: [
+            "method": .string(request.method.rawValue), "route": .string(route),
+            "status": .stringConvertible(response.status.code), "ms": .string(String(format: "%.2f", seconds * 1000)),
+        ])
+        return response
+    }
+
+    /// Up to 128 characters of [A-Za-z0-9._-]; anything else is replaced (log injection, size).
+    static func acceptable(_ raw: String?) -> String? {
+        guard let raw, !raw.isEmpty, raw.utf8.count <= 128,
+              raw.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 45 || $0 == 46 || $0 == 95 })
+        else { return nil }
+        return raw
+    }
+
+    /// "/api/streams/:streamId/token"; "unmatched" for paths no route has (bounded label set).
+    static func routeLabel(_ request: Request) -> String {
+        guard let route = request.route else { return "unmatched" }
+        return "/" + route.path.map { $0.description }.joined(separator: "/")
+    }
+}

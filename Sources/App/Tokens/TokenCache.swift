@@ -1,0 +1,113 @@
+import Fluent
+import Foundation
+import NIOConcurrencyHelpers
+import Vapor
+
+/// In-process snapshots of what the token endpoint reads — the stream's state, the caller's
+/// account, the stream's moderation lists — so most token requests need no database round trip.
+/// Each entry lives at most `ttl` seconds (TOKEN_CACHE_SECONDS, default 2; 0 turns the cache
+/// off), and every write request handled by this process clears it, so a block or a stop here
+/// takes effect at once and one made on another replica within `ttl`.
+final class TokenCache: Sendable {
+    struct StreamState: Sendable {
+        let id: String
+        let channel: String
+        let creatorID: String
+        let cancelled: Bool
+        let ended: Bool
+    }
+
+    struct Account: Sendable {
+        let uid: UInt32
+        let isActive: Bool
+    }
+
+    struct ModerationState: Sendable {
+        let banned: Set<String>
+        /// user → block expiry (nil = until unblocked)
+        let blocked: [String: Date?]
+        let muted: Set<String>
+
+        func refusal(user: String, publisher: Bool, now: Date) -> APIError? {
+            if banned.contains(user) { return Moderation.blockedError }
+            if let expiry = blocked[user], expiry.map({ $0 > now }) ?? true { return Moderation.blockedError }
+            if publisher, muted.contains(user) { return Moderation.mutedError }
+            return nil
+        }
+    }
+
+    private struct Entry<Value: Sendable>: Sendable { let value: Value; let expires: UInt64 }
+    private struct State: Sendable {
+        var streams: [String: Entry<StreamState?>] = [:]
+        var accounts: [String: Entry<Account?>] = [:]
+        var moderation: [String: Entry<ModerationState>] = [:]
+    }
+
+    let ttlNanoseconds: UInt64
+    private let state = NIOLockedValueBox(State())
+    static let maxEntries = 20_000
+
+    init(ttlSeconds: Double) { ttlNanoseconds = UInt64(max(0, ttlSeconds) * 1e9) }
+
+    var isEnabled: Bool { ttlNanoseconds > 0 }
+
+    func removeAll() { state.withLockedValue { $0 = State() } }
+
+    func stream(_ id: String, on db: any Database) async throws -> StreamState? {
+        if let hit = lookup(\.streams, id) { return hit }
+        let value = try await LiveStream.find(id, on: db).map {
+            StreamState(id: $0.id!, channel: $0.agoraChannelId, creatorID: $0.$creator.id, cancelled: $0.isCancelled, ended: $0.hasEnded)
+        }
+        store(\.streams, id, value)
+        return value
+    }
+
+    func account(_ userID: String, on db: any Database) async throws -> Account? {
+        if let hit = lookup(\.accounts, userID) { return hit }
+        let value = try await User.find(userID, on: db).map { Account(uid: $0.agoraUid32, isActive: $0.isActive) }
+        store(\.accounts, userID, value)
+        return value
+    }
+
+    func moderation(_ stream: StreamState, on db: any Database) async throws -> ModerationState {
+        if let hit = lookup(\.moderation, stream.id) { return hit }
+        let bans = try await CreatorBan.query(on: db).filter(\.$creatorID == stream.creatorID).all(\.$userID)
+        let blocks = try await StreamBlock.query(on: db).filter(\.$streamID == stream.id).all()
+        let mutes = try await StreamMute.query(on: db).filter(\.$streamID == stream.id).all(\.$userID)
+        var blocked: [String: Date?] = [:]
+        for b in blocks { blocked[b.userID] = b.expiresAt }
+        let value = ModerationState(banned: Set(bans), blocked: blocked, muted: Set(mutes))
+        store(\.moderation, stream.id, value)
+        return value
+    }
+
+    private func lookup<V: Sendable>(_ path: KeyPath<State, [String: Entry<V>]>, _ key: String) -> V? {
+        guard isEnabled else { return nil }
+        let now = DispatchTime.now().uptimeNanoseconds
+        return state.withLockedValue { s in
+            guard let e = s[keyPath: path][key], e.expires > now else { return nil }
+            return e.value
+        }
+    }
+
+    private func store<V: Sendable>(_ path: WritableKeyPath<State, [String: Entry<V>]>, _ key: String, _ value: V) {
+        guard isEnabled else { return }
+        let expires = DispatchTime.now().uptimeNanoseconds + ttlNanoseconds
+        state.withLockedValue { s in
+            if s[keyPath: path].count >= Self.maxEntries { s[keyPath: path].removeAll(keepingCapacity: true) }
+            s[keyPath: path][key] = Entry(value: value, expires: expires)
+        }
+    }
+}
+
+/// Clears the token cache after every request that may write (anything but GET/HEAD/OPTIONS).
+struct TokenCacheInvalidation: AsyncMiddleware {
+    func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
+        switch request.method {
+        case .GET, .HEAD, .OPTIONS: return try await next.respond(to: request)
+        default:
+            defer { request.deps.cache.removeAll() }
+            return try await next.respond(to: request)
+        }
+    }
+}
