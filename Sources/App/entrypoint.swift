@@ -5,12 +5,15 @@ import Vapor
 enum Entrypoint {
     static func main() async throws {
         var env = try Environment.detect()
+        // JSON lines in production, Vapor's console format otherwise; secrets scrubbed from both.
         if env == .production {
-            // JSON lines for log pipelines; LOG_LEVEL as Vapor reads it (default info).
             let level = Environment.get("LOG_LEVEL").flatMap { Logger.Level(rawValue: $0.lowercased()) } ?? .info
-            LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level) }
+            LoggingSystem.bootstrap { label in RedactingLogHandler(wrapped: JSONLogHandler(label: label, level: level)) }
         } else {
-            try LoggingSystem.bootstrap(from: &env)
+            try LoggingSystem.bootstrap(from: &env) { level in
+                let console = Terminal()
+                return { label in RedactingLogHandler(wrapped: ConsoleLogger(label: label, console: console, level: level)) }
+            }
         }
 
         let app = try await Application.make(env)

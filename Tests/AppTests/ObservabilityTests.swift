@@ -80,3 +80,17 @@ import VaporTesting
         }
     }
 }
+
+@Suite struct RedactionTests {
+    @Test func credentialsEmailsAndTokensAreScrubbed() {
+        let head = #"HTTPRequestHead { uri: "/api/unsubscribe/abc.DEF-123", headers: Authorization: Bearer eyJhbGciOi.x.y; Agora-Signature-V2: 9f86d0; Host: h }"#
+        let out = Redaction.scrub(head)
+        #expect(!out.contains("eyJhbGciOi") && !out.contains("9f86d0") && !out.contains("abc.DEF-123"), "\(out)")
+        #expect(out.contains("Host: h"))
+        #expect(Redaction.scrub("sent to jane.doe+fit@example.co.uk") == "sent to ***@example.co.uk")
+        #expect(Redaction.scrub("https://b.s3.amazonaws.com/k?X-Amz-Signature=deadbeef&x=1").contains("X-Amz-Signature=[redacted]&x=1"))
+        #expect(Redaction.scrub("GET /api/streams/live 200") == "GET /api/streams/live 200")
+        let meta = Redaction.scrub(["binds": .array([.string("a@b.com")]), "sql": .string("SELECT 1"), "ok": .string("x@y.org")])
+        #expect(meta["binds"] == .string("[redacted]") && meta["sql"] == .string("SELECT 1") && meta["ok"] == .string("***@y.org"))
+    }
+}

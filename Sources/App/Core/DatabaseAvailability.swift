@@ -1,6 +1,5 @@
 import FluentPostgresDriver
 import FluentSQLiteDriver
-import NIOCore
 import Vapor
 
 /// Errors that mean "the database is not reachable right now" (PostgreSQL restarting, pool
@@ -18,6 +17,12 @@ enum DatabaseAvailability {
         }
         if let e = error as? SQLiteError { return e.reason == .busy || e.reason == .locked }
         return error is ConnectionPoolTimeoutError || error is ConnectionPoolError
-            || error is IOError || error is NIOConnectionError || error is ChannelError
+    }
+
+    /// A unique constraint lost to a concurrent request (two first saves of the same row).
+    static func isConflict(_ error: any Error) -> Bool {
+        if let e = error as? PSQLError { return e.code == .server && e.serverInfo?[.sqlState] == "23505" }
+        if let e = error as? SQLiteError { return [.constraint, .constraintUniqueFailed, .constraintPrimaryKeyFailed].contains(e.reason) }
+        return false
     }
 }

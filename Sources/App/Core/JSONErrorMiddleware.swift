@@ -30,11 +30,17 @@ struct JSONErrorMiddleware: AsyncMiddleware {
                 (status, code, message) = (.methodNotAllowed, "method_not_allowed", "Use \(allowed.joined(separator: ", ")) on this path")
                 headers.replaceOrAdd(name: .allow, value: allowed.joined(separator: ", "))
             }
+        case let e as any AbortError where e.status == .unprocessableEntity:
+            // Vapor's answer to an empty or undecodable body.
+            (status, code, message) = (.badRequest, "invalid_body", "Request body is missing or is not valid JSON")
+            headers = e.headers
         case let e as any AbortError:
             status = e.status
             code = Self.code(for: e.status)
             message = e.status == .internalServerError ? "Internal server error" : Self.message(for: e)
             headers = e.headers
+        case let e where DatabaseAvailability.isConflict(e):
+            (status, code, message) = (.conflict, "conflict", "A concurrent request changed this resource; retry")
         case let e where DatabaseAvailability.isUnavailable(e):
             (status, code, message) = (.serviceUnavailable, "database_unavailable", "The database is unavailable; try again shortly")
             headers.replaceOrAdd(name: .retryAfter, value: "5")
@@ -87,6 +93,7 @@ struct JSONErrorMiddleware: AsyncMiddleware {
         case .payloadTooLarge: "payload_too_large"
         case .unsupportedMediaType: "unsupported_media_type"
         case .tooManyRequests: "rate_limited"
+        case .badGateway: "upstream_error"
         default: status.code >= 500 ? "internal_error" : "request_error"
         }
     }

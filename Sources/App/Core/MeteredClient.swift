@@ -1,7 +1,8 @@
 import Vapor
 
 /// The HTTP client handed to the Agora and S3 code: counts failed calls (transport errors, 5xx,
-/// and for Agora any 4xx) in `external_call_errors_total{system}`.
+/// and for Agora any 4xx) in `external_call_errors_total{system}`, and turns an unreachable
+/// upstream into 502 `upstream_unavailable` instead of an internal error.
 struct MeteredClient: Client {
     let base: any Client
     let metrics: AppMetrics
@@ -22,6 +23,8 @@ struct MeteredClient: Client {
             case .success(let r) where r.status.code >= 500 || (system == .agora && r.status.code >= 400): metrics.externalError(system)
             case .success: break
             }
+        }.flatMapErrorThrowing { _ in
+            throw APIError(.badGateway, "upstream_unavailable", system == .agora ? "Agora could not be reached; try again" : "Storage could not be reached; try again")
         }
     }
 }

@@ -33,10 +33,16 @@ struct WebhookController: RouteCollection {
         let fresh = try await sql.insert(into: "webhook_notices").columns("notice_id", "received_at")
             .values(SQLBind(notice), SQLBind(req.now)).ignoringConflicts(with: ["notice_id"]).returning("notice_id").all(decoding: Row.self)
         if fresh.isEmpty { return try await Ack(duplicate: true).encodeResponse(for: req) }
-        switch product {
-        case 1: try await ChannelEvents(deps: req.deps, db: req.db, req: req).apply(event: event, payload: payload)
-        case 3: try await RecordingEvents.apply(event: event, payload: payload, req: req)
-        default: break
+        do {
+            switch product {
+            case 1: try await ChannelEvents(deps: req.deps, db: req.db, req: req).apply(event: event, payload: payload)
+            case 3: try await RecordingEvents.apply(event: event, payload: payload, req: req)
+            default: break
+            }
+        } catch {
+            // Not applied: forget the notice so Agora's retry is applied instead of acknowledged as a duplicate.
+            try? await sql.delete(from: "webhook_notices").where("notice_id", .equal, SQLBind(notice)).run()
+            throw error
         }
         return try await Ack(duplicate: false).encodeResponse(for: req)
     }
