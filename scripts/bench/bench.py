@@ -1,0 +1,736 @@
+#!/usr/bin/env python3
+"""Benchmark scenarios against the release binary. Started by scripts/bench/run, which installs
+what is missing, builds, starts PostgreSQL and the counting SMTP sink, and exports:
+
+  BENCH_ROOT (repository), BENCH_TMP (scratch dir), APP_BINARY, PGPORT, SINK_PORT, SINK_STAT,
+  BENCH_DB (sqlite|postgres|both), BENCH_LABEL (optional: results go to <scenario>.<label>.md)
+
+Each scenario writes benchmarks/results/<scenario>[.<label>].{json,md}; BENCHMARKS.md is then
+re-assembled from every file there (report.py), so one scenario can be re-run on its own.
+"""
+import asyncio
+import http.client
+import json
+import os
+import random
+import re
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import jwt
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import report  # noqa: E402
+from sinkstat import read_stat, wait_for_count  # noqa: E402
+
+ROOT = os.environ["BENCH_ROOT"]
+TMP = os.environ["BENCH_TMP"]
+APP = os.environ["APP_BINARY"]
+PGPORT = int(os.environ.get("PGPORT", "55450"))
+SINK_PORT = int(os.environ["SINK_PORT"])
+SINK_STAT = os.environ["SINK_STAT"]
+LABEL = os.environ.get("BENCH_LABEL", "").strip()
+PIDFILE = os.path.join(TMP, "server.pids")
+
+JWT_SECRET = "bench-jwt-secret-0123456789abcdef-0123456789"
+ADMIN_KEY = "bench-admin-key-0123456789"
+AGORA_APP_ID = "0123456789abcdef0123456789abcdef"
+AGORA_CERT = "fedcba9876543210fedcba9876543210"
+SMTP_CONNECTIONS = 8   # AppConfig.loadMail: smtpConnections: 8 (fixed)
+MAX_IN_FLIGHT = 64     # AppConfig: WorkerSettings.maxInFlight = 64 (fixed)
+
+ALL_SCENARIOS = ["token", "fanout", "fanout100k", "reminders", "schedule", "import"]
+SUPPORTED_DBS = {
+    "token": ["sqlite", "postgres"], "fanout": ["sqlite", "postgres"], "fanout100k": ["postgres", "sqlite"],
+    "reminders": ["sqlite", "postgres"], "schedule": ["postgres"], "import": ["sqlite", "postgres"],
+}
+# fanout100k runs on SQLite only when asked (BENCH_FANOUT100K_SQLITE=1): it takes a long time there.
+ZONES = ["America/New_York", "Europe/Madrid", "Asia/Tokyo", "Australia/Sydney", "Asia/Kathmandu", "America/Chicago", None]
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class BenchError(Exception):
+    pass
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def percentile(sorted_xs, p):
+    if not sorted_xs:
+        return None
+    k = (len(sorted_xs) - 1) * p / 100.0
+    f = int(k)
+    c = min(f + 1, len(sorted_xs) - 1)
+    return sorted_xs[f] + (sorted_xs[c] - sorted_xs[f]) * (k - f)
+
+
+def mint(user_id, days=2):
+    return jwt.encode({"sub": user_id, "exp": int(time.time()) + days * 86400}, JWT_SECRET, algorithm="HS256")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def iso(dt):
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+# --- Databases -------------------------------------------------------------------------------------
+
+def psql(db, sql, fmt="-At"):
+    r = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(PGPORT), "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", fmt, "-c", sql],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BenchError(f"psql failed: {r.stderr.strip()}\nSQL: {sql[:500]}")
+    return r.stdout
+
+
+class Database:
+    """A fresh database for one server: a new PostgreSQL database, or a new SQLite file."""
+    counter = 0
+
+    def __init__(self, kind, name):
+        Database.counter += 1
+        self.kind = kind
+        self.name = f"bench_{name}_{Database.counter}_{os.getpid()}"
+        if kind == "postgres":
+            psql("postgres", f'CREATE DATABASE "{self.name}"')
+            self.env = {"DATABASE_URL": f"postgres://postgres@127.0.0.1:{PGPORT}/{self.name}"}
+        else:
+            d = os.path.join(TMP, "sqlite")
+            os.makedirs(d, exist_ok=True)
+            self.path = os.path.join(d, self.name + ".sqlite")
+            self.env = {"SQLITE_PATH": self.path}
+
+    def query(self, sql):
+        """Rows as tuples of strings/numbers (read-only helpers for results)."""
+        if self.kind == "postgres":
+            out = psql(self.name, sql, fmt="-AtF\t")
+            return [tuple(line.split("\t")) for line in out.splitlines() if line]
+        con = sqlite3.connect(self.path, timeout=30)
+        try:
+            return con.execute(sql).fetchall()
+        finally:
+            con.close()
+
+    def status_counts(self, where="1=1"):
+        rows = self.query(f"SELECT status, COUNT(*) FROM deliveries WHERE {where} GROUP BY status ORDER BY status")
+        return {r[0]: int(r[1]) for r in rows}
+
+    def epoch(self, column):
+        """SQL for a datetime column as Unix seconds (PostgreSQL timestamptz; SQLite as Fluent stores it)."""
+        if self.kind == "postgres":
+            return f"EXTRACT(EPOCH FROM {column})"
+        # sqlite-nio stores Date as a REAL (seconds since 1970) or as text; normalise both.
+        return f"(CASE WHEN typeof({column}) IN ('real','integer') THEN {column} ELSE strftime('%s', {column}) + (julianday({column}) - julianday(strftime('%Y-%m-%d %H:%M:%S', {column}))) * 86400.0 END)"
+
+
+# --- Server ------------------------------------------------------------------------------------------
+
+class Server:
+    def __init__(self, db, name, extra_env=None):
+        self.db = db
+        self.name = name
+        self.port = free_port()
+        self.base = f"127.0.0.1:{self.port}"
+        self.log_path = os.path.join(TMP, f"server-{name}-{db.kind}-{self.port}.log")
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"),
+            "JWT_SECRET": JWT_SECRET, "AGORA_APP_ID": AGORA_APP_ID, "AGORA_APP_CERTIFICATE": AGORA_CERT,
+            "ADMIN_API_KEY": ADMIN_KEY, "PUBLIC_BASE_URL": "https://api.fit.example.com",
+            "FRONTEND_URL": "https://fit.example.com", "EMAIL_FROM": "Fit Live <live@fit.example.com>",
+            "EMAIL_TRANSPORT": "smtp", "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(SINK_PORT), "SMTP_SECURITY": "none",
+            "RATE_LIMIT_ENABLED": "false", "LOG_LEVEL": "notice",
+        }
+        env.update(db.env)
+        env.update(extra_env or {})
+        self.env = env
+        self.proc = None
+
+    def start(self, timeout=180):
+        log(f"starting server ({self.db.kind}, port {self.port}) for {self.name}")
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [APP, "serve", "--env", "production", "--hostname", "127.0.0.1", "--port", str(self.port)],
+            cwd=os.environ.get("BENCH_SERVER_CWD") or ROOT, env=self.env, stdout=self.logf, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(PIDFILE, "a") as f:
+            f.write(f"{self.proc.pid}\n")
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError(f"server exited with {self.proc.returncode} during start; log {self.log_path}:\n{self.tail()}")
+            try:
+                status, body = self.request("GET", "/health", timeout=2)
+                if status == 200 and json.loads(body).get("status") == "ok":
+                    return self
+            except (OSError, http.client.HTTPException, ValueError):
+                pass
+            time.sleep(0.2)
+        raise BenchError(f"server did not answer /health within {timeout} s; log:\n{self.tail()}")
+
+    def tail(self, n=40):
+        try:
+            with open(self.log_path, "rb") as f:
+                return b"\n".join(f.read().splitlines()[-n:]).decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self.logf.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def proc_status(self, field):
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])  # kB
+        return None
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.pid}/stat") as f:
+            parts = f.read().rsplit(")", 1)[1].split()
+        return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+    def request(self, method, path, body=None, token=None, timeout=120):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        headers = {}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if body is not None:
+            if not isinstance(body, (bytes, bytearray)):
+                body = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            r = conn.getresponse()
+            return r.status, r.read()
+        finally:
+            conn.close()
+
+    def call(self, method, path, body=None, token=None, expect=200, timeout=300):
+        status, data = self.request(method, path, body, token, timeout)
+        if status != expect:
+            raise BenchError(f"{method} {path} → {status} (expected {expect}): {data[:500].decode('utf-8', 'replace')}")
+        return json.loads(data) if data else None
+
+    # Domain helpers.
+    def import_members(self, users=None, follows=None, subscriptions=None):
+        body = {}
+        if users is not None:
+            body["users"] = users
+        if follows is not None:
+            body["follows"] = follows
+        if subscriptions is not None:
+            body["subscriptions"] = subscriptions
+        return self.call("POST", "/api/admin/import", json.dumps(body).encode(), token=ADMIN_KEY)
+
+    def create_stream(self, creator, live, start=None, title="Morning HIIT"):
+        body = {"creatorId": creator, "title": title, "description": "Bring water and a towel.", "workoutType": "HIIT",
+                "thumbnail": "https://cdn.fit.example.com/t.jpg", "isScheduled": not live}
+        if start is not None:
+            body["startTime"] = iso(start)
+        return self.call("POST", "/api/creator/streams/create", body, token=mint(creator), expect=201)["stream"]
+
+
+def user(uid, role="member", i=0, email_domain="bench.example"):
+    return {"id": uid, "name": f"Member {uid}", "email": f"{uid}@{email_domain}", "timezone": ZONES[i % len(ZONES)],
+            "role": role, "isActive": True}
+
+
+def seed_audience(server, creator, count, prefix, batch=10_000):
+    """Imports `creator` and `count` members who follow it, in admin imports of `batch` users + follows."""
+    server.import_members(users=[user(creator, role="creator", i=1)])
+    took = []
+    for start in range(0, count, batch):
+        ids = [f"{prefix}{i:06d}" for i in range(start, min(count, start + batch))]
+        body = json.dumps({"users": [user(u, i=n) for n, u in enumerate(ids)],
+                           "follows": [{"followerId": u, "followedId": creator} for u in ids]}).encode()
+        t = time.time()
+        server.call("POST", "/api/admin/import", body, token=ADMIN_KEY)
+        took.append(time.time() - t)
+    log(f"imported {count} followers of {creator} in {sum(took):.1f} s ({len(took)} requests)")
+    return took
+
+
+def selected_dbs(scenario):
+    want = os.environ.get("BENCH_DB", "both")
+    kinds = {"both": ["sqlite", "postgres"], "sqlite": ["sqlite"], "postgres": ["postgres"]}.get(want)
+    if kinds is None:
+        raise BenchError("BENCH_DB must be sqlite, postgres or both")
+    dbs = [k for k in SUPPORTED_DBS[scenario] if k in kinds]
+    if scenario == "fanout100k" and os.environ.get("BENCH_FANOUT100K_SQLITE") != "1":
+        dbs = [k for k in dbs if k == "postgres"]
+    return dbs
+
+
+# --- wrk ---------------------------------------------------------------------------------------------
+
+def parse_duration(s):
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", s)
+    if not m:
+        raise BenchError(f"cannot parse wrk duration {s!r}")
+    v, unit = float(m.group(1)), m.group(2)
+    return v * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def run_wrk(url, token=None, threads=2, connections=64, duration="10s"):
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}", "--latency"]
+    if token:
+        cmd += ["-H", f"Authorization: Bearer {token}"]
+    cmd.append(url)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:
+        raise BenchError(f"wrk failed: {out.stderr}")
+    text = out.stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    lat = {p: parse_duration(v) for p, v in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", text, re.M)}
+    total = int(re.search(r"(\d+) requests in", text).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    result = {"rps": rps, "p50_ms": lat.get("50"), "p99_ms": lat.get("99"), "requests": total,
+              "non2xx": int(non2xx.group(1)) if non2xx else 0,
+              "socket_errors": list(map(int, errors.groups())) if errors else [0, 0, 0, 0], "raw": text}
+    if result["non2xx"]:
+        raise BenchError(f"wrk saw {result['non2xx']} non-2xx responses from {url}:\n{text}")
+    return result
+
+
+# --- Scenarios -------------------------------------------------------------------------------------------
+
+def scenario_token():
+    results = {}
+    for kind in selected_dbs("token"):
+        db = Database(kind, "token")
+        with Server(db, "token") as srv:
+            srv.import_members(users=[user("tk-creator", role="creator", i=1), user("tk-member", i=2)])
+            stream = srv.create_stream("tk-creator", live=True)
+            token = mint("tk-member")
+            path = f"/api/streams/{stream['id']}/token?role=subscriber"
+            status, body = srv.request("GET", path, token=token)
+            sample = json.loads(body)
+            if status != 200 or not sample.get("success") or not sample.get("token", "").startswith("007"):
+                raise BenchError(f"sample token request → {status}: {body[:300]!r}")
+            log(f"[{kind}] sample token response 200 ({len(body)} bytes, token {sample['token'][:12]}…)")
+            health_url, token_url = f"http://{srv.base}/health", f"http://{srv.base}{path}"
+            log(f"[{kind}] warm-up: 3 s health, 3 s token (not recorded)")
+            run_wrk(health_url, duration="3s")
+            run_wrk(token_url, token=token, duration="3s")
+            rounds = []
+            for r in range(3):
+                h = run_wrk(health_url)
+                log(f"[{kind}] round {r + 1} health: {h['rps']:.0f} req/s p50 {h['p50_ms']:.2f} ms p99 {h['p99_ms']:.2f} ms")
+                t = run_wrk(token_url, token=token)
+                log(f"[{kind}] round {r + 1} token:  {t['rps']:.0f} req/s p50 {t['p50_ms']:.2f} ms p99 {t['p99_ms']:.2f} ms")
+                rounds.append({"health": h, "token": t})
+            cpu = srv.cpu_seconds()
+        med = {f"{w}_{m}": median([r[w][m] for r in rounds]) for w in ("health", "token") for m in ("rps", "p50_ms", "p99_ms")}
+        med["ratio"] = med["token_rps"] / med["health_rps"]
+        results[kind] = {"rounds": rounds, "median": med, "server_cpu_seconds_total": cpu, "path": path}
+        log(f"[{kind}] medians: health {med['health_rps']:.0f} req/s, token {med['token_rps']:.0f} req/s, ratio {med['ratio']:.2f}")
+    return results
+
+
+def wait_sent(db, where, expected, timeout=120):
+    """Waits until `expected` deliveries matching `where` are no longer queued/sending; returns the counts."""
+    deadline = time.time() + timeout
+    while True:
+        counts = db.status_counts(where)
+        done = sum(v for k, v in counts.items() if k not in ("queued", "sending"))
+        if done >= expected or time.time() > deadline:
+            return counts
+        time.sleep(0.5)
+
+
+def server_fanout(srv, db, creator, expected, label, timeout):
+    """Creates a live stream (queues the live_now fan-out) and waits until the sink has `expected` more messages."""
+    before = read_stat(SINK_STAT)
+    cpu0 = srv.cpu_seconds()
+    t0 = time.time()
+    stream = srv.create_stream(creator, live=True, title=f"Fan-out {label}")
+    api_ms = (time.time() - t0) * 1000
+    after = wait_for_count(SINK_STAT, before["count"] + expected, timeout=timeout,
+                           progress=lambda s: log(f"  {label}: {s['count'] - before['count']}/{expected} accepted"))
+    seconds = after["last_ts"] - t0
+    cpu = srv.cpu_seconds() - cpu0
+    counts = wait_sent(db, f"stream_id = '{stream['id']}'", expected)
+    delivered = after["count"] - before["count"]
+    r = {"stream": stream["id"], "seconds": seconds, "per_second": expected / seconds, "delivered": delivered,
+         "distinct_new": after["distinct"] - before["distinct"], "avg_bytes": (after["bytes"] - before["bytes"]) / max(1, delivered),
+         "create_api_ms": api_ms, "server_cpu_seconds": cpu, "deliveries": counts}
+    if counts.get("sent") != expected or len(counts) != 1:
+        raise BenchError(f"{label}: deliveries by status {counts}, expected {expected} sent")
+    return r
+
+
+def run_blaster(messages, size, tag):
+    cmd = [sys.executable, os.path.join(ROOT, "scripts/bench/blaster.py"), "--port", str(SINK_PORT), "--stat-file", SINK_STAT,
+           "--messages", str(messages), "--connections", str(SMTP_CONNECTIONS), "--size", str(size), "--tag", tag]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        raise BenchError(f"blaster failed: {out.stderr}")
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    if r["failures"]:
+        raise BenchError(f"blaster: {r['failures']} messages refused")
+    return r
+
+
+def scenario_fanout():
+    n = 10_000
+    results = {}
+    for kind in selected_dbs("fanout"):
+        db = Database(kind, "fanout")
+        with Server(db, "fanout") as srv:
+            setup = seed_audience(srv, "fo-creator", n, "fo")
+            # Warm-up (not recorded): a small fan-out so templates, pools and connections are warm.
+            seed_audience(srv, "fo-warm", 200, "fw")
+            server_fanout(srv, db, "fo-warm", 200, "warm-up", timeout=120)
+            rounds = []
+            size = None
+            for r in range(3):
+                log(f"[{kind}] round {r + 1}: server fan-out of {n}")
+                s = server_fanout(srv, db, "fo-creator", n, f"server round {r + 1}", timeout=900)
+                log(f"[{kind}]   server: {s['seconds']:.2f} s, {s['per_second']:.0f} emails/s, avg {s['avg_bytes']:.0f} B, server CPU {s['server_cpu_seconds']:.1f} s")
+                size = size or int(s["avg_bytes"])
+                b = run_blaster(n, size, f"blast-{kind}-{r}")
+                log(f"[{kind}]   blaster: {b['seconds']:.2f} s, {b['per_second']:.0f} msgs/s ({b['size']} B messages)")
+                rounds.append({"server": s, "blaster": b})
+        med = {"server_per_second": median([r["server"]["per_second"] for r in rounds]),
+               "server_seconds": median([r["server"]["seconds"] for r in rounds]),
+               "blaster_per_second": median([r["blaster"]["per_second"] for r in rounds]),
+               "blaster_seconds": median([r["blaster"]["seconds"] for r in rounds])}
+        med["ratio"] = med["server_per_second"] / med["blaster_per_second"]
+        results[kind] = {"rounds": rounds, "median": med, "setup_import_seconds": setup}
+        log(f"[{kind}] medians: server {med['server_per_second']:.0f}/s, blaster {med['blaster_per_second']:.0f}/s, ratio {med['ratio']:.2f}")
+    return results
+
+
+class RSSSampler(threading.Thread):
+    def __init__(self, srv, interval=0.25):
+        super().__init__(daemon=True)
+        self.srv, self.interval = srv, interval
+        self.samples = []
+        self.stop_flag = threading.Event()
+
+    def run(self):
+        while not self.stop_flag.is_set():
+            try:
+                self.samples.append((time.time(), self.srv.proc_status("VmRSS"), self.srv.proc_status("VmHWM")))
+            except (OSError, TypeError):
+                pass
+            time.sleep(self.interval)
+
+    def stop(self):
+        self.stop_flag.set()
+        self.join()
+
+
+def scenario_fanout100k():
+    n = 100_000
+    results = {}
+    for kind in selected_dbs("fanout100k"):
+        db = Database(kind, "fanout100k")
+        with Server(db, "fanout100k-seed") as seeder:
+            setup = seed_audience(seeder, "big-creator", n, "big")
+            seed_hwm = seeder.proc_status("VmHWM")
+        # A fresh process for the fan-out, so its VmHWM (peak RSS) is the fan-out's, not the import's.
+        srv = Server(db, "fanout100k")
+        with srv:
+            idle_hwm = srv.proc_status("VmHWM")
+            sampler = RSSSampler(srv)
+            sampler.start()
+            try:
+                log(f"[{kind}] fan-out of {n} (server pid {srv.pid}, VmHWM at start {idle_hwm / 1024:.1f} MB)")
+                s = server_fanout(srv, db, "big-creator", n, "fan-out 100k", timeout=3600)
+            finally:
+                sampler.stop()
+            hwm = srv.proc_status("VmHWM")
+            counts_all = db.status_counts()
+        rss = [x[1] for x in sampler.samples if x[1]]
+        r = {"fanout": s, "vmhwm_kb": hwm, "vmhwm_mb": hwm / 1024, "vmhwm_at_start_mb": idle_hwm / 1024,
+             "vmrss_max_sampled_mb": max(rss) / 1024 if rss else None, "seed_server_vmhwm_mb": seed_hwm / 1024,
+             "rss_timeline_mb": [(round(t - sampler.samples[0][0], 1), round(v / 1024, 1)) for t, v, _ in sampler.samples[::8]],
+             "deliveries_by_status": counts_all, "setup_import_seconds": setup}
+        once = s["delivered"] == n and s["distinct_new"] == n and counts_all == {"sent": n}
+        r["all_delivered_once"] = once
+        log(f"[{kind}] {n} in {s['seconds']:.1f} s ({s['per_second']:.0f}/s), VmHWM {r['vmhwm_mb']:.1f} MB, "
+            f"sink +{s['delivered']} (distinct +{s['distinct_new']}), deliveries {counts_all}")
+        if not once:
+            raise BenchError(f"fanout100k: not every recipient got exactly one email: {r}")
+        results[kind] = r
+    return results
+
+
+def scenario_reminders():
+    streams, followers_each, lead = 200, 5, 60
+    results = {}
+    for kind in selected_dbs("reminders"):
+        db = Database(kind, "reminders")
+        with Server(db, "reminders", {"REMINDER_LEAD_MINUTES": "1"}) as srv:
+            creators = [f"rc{i:03d}" for i in range(streams)]
+            members = [f"rm{i:04d}" for i in range(streams * followers_each)]
+            srv.import_members(users=[user(c, role="creator", i=i) for i, c in enumerate(creators)] + [user(m, i=i) for i, m in enumerate(members)],
+                               follows=[{"followerId": members[i * followers_each + k], "followedId": c}
+                                        for i, c in enumerate(creators) for k in range(followers_each)])
+            t0 = datetime.now(timezone.utc)
+            margin = 30  # seconds for creating the streams before the first reminder falls due
+            starts = [t0 + timedelta(seconds=lead + margin + i * 60.0 / streams) for i in range(streams)]
+            log(f"[{kind}] creating {streams} scheduled streams; reminders due {margin}…{margin + 60} s from now")
+            for c, st in zip(creators, starts):
+                srv.create_stream(c, live=False, start=st, title=f"Reminder test {c}")
+            created = (datetime.now(timezone.utc) - t0).total_seconds()
+            if created > margin:
+                log(f"WARNING: creating streams took {created:.1f} s, past the first due time")
+            last_due = starts[-1] - timedelta(seconds=lead)
+            expected = streams * followers_each
+            deadline = last_due + timedelta(seconds=180)
+            while True:
+                counts = db.status_counts("kind = 'reminder'")
+                if counts.get("sent", 0) >= expected or datetime.now(timezone.utc) > deadline:
+                    break
+                time.sleep(1)
+            rows = db.query(f"SELECT {db.epoch('d.sent_at')}, {db.epoch('s.start_time')}, {db.epoch('d.created_at')}, d.status "
+                            "FROM deliveries d JOIN streams s ON s.id = d.stream_id WHERE d.kind = 'reminder'")
+            sched = db.status_counts("kind = 'scheduled'")
+        late = sorted(float(r[0]) - (float(r[1]) - lead) for r in rows if r[0] not in (None, ""))
+        early_queued = sum(1 for r in rows if float(r[2]) < float(r[1]) - lead - 0.001)
+        stats = {"count": len(late), "min": late[0], "median": median(late), "p95": percentile(late, 95), "max": late[-1]} if late else {}
+        results[kind] = {"streams": streams, "followers_each": followers_each, "expected": expected, "reminders_by_status": counts,
+                         "scheduled_by_status": sched, "lateness_s": stats, "queued_before_due": early_queued,
+                         "create_seconds": created, "lateness_histogram": histogram(late)}
+        log(f"[{kind}] reminder lateness over {len(late)} emails: " + ", ".join(f"{k} {v:.2f}s" for k, v in stats.items() if k != "count"))
+        if counts.get("sent", 0) != expected:
+            raise BenchError(f"reminders: expected {expected} sent, got {counts}")
+    return results
+
+
+def histogram(xs, edges=(0, 0.5, 1, 2, 3, 5, 10, 30)):
+    out = {}
+    for lo, hi in zip(edges, list(edges[1:]) + [float("inf")]):
+        out[f"{lo}–{hi if hi != float('inf') else '∞'} s"] = sum(1 for x in xs if lo <= x < hi)
+    out["< 0 s"] = sum(1 for x in xs if x < 0)
+    return out
+
+
+def scenario_schedule():
+    results = {}
+    for kind in selected_dbs("schedule"):
+        db = Database(kind, "schedule")
+        with Server(db, "schedule") as srv:
+            others = [f"sco{i:03d}" for i in range(100)]
+            srv.import_members(users=[user("sc-creator", role="creator", i=1), user("sc-member", i=2)]
+                               + [user(o, role="creator", i=i) for i, o in enumerate(others)])
+            base = datetime(2026, 1, 1, tzinfo=timezone.utc)
+            # 10,000 streams of sc-creator evenly over 730 days (every 20th cancelled) + 10,000 of 100 other creators.
+            psql(db.name, f"""
+                INSERT INTO streams (id, title, description, workout_type, thumbnail, start_time, end_time, is_live, replay_url,
+                                     agora_channel_id, viewer_count, reminder_sent, created_at, updated_at, creator_id,
+                                     schedule_revision, cancelled_at)
+                SELECT id, 'Session ' || i, 'Bring water', 'HIIT', 'https://cdn.fit.example.com/t.jpg',
+                       TIMESTAMPTZ '{base.isoformat()}' + (i * INTERVAL '730 days' / 10000), NULL, false, NULL,
+                       id, 0, true, now(), now(), creator, 0, CASE WHEN i % 20 = 0 THEN now() ELSE NULL END
+                FROM (SELECT i, md5('sc' || i) AS id, 'sc-creator' AS creator FROM generate_series(0, 9999) i
+                      UNION ALL
+                      SELECT i, md5('oth' || i), 'sco' || lpad((i % 100)::text, 3, '0') FROM generate_series(0, 9999) i) x;
+                ANALYZE streams;""")
+            n_streams = int(psql(db.name, "SELECT COUNT(*) FROM streams WHERE creator_id = 'sc-creator'").strip())
+            token = mint("sc-member")
+            rng = random.Random(7)
+
+            def window():
+                start = base + timedelta(days=rng.uniform(0, 700))
+                return f"/api/creator/sc-creator/scheduled-streams?startDate={iso(start)}&endDate={iso(start + timedelta(days=30))}&limit=200"
+
+            probe = srv.call("GET", window(), token=token)
+            log(f"[{kind}] sample window returned {len(probe['streams'])} streams")
+            plan = explain_scheduled(db, srv, token, window())
+            log(f"[{kind}] warm-up: 3 s at 200 req/s (not recorded)")
+            asyncio.run(open_loop(srv.port, token, window, rate=200, seconds=3))
+            log(f"[{kind}] open loop: 200 req/s for 30 s")
+            run = asyncio.run(open_loop(srv.port, token, window, rate=200, seconds=30))
+            cpu = srv.cpu_seconds()
+        run["streams_of_creator"] = n_streams
+        run["explain"] = plan
+        run["server_cpu_seconds_total"] = cpu
+        results[kind] = run
+        log(f"[{kind}] {run['sent']} requests, achieved {run['achieved_rps']:.1f} req/s; latency from intended send: "
+            f"p50 {run['latency_ms']['p50']:.2f} p99 {run['latency_ms']['p99']:.2f} max {run['latency_ms']['max']:.2f} ms")
+    return results
+
+
+async def open_loop(port, token, make_path, rate, seconds):
+    """Open-loop load: request i is sent at start + i/rate whatever happened to the others. Latency is
+    measured from the intended send time (so queueing in the client or server counts) and also from
+    the actual send."""
+    import aiohttp
+    total = int(rate * seconds)
+    paths = [make_path() for _ in range(total)]
+    headers = {"Authorization": f"Bearer {token}"}
+    lat_intended, lat_actual, statuses, lag = [], [], {}, []
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        loop = asyncio.get_running_loop()
+        start = loop.time() + 0.2
+        errors = []
+
+        async def one(i):
+            intended = start + i / rate
+            now = loop.time()
+            if intended > now:
+                await asyncio.sleep(intended - now)
+            sent = loop.time()
+            lag.append(sent - intended)
+            try:
+                async with session.get(f"http://127.0.0.1:{port}{paths[i]}", headers=headers) as r:
+                    await r.read()
+                    statuses[r.status] = statuses.get(r.status, 0) + 1
+            except Exception as e:  # noqa: BLE001 - counted and reported
+                errors.append(repr(e))
+                return
+            done = loop.time()
+            lat_intended.append((done - intended) * 1000)
+            lat_actual.append((done - sent) * 1000)
+
+        tasks = [asyncio.create_task(one(i)) for i in range(total)]
+        await asyncio.gather(*tasks)
+        elapsed = loop.time() - start
+    if errors or set(statuses) != {200}:
+        raise BenchError(f"open loop: statuses {statuses}, errors {len(errors)} {errors[:3]}")
+    li, la, lg = sorted(lat_intended), sorted(lat_actual), sorted(lag)
+    return {"rate": rate, "seconds": seconds, "sent": total, "elapsed": elapsed, "achieved_rps": total / elapsed, "statuses": statuses,
+            "latency_ms": {"p50": percentile(li, 50), "p90": percentile(li, 90), "p99": percentile(li, 99), "max": li[-1]},
+            "latency_from_actual_send_ms": {"p50": percentile(la, 50), "p99": percentile(la, 99), "max": la[-1]},
+            "client_send_lag_ms": {"p50": percentile(lg, 50) * 1000, "p99": percentile(lg, 99) * 1000, "max": lg[-1] * 1000}}
+
+
+def explain_scheduled(db, srv, token, path):
+    """Logs every statement for one request, takes the streams query the server ran (with its bound
+    parameters) and runs it under EXPLAIN (ANALYZE, BUFFERS)."""
+    pglog = os.environ.get("PGLOG")
+    size0 = os.path.getsize(pglog)
+    psql("postgres", "ALTER SYSTEM SET log_min_duration_statement = 0")
+    psql("postgres", "SELECT pg_reload_conf()")
+    time.sleep(0.5)
+    try:
+        srv.call("GET", path, token=token)
+        time.sleep(0.5)
+    finally:
+        psql("postgres", "ALTER SYSTEM RESET log_min_duration_statement")
+        psql("postgres", "SELECT pg_reload_conf()")
+    with open(pglog, encoding="utf-8", errors="replace") as f:
+        f.seek(size0)
+        lines = f.read().splitlines()
+    stmt, params = None, []
+    for i, line in enumerate(lines):
+        m = re.search(r"(?:execute [^:]*|statement): (SELECT .*FROM \"streams\".*)$", line)
+        if m:
+            stmt = m.group(1)
+            params = []
+            if i + 1 < len(lines) and "parameters:" in lines[i + 1]:
+                params = re.findall(r"\$(\d+) = (NULL|'(?:[^']|'')*')", lines[i + 1])
+    if not stmt:
+        raise BenchError("could not find the streams query in the PostgreSQL log")
+    args = ", ".join(v for _, v in sorted(params, key=lambda p: int(p[0])))
+    plan = psql(db.name, f"PREPARE q AS {stmt}; EXPLAIN (ANALYZE, BUFFERS) EXECUTE q({args});" if args
+                else f"EXPLAIN (ANALYZE, BUFFERS) {stmt}", fmt="-At")
+    uses_index = "streams_creator_start_idx" in plan
+    log(f"[{db.kind}] EXPLAIN: streams_creator_start_idx used: {uses_index}")
+    return {"statement": stmt, "parameters": params, "plan": plan, "uses_creator_start_index": uses_index}
+
+
+def scenario_import():
+    n = 10_000
+    results = {}
+    for kind in selected_dbs("import"):
+        db = Database(kind, "import")
+        with Server(db, "import") as srv:
+            srv.import_members(users=[user("im-creator", role="creator", i=1)])
+            rounds = []
+            for r in range(3):
+                ids = [f"im{r}-{i:05d}" for i in range(n)]
+                body = json.dumps({"users": [user(u, i=k) for k, u in enumerate(ids)],
+                                   "follows": [{"followerId": u, "followedId": "im-creator"} for u in ids]}).encode()
+                t = time.time()
+                resp = srv.call("POST", "/api/admin/import", body, token=ADMIN_KEY)
+                secs = time.time() - t
+                if resp.get("users") != n or resp.get("follows") != n:
+                    raise BenchError(f"import answered {resp}")
+                log(f"[{kind}] round {r + 1}: {n} users + {n} follows ({len(body) / 1e6:.1f} MB) in {secs:.2f} s")
+                rounds.append({"seconds": secs, "body_bytes": len(body)})
+            followers = int(db.query("SELECT COUNT(*) FROM follows WHERE followed_id = 'im-creator'")[0][0])
+        if followers != 3 * n:
+            raise BenchError(f"import: {followers} follows stored, expected {3 * n}")
+        results[kind] = {"rounds": rounds, "median_seconds": median([r["seconds"] for r in rounds])}
+    return results
+
+
+SCENARIOS = {"token": scenario_token, "fanout": scenario_fanout, "fanout100k": scenario_fanout100k,
+             "reminders": scenario_reminders, "schedule": scenario_schedule, "import": scenario_import}
+
+
+def main(argv):
+    names = argv or ALL_SCENARIOS
+    for n in names:
+        if n not in SCENARIOS:
+            raise SystemExit(f"unknown scenario {n!r}; choose from {', '.join(ALL_SCENARIOS)}")
+    machine = report.machine_info(ROOT)
+    report.write_machine(ROOT, machine)
+    failed = []
+    for n in names:
+        log(f"=== scenario {n} (databases: {', '.join(selected_dbs(n)) or 'none selected'}) ===")
+        if not selected_dbs(n):
+            log(f"skipping {n}: BENCH_DB={os.environ.get('BENCH_DB')} excludes every database it supports")
+            continue
+        started = time.time()
+        try:
+            data = SCENARIOS[n]()
+        except BenchError as e:
+            log(f"scenario {n} FAILED: {e}")
+            failed.append(n)
+            continue
+        record = {"scenario": n, "label": LABEL or None, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "wall_seconds": time.time() - started, "machine": machine, "command": report.command_for(n), "results": data}
+        report.save(ROOT, record)
+        log(f"scenario {n} done in {time.time() - started:.0f} s")
+    report.assemble(ROOT)
+    if failed:
+        log(f"FAILED: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

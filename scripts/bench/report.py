@@ -1,0 +1,321 @@
+"""Results and BENCHMARKS.md.
+
+Every scenario run is saved as benchmarks/results/<scenario>[.<label>].json (all raw numbers) and
+.md (rendered). BENCHMARKS.md is assembled from those files (every label, oldest first, with a
+comparison table when a scenario has several labels) plus the hand-written notes in
+benchmarks/notes/<scenario>.md, so re-running one scenario replaces only its own section.
+
+`python scripts/bench/report.py` re-assembles BENCHMARKS.md without running anything.
+"""
+import glob
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+
+ORDER = ["token", "fanout", "fanout100k", "reminders", "schedule", "import"]
+TITLES = {
+    "token": "1. `token` — Agora token endpoint vs `/health`",
+    "fanout": "2. `fanout` — live-now fan-out to 10,000 followers vs an smtplib blaster",
+    "fanout100k": "3. `fanout100k` — 100,000 recipients, peak RSS",
+    "reminders": "4. `reminders` — lateness of 200 streams' reminders",
+    "schedule": "5. `schedule` — a creator's schedule, 10,000 streams, open loop 200 req/s",
+    "import": "6. `import` — admin import of 10,000 users + 10,000 follows",
+}
+TARGETS = {
+    "token": "token req/s ÷ health req/s ≥ 0.5 (medians of 3 rounds, each database)",
+    "fanout": "server emails/s ÷ blaster messages/s ≥ 0.8 (medians of 3 alternating rounds)",
+    "fanout100k": "every recipient delivered exactly once; server peak RSS (VmHWM) < 200 MB",
+    "reminders": "max (sent − due) ≤ 5 s",
+    "schedule": "p99 < 20 ms at 200 req/s open loop; the (creator_id, start_time) index is used",
+    "import": "none (report); the README says \"about a second\"",
+}
+
+
+def sh(cmd, cwd=None):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, cwd=cwd, timeout=30).stdout.strip()
+    except Exception:  # noqa: BLE001
+        return ""
+
+
+def machine_info(root):
+    mem_kb = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    model = sh("lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1")
+    dirty = sh("git status --porcelain -- Sources Package.swift | wc -l", cwd=root)
+    return {
+        "nproc": sh("nproc"), "cpu_model": model, "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(), "swift": sh("/opt/swift/usr/bin/swift --version 2>&1 | head -1"),
+        "git_commit": sh("git rev-parse HEAD", cwd=root), "git_subject": sh("git log -1 --format=%s", cwd=root),
+        "sources_modified_files": int(dirty or 0),
+        "postgres": sh("/usr/lib/postgresql/15/bin/postgres --version"), "wrk": sh("wrk --version 2>&1 | head -1"),
+        "python": platform.python_version(), "binary": ".build-release/release/App (swift build -c release)",
+        "built_from": os.environ.get("BENCH_SOURCE_DESC", "working tree"),
+    }
+
+
+def command_for(scenario):
+    db = os.environ.get("BENCH_DB", "both")
+    label = os.environ.get("BENCH_LABEL")
+    prefix = (f"BENCH_LABEL={label} " if label else "") + f"BENCH_DB={db} "
+    return f"{prefix}scripts/bench/run {scenario}"
+
+
+def results_dir(root):
+    return os.path.join(root, "benchmarks", "results")
+
+
+def write_machine(root, machine):
+    os.makedirs(results_dir(root), exist_ok=True)
+    with open(os.path.join(results_dir(root), "machine.json"), "w") as f:
+        json.dump(machine, f, indent=2)
+
+
+def save(root, record):
+    os.makedirs(results_dir(root), exist_ok=True)
+    base = record["scenario"] + (f".{record['label']}" if record.get("label") else "")
+    with open(os.path.join(results_dir(root), base + ".json"), "w") as f:
+        json.dump(record, f, indent=2, default=str)
+    with open(os.path.join(results_dir(root), base + ".md"), "w") as f:
+        f.write(render(record))
+
+
+# --- Rendering -----------------------------------------------------------------------------------------
+
+def f1(x, nd=1):
+    return "—" if x is None else f"{x:,.{nd}f}"
+
+
+def met(ok):
+    return "**met**" if ok else "**NOT met**"
+
+
+def render(rec):
+    s, res, m = rec["scenario"], rec["results"], rec["machine"]
+    out = [f"#### Run{' `' + rec['label'] + '`' if rec.get('label') else ''}: {rec['finished_at']}",
+           "",
+           f"Binary built from the {m.get('built_from', 'working tree')}; "
+           f"{m['nproc']} × {m['cpu_model']}, {m['memory_gib']} GiB; {m['swift']}; wall time {rec['wall_seconds']:.0f} s.",
+           "", f"Command: `{rec['command']}`", ""]
+    out += globals()[f"render_{s}"](res)
+    return "\n".join(out) + "\n"
+
+
+def render_token(res):
+    out = []
+    for db, r in res.items():
+        out += [f"**{db}** — `GET {r['path']}` vs `GET /health`, `wrk -t2 -c64 -d10s --latency`, alternating, 3 rounds (after a 3 s warm-up of each):", "",
+                "| round | health req/s | health p50 ms | health p99 ms | token req/s | token p50 ms | token p99 ms |",
+                "|---|---:|---:|---:|---:|---:|---:|"]
+        for i, rd in enumerate(r["rounds"], 1):
+            h, t = rd["health"], rd["token"]
+            out.append(f"| {i} | {f1(h['rps'])} | {f1(h['p50_ms'], 2)} | {f1(h['p99_ms'], 2)} | {f1(t['rps'])} | {f1(t['p50_ms'], 2)} | {f1(t['p99_ms'], 2)} |")
+        md = r["median"]
+        out += [f"| **median** | **{f1(md['health_rps'])}** | {f1(md['health_p50_ms'], 2)} | {f1(md['health_p99_ms'], 2)} | **{f1(md['token_rps'])}** | {f1(md['token_p50_ms'], 2)} | {f1(md['token_p99_ms'], 2)} |",
+                "", f"Ratio token/health = **{md['ratio']:.2f}** (target ≥ 0.5): {met(md['ratio'] >= 0.5)}. "
+                f"Non-2xx responses: {sum(rd[w]['non2xx'] for rd in r['rounds'] for w in ('health', 'token'))}; "
+                f"socket errors (connect/read/write/timeout, summed): {[sum(x) for x in zip(*[rd[w]['socket_errors'] for rd in r['rounds'] for w in ('health', 'token')])]}.", ""]
+    return out
+
+
+def render_fanout(res):
+    out = []
+    for db, r in res.items():
+        out += [f"**{db}** — server: `POST /api/creator/streams/create` (`isScheduled:false`) → last message accepted by the counting sink; "
+                f"blaster: `scripts/bench/blaster.py`, {r['rounds'][0]['blaster']['connections']} smtplib connections (the server's SMTP pool size), "
+                f"~{r['rounds'][0]['blaster']['size']} B multipart messages (the server's average). Alternating, after a 200-recipient warm-up fan-out:", "",
+                "| round | server s | server emails/s | server CPU s | avg bytes | blaster s | blaster msgs/s |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for i, rd in enumerate(r["rounds"], 1):
+            sv, b = rd["server"], rd["blaster"]
+            out.append(f"| {i} | {f1(sv['seconds'], 2)} | {f1(sv['per_second'])} | {f1(sv['server_cpu_seconds'])} | {f1(sv['avg_bytes'], 0)} | {f1(b['seconds'], 2)} | {f1(b['per_second'])} |")
+        md = r["median"]
+        out += [f"| **median** | {f1(md['server_seconds'], 2)} | **{f1(md['server_per_second'])}** | | | {f1(md['blaster_seconds'], 2)} | **{f1(md['blaster_per_second'])}** |", "",
+                f"Ratio server/blaster = **{md['ratio']:.2f}** (target ≥ 0.8): {met(md['ratio'] >= 0.8)}. "
+                f"Every server round: deliveries {r['rounds'][0]['server']['deliveries']} for its stream. "
+                f"Setup: the 10,000 followers were imported in {len(r['setup_import_seconds'])} admin request(s) taking {', '.join(f1(x, 2) + ' s' for x in r['setup_import_seconds'])}.", ""]
+    return out
+
+
+def render_fanout100k(res):
+    out = []
+    for db, r in res.items():
+        fo = r["fanout"]
+        ok = r["all_delivered_once"] and r["vmhwm_mb"] < 200
+        out += [f"**{db}** — 100,000 followers imported (10 requests of 10,000) by one server process; a fresh process then ran the live-now fan-out.", "",
+                "| metric | value |", "|---|---:|",
+                f"| API call → last message accepted | {f1(fo['seconds'], 1)} s |",
+                f"| emails/s | {f1(fo['per_second'])} |",
+                f"| sink: accepted / distinct new recipients | {fo['delivered']:,} / {fo['distinct_new']:,} |",
+                f"| `SELECT status, count(*) FROM deliveries GROUP BY status` | {r['deliveries_by_status']} |",
+                f"| server peak RSS, VmHWM (fan-out process) | **{f1(r['vmhwm_mb'])} MB** |",
+                f"| VmHWM right after start (before the fan-out) | {f1(r['vmhwm_at_start_mb'])} MB |",
+                f"| max VmRSS sampled every 0.25 s | {f1(r['vmrss_max_sampled_mb'])} MB |",
+                f"| server CPU during the fan-out | {f1(fo['server_cpu_seconds'])} s |",
+                f"| VmHWM of the process that did the 10 imports | {f1(r['seed_server_vmhwm_mb'])} MB |", "",
+                f"Target (all delivered once, VmHWM < 200 MB): {met(ok)}. RSS timeline (s, MB), every 2 s: "
+                + ", ".join(f"{t:g}:{v:g}" for t, v in r["rss_timeline_mb"][:60]) + ("…" if len(r["rss_timeline_mb"]) > 60 else ""), ""]
+    return out
+
+
+def render_reminders(res):
+    out = []
+    for db, r in res.items():
+        st = r["lateness_s"]
+        out += [f"**{db}** — REMINDER_LEAD_MINUTES=1; {r['streams']} scheduled streams (one per creator, {r['followers_each']} followers each) "
+                f"created through the API in {r['create_seconds']:.1f} s, starts spread evenly so reminders fall due over 60 s. "
+                "Lateness = `deliveries.sent_at − (streams.start_time − lead)` per reminder email.", "",
+                "| emails | min s | median s | p95 s | max s |", "|---:|---:|---:|---:|---:|",
+                f"| {st.get('count', 0):,} | {f1(st.get('min'), 2)} | {f1(st.get('median'), 2)} | {f1(st.get('p95'), 2)} | **{f1(st.get('max'), 2)}** |", "",
+                f"Histogram: {r['lateness_histogram']}. Reminders by status: {r['reminders_by_status']}; scheduled emails: {r['scheduled_by_status']}; "
+                f"queued before due: {r['queued_before_due']}. Target max ≤ 5 s: {met(st and st['max'] <= 5)}.", ""]
+    return out
+
+
+def render_schedule(res):
+    out = []
+    for db, r in res.items():
+        l, la, lag = r["latency_ms"], r["latency_from_actual_send_ms"], r["client_send_lag_ms"]
+        out += [f"**{db}** — {r['streams_of_creator']:,} streams of one creator over 730 days (every 20th cancelled) plus 10,000 of 100 other creators; "
+                f"`GET /api/creator/sc-creator/scheduled-streams?startDate=…&endDate=…+30d&limit=200` at random 30-day windows, "
+                f"open loop (Python asyncio + aiohttp, request i sent at t0 + i/{r['rate']} s), {r['seconds']} s after a 3 s warm-up.", "",
+                "| requests | achieved req/s | p50 ms | p90 ms | p99 ms | max ms |", "|---:|---:|---:|---:|---:|---:|",
+                f"| {r['sent']:,} | {f1(r['achieved_rps'])} | {f1(l['p50'], 2)} | {f1(l['p90'], 2)} | **{f1(l['p99'], 2)}** | {f1(l['max'], 2)} |", "",
+                f"Latency is measured from each request's intended send time. From the actual send: p50 {f1(la['p50'], 2)}, p99 {f1(la['p99'], 2)}, max {f1(la['max'], 2)} ms; "
+                f"the client's own send lag: p50 {f1(lag['p50'], 2)}, p99 {f1(lag['p99'], 2)}, max {f1(lag['max'], 2)} ms. Statuses: {r['statuses']}. "
+                f"Target p99 < 20 ms: {met(l['p99'] < 20)}; index `streams_creator_start_idx` used: {met(r['explain']['uses_creator_start_index'])}.", "",
+                "The statement the server ran (from PostgreSQL's log with `log_min_duration_statement=0` for one request) and its plan "
+                "(`PREPARE` + `EXPLAIN (ANALYZE, BUFFERS) EXECUTE` with the logged parameters):", "", "```sql", r["explain"]["statement"],
+                "-- parameters: " + ", ".join(f"${n} = {v}" for n, v in r["explain"]["parameters"]), "```", "", "```", r["explain"]["plan"].rstrip(), "```", ""]
+    return out
+
+
+def render_import(res):
+    out = ["| database | round 1 s | round 2 s | round 3 s | median s | body |", "|---|---:|---:|---:|---:|---:|"]
+    for db, r in res.items():
+        rs = r["rounds"]
+        out.append(f"| {db} | " + " | ".join(f1(x["seconds"], 2) for x in rs) + f" | **{f1(r['median_seconds'], 2)}** | {rs[0]['body_bytes'] / 1e6:.1f} MB |")
+    out += ["", "Each round imports 10,000 new users and 10,000 follows (of one creator) in one `POST /api/admin/import`, timed from request to response on the client.", ""]
+    return out
+
+
+# --- Headline numbers for comparisons between labels -----------------------------------------------
+
+def headline(rec):
+    s, res = rec["scenario"], rec["results"]
+    h = {}
+    for db, r in res.items():
+        if s == "token":
+            md = r["median"]
+            h[f"{db}: token req/s"] = md["token_rps"]
+            h[f"{db}: token p99 ms"] = md["token_p99_ms"]
+            h[f"{db}: health req/s"] = md["health_rps"]
+            h[f"{db}: ratio token/health"] = md["ratio"]
+        elif s == "fanout":
+            h[f"{db}: server emails/s"] = r["median"]["server_per_second"]
+            h[f"{db}: ratio server/blaster"] = r["median"]["ratio"]
+        elif s == "fanout100k":
+            h[f"{db}: VmHWM MB"] = r["vmhwm_mb"]
+            h[f"{db}: emails/s"] = r["fanout"]["per_second"]
+        elif s == "reminders":
+            h[f"{db}: max lateness s"] = r["lateness_s"].get("max")
+        elif s == "schedule":
+            h[f"{db}: p99 ms"] = r["latency_ms"]["p99"]
+        elif s == "import":
+            h[f"{db}: median s"] = r["median_seconds"]
+    return h
+
+
+def assemble(root):
+    rdir = results_dir(root)
+    machine = {}
+    if os.path.exists(os.path.join(rdir, "machine.json")):
+        machine = json.load(open(os.path.join(rdir, "machine.json")))
+    out = ["# Benchmarks", "",
+           "Generated by `scripts/bench/run` (see `scripts/bench/README.md`); each section is assembled from "
+           "`benchmarks/results/<scenario>[.<label>].{json,md}` (raw numbers in the JSON) and the notes in `benchmarks/notes/`. "
+           "Re-running one scenario (e.g. `BENCH_LABEL=after scripts/bench/run token`) replaces or adds only that scenario's file.", "",
+           "## Machine (latest run)", ""]
+    if machine:
+        out += [f"- `nproc`: {machine['nproc']}; CPU: {machine['cpu_model']} (lscpu); memory: {machine['memory_gib']} GiB; kernel {machine['kernel']}",
+                f"- {machine['swift']}; binary `{machine['binary']}`",
+                f"- binary built from the {machine.get('built_from', 'working tree')}",
+                f"- {machine['postgres']}; {machine['wrk']}; Python {machine['python']}",
+                "- Everything (server, PostgreSQL, SMTP sink, load generators) runs on this one machine, so the load generator competes with the server for the 2 cores.",
+                "- PostgreSQL: a private cluster started by the harness on 127.0.0.1:55450 with `fsync=off` (data in a temp dir, deleted afterwards); "
+                "SQLite: a fresh file per server in the temp dir. Every server gets a fresh database.",
+                "- The server: `.build-release/release/App serve --env production --hostname 127.0.0.1 --port P` with `RATE_LIMIT_ENABLED=false`, "
+                "`LOG_LEVEL=notice`, `EMAIL_TRANSPORT=smtp` to the counting sink (`SMTP_SECURITY=none`, no AUTH), its own worker (`RUN_WORKER` default).", ""]
+    out += ["## Summary", "", "| scenario | target | result | |", "|---|---|---|---|"]
+    records = {}
+    for path in glob.glob(os.path.join(rdir, "*.json")):
+        if os.path.basename(path) == "machine.json":
+            continue
+        rec = json.load(open(path))
+        records.setdefault(rec["scenario"], []).append(rec)
+    for s in records:
+        records[s].sort(key=lambda r: r["finished_at"])
+    for s in ORDER:
+        for rec in records.get(s, []):
+            for key, (value, ok) in summary(rec).items():
+                out.append(f"| `{s}`{' (' + rec['label'] + ')' if rec.get('label') else ''} | {TARGETS[s]} | {key}: {value} | {'' if ok is None else ('met' if ok else '**not met**')} |")
+    out.append("")
+    for s in ORDER:
+        out += [f"## {TITLES[s]}", "", f"Target: {TARGETS[s]}.", ""]
+        recs = records.get(s, [])
+        if not recs:
+            out += ["_Not run yet._", ""]
+        for rec in recs:
+            base = rec["scenario"] + (f".{rec['label']}" if rec.get("label") else "")
+            md = os.path.join(rdir, base + ".md")
+            out.append(open(md).read() if os.path.exists(md) else render(rec))
+        if len(recs) > 1:
+            heads = [headline(r) for r in recs]
+            keys = [k for k in heads[0] if all(k in h for h in heads)]
+            if keys:
+                out += ["#### Comparison", "", "| metric | " + " | ".join(r.get("label") or r["finished_at"] for r in recs) + " |",
+                        "|---|" + "---:|" * len(recs)]
+                for k in keys:
+                    out.append(f"| {k} | " + " | ".join(f1(h[k], 2) for h in heads) + " |")
+                out.append("")
+        note = os.path.join(root, "benchmarks", "notes", f"{s}.md")
+        if os.path.exists(note):
+            out += [open(note).read().rstrip(), ""]
+    with open(os.path.join(root, "BENCHMARKS.md"), "w") as f:
+        f.write("\n".join(out).rstrip() + "\n")
+
+
+def summary(rec):
+    s, res = rec["scenario"], rec["results"]
+    out = {}
+    for db, r in res.items():
+        if s == "token":
+            md = r["median"]
+            out[db] = (f"token {md['token_rps']:,.0f} req/s vs health {md['health_rps']:,.0f} req/s, ratio {md['ratio']:.2f}", md["ratio"] >= 0.5)
+        elif s == "fanout":
+            md = r["median"]
+            out[db] = (f"server {md['server_per_second']:,.0f} emails/s vs blaster {md['blaster_per_second']:,.0f}/s, ratio {md['ratio']:.2f}", md["ratio"] >= 0.8)
+        elif s == "fanout100k":
+            out[db] = (f"{r['fanout']['seconds']:.0f} s ({r['fanout']['per_second']:,.0f}/s), all once: {r['all_delivered_once']}, VmHWM {r['vmhwm_mb']:.0f} MB",
+                       r["all_delivered_once"] and r["vmhwm_mb"] < 200)
+        elif s == "reminders":
+            st = r["lateness_s"]
+            out[db] = (f"lateness median {st['median']:.2f} s, p95 {st['p95']:.2f} s, max {st['max']:.2f} s", st["max"] <= 5)
+        elif s == "schedule":
+            l = r["latency_ms"]
+            out[db] = (f"p50 {l['p50']:.2f} ms, p99 {l['p99']:.2f} ms, max {l['max']:.1f} ms; index used: {r['explain']['uses_creator_start_index']}",
+                       l["p99"] < 20 and r["explain"]["uses_creator_start_index"])
+        elif s == "import":
+            out[db] = (f"median {r['median_seconds']:.2f} s", None)
+    return out
+
+
+if __name__ == "__main__":
+    root = sys.argv[1] if len(sys.argv) > 1 else os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    assemble(root)
+    print(f"wrote {os.path.join(root, 'BENCHMARKS.md')}")
