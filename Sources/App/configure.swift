@@ -91,6 +91,7 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
     if let cors = corsMiddleware(config) { app.middleware.use(cors) }
     app.middleware.use(JSONErrorMiddleware())
     app.middleware.use(TokenCacheInvalidation())
+    if case .postgres = config.database {} else { app.middleware.use(SQLiteBusyRetry()) }
 
     try routes(app)
 }

@@ -125,7 +125,11 @@ import VaporTesting
                                            json: ["name": "Uma B", "email": "uma@example.com", "timezone": NSNull(), "isActive": false])
             let after = try #require(updated.json["user"] as? [String: Any])
             #expect(after["agoraUid"] as? Int == uid)
-            #expect(after["timezone"] is NSNull && after["isActive"] as? Bool == false && after["role"] as? String == "member")
+            // role was not sent: the creator stays a creator (a partial sync must not demote anyone).
+            #expect(after["timezone"] is NSNull && after["isActive"] as? Bool == false && after["role"] as? String == "creator")
+            let demoted = try await t.send(.PUT, "api/admin/users/u-1", bearer: t.admin, json: ["name": "Uma B", "email": "uma@example.com", "role": "member"])
+            #expect((demoted.json["user"] as? [String: Any])?["role"] as? String == "member")
+            #expect((demoted.json["user"] as? [String: Any])?["isActive"] as? Bool == false, "isActive not sent: kept")
             let badZone = try await t.send(.PUT, "api/admin/users/u-1", bearer: t.admin, json: ["name": "U", "email": "u@example.com", "timezone": "Nowhere/Land"])
             #expect(badZone.status == .badRequest)
             let mismatch = try await t.send(.PUT, "api/admin/users/u-1", bearer: t.admin, json: ["id": "u-2", "name": "U", "email": "u@example.com"])

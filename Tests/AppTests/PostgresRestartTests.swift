@@ -12,19 +12,28 @@ struct PostgresRestartTests {
     static let env = ProcessInfo.processInfo.environment
     static let admin = "restart-admin-key-0123456789"
 
-    static func pgctl(_ action: String) throws {
+    static func pgctl(_ action: String) async throws {
+        // Through python: the postmaster pg_ctl starts must not inherit this process's open
+        // descriptors (Foundation would wait on them and never see `sh` exit) or blocked signals.
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", env[action == "stop" ? "RESTART_PG_STOP" : "RESTART_PG_START"]!]
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", """
+            import os, signal, sys
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])
+            os.closerange(3, 65536)
+            os.execv("/bin/sh", ["sh", "-c", sys.argv[1]])
+            """, env[action == "stop" ? "RESTART_PG_STOP" : "RESTART_PG_START"]!]
         p.standardOutput = FileHandle.nullDevice
         try p.run()
-        while p.isRunning { usleep(50_000) }
-        guard p.terminationStatus == 0 else { throw CancellationError() }
+        guard await AppProcess.exited(p, timeout: 60), p.terminationStatus == 0 else { throw CancellationError() }
     }
 
     final class Tally: @unchecked Sendable {
         private let lock = NSLock()
         private var statuses: [Int: Int] = [:]
+        private var stopped = false
+        var isStopped: Bool { lock.withLock { stopped } }
+        func stop() { lock.withLock { stopped = true } }
         private var badShapes: [String] = []
         func add(_ a: AppProcess.Answer?) {
             lock.withLock {
@@ -53,13 +62,14 @@ struct PostgresRestartTests {
         let creator = try await keys.sign(userID: "creator", expiresIn: 3600)
         let member = try await keys.sign(userID: "m1", expiresIn: 3600)
 
-        // Readers and writers, 4 at a time, until told to stop.
+        // Readers and writers, 4 at a time, until told to stop (a flag, not cancellation: an
+        // async URLSession call on Linux may never return once its task is cancelled).
         let tally = Tally()
         let load = Task {
             await withTaskGroup(of: Void.self) { group in
                 for i in 0..<4 {
                     group.addTask {
-                        while !Task.isCancelled {
+                        while !tally.isStopped {
                             if i == 0 {
                                 tally.add(await AppProcess.request("POST", port: port, "api/creator/streams/create", bearer: creator,
                                                                    json: ["creatorId": "creator", "title": "Load", "isScheduled": true,
@@ -67,23 +77,23 @@ struct PostgresRestartTests {
                             } else {
                                 tally.add(await AppProcess.request("GET", port: port, "api/streams/live", bearer: member, timeout: 15))
                             }
-                            try? await Task.sleep(for: .milliseconds(20))
+                            try? await Task.sleep(for: .milliseconds(20)) // not cancelled: see above
                         }
                     }
                 }
             }
         }
-        defer { load.cancel() }
+        defer { tally.stop() }
         try await Task.sleep(for: .seconds(2))
         let (before, beforeShapes) = tally.take()
         #expect(Set(before.keys).isSubset(of: [200, 201]), "before the restart: \(before)")
         #expect(beforeShapes.isEmpty)
 
-        try Self.pgctl("stop")
+        try await Self.pgctl("stop")
         try await Task.sleep(for: .seconds(5))
         let (during, duringShapes) = tally.take()
         let ready = await AppProcess.request("GET", port: port, "ready")
-        try Self.pgctl("start")
+        try await Self.pgctl("start")
         #expect(during[503, default: 0] > 0, "nothing failed while PostgreSQL was down? \(during)")
         #expect(Set(during.keys).isSubset(of: [200, 201, 503]), "while down: \(during)")
         #expect(duringShapes.isEmpty, "error bodies not in the API's shape: \(duringShapes.prefix(3))")
@@ -98,7 +108,7 @@ struct PostgresRestartTests {
             recovered = !window.isEmpty && Set(window.keys).isSubset(of: [200, 201])
         }
         #expect(recovered, "still failing 30 s after PostgreSQL came back")
-        load.cancel()
+        tally.stop()
         await load.value
         let (_, afterShapes) = tally.take()
         #expect(afterShapes.isEmpty)

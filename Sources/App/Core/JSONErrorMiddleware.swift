@@ -49,7 +49,9 @@ struct JSONErrorMiddleware: AsyncMiddleware {
             (status, code, message) = (.internalServerError, "internal_error", "Internal server error")
         }
         if status.code >= 500 {
-            request.logger.error("request failed", metadata: ["status": "\(status.code)", "code": "\(code)", "error": "\(String(reflecting: type(of: error)))"])
+            // The error's own text helps operators; the log handler scrubs credentials and addresses from it.
+            request.logger.error("request failed", metadata: ["status": "\(status.code)", "code": "\(code)", "error": "\(String(reflecting: type(of: error)))",
+                                                              "detail": "\(String(String(reflecting: error).prefix(500)))"])
         }
         let response = Response(status: status, headers: headers)
         do {

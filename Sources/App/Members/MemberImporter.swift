@@ -15,8 +15,9 @@ struct MemberImporter {
     struct ValidUser: Sendable {
         let id, name, email: String
         let timezone: String?
-        let role: UserRole
-        let isActive: Bool
+        /// nil = not sent: a new user gets the default (member, active), an existing one keeps its value.
+        let role: UserRole?
+        let isActive: Bool?
     }
 
     func run(_ request: ImportRequest) async throws -> ImportResponse {
@@ -47,7 +48,7 @@ struct MemberImporter {
         // Every referenced user must exist already or arrive in this import.
         let batchIDs = Set(users.map(\.id))
         let referenced = Set(followPairs.flatMap { [$0.0, $0.1] } + subscriptionOrder.flatMap { $0 }).subtracting(batchIDs)
-        let known = try await existingUIDs(Array(referenced), on: db)
+        let known = try await existingUsers(Array(referenced), on: db)
         func check(_ id: String, _ row: String) throws {
             if !batchIDs.contains(id) && known[id] == nil { throw APIError.validation("\(row): user '\(id)' does not exist") }
         }
@@ -87,14 +88,12 @@ struct MemberImporter {
             guard Validation.isValidTimeZone(tz) else { throw fail("timezone '\(tz.prefix(64))' is not a valid IANA time zone id") }
             zone = tz
         }
-        let parsedRole: UserRole
+        var parsedRole: UserRole?
         if let role {
             guard let r = UserRole(rawValue: role) else { throw fail("role must be creator or member") }
             parsedRole = r
-        } else {
-            parsedRole = .member
         }
-        return ValidUser(id: id, name: cleanName!, email: email, timezone: zone, role: parsedRole, isActive: isActive ?? true)
+        return ValidUser(id: id, name: cleanName!, email: email, timezone: zone, role: parsedRole, isActive: isActive)
     }
 
     private static func checkPair(_ a: String, _ b: String, at row: String, names: (String, String)) throws {
@@ -107,17 +106,19 @@ struct MemberImporter {
 
     private func upsertUsers(_ users: [ValidUser], on tx: any Database) async throws {
         guard !users.isEmpty else { return }
-        let existing = try await existingUIDs(users.map(\.id), on: tx)
+        let existing = try await existingUsers(users.map(\.id), on: tx)
         var fresh = try await uids.allocate(count: users.count - existing.count, on: tx).makeIterator()
         let sql = tx as! any SQLDatabase
         for chunk in users.chunks(of: Self.chunkSize) {
             var insert = sql.insert(into: User.schema)
                 .columns("id", "name", "email", "timezone", "role", "is_active", "agora_uid", "created_at", "updated_at")
             for u in chunk {
-                // An existing user keeps the uid allocated when it was first seen.
-                let uid = existing[u.id] ?? fresh.next()!
-                insert = insert.values(SQLBind(u.id), SQLBind(u.name), SQLBind(u.email), SQLBind(u.timezone), SQLBind(u.role.rawValue),
-                                       SQLBind(u.isActive), SQLBind(uid), SQLBind(now), SQLBind(now))
+                // An existing user keeps the uid allocated when it was first seen, and what a sync left out.
+                let old = existing[u.id]
+                let uid = old?.agora_uid ?? fresh.next()!
+                let role = u.role?.rawValue ?? old?.role ?? UserRole.member.rawValue
+                insert = insert.values(SQLBind(u.id), SQLBind(u.name), SQLBind(u.email), SQLBind(u.timezone), SQLBind(role),
+                                       SQLBind(u.isActive ?? old?.is_active ?? true), SQLBind(uid), SQLBind(now), SQLBind(now))
             }
             try await insert.onConflict(with: ["id"]) {
                 $0.set(excludedValueOf: "name").set(excludedValueOf: "email").set(excludedValueOf: "timezone")
@@ -150,14 +151,15 @@ struct MemberImporter {
         }
     }
 
-    /// id → agora_uid for those of `ids` that exist.
-    private func existingUIDs(_ ids: [String], on db: any Database) async throws -> [String: Int64] {
-        struct Row: Decodable { let id: String; let agora_uid: Int64 }
-        var result: [String: Int64] = [:]
+    struct Existing: Decodable { let id: String; let agora_uid: Int64; let role: String; let is_active: Bool }
+
+    /// Those of `ids` that exist, with what an upsert keeps when a field is not sent.
+    private func existingUsers(_ ids: [String], on db: any Database) async throws -> [String: Existing] {
+        var result: [String: Existing] = [:]
         for chunk in ids.chunks(of: Self.chunkSize) {
-            let rows = try await (db as! any SQLDatabase).select().column("id").column("agora_uid").from(User.schema)
-                .where("id", .in, Array(chunk)).all(decoding: Row.self)
-            for r in rows { result[r.id] = r.agora_uid }
+            let rows = try await (db as! any SQLDatabase).select().columns("id", "agora_uid", "role", "is_active").from(User.schema)
+                .where("id", .in, Array(chunk)).all(decoding: Existing.self)
+            for r in rows { result[r.id] = r }
         }
         return result
     }

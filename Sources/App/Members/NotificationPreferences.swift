@@ -88,14 +88,18 @@ struct PreferencesController: RouteCollection {
             let known = try await User.query(on: req.db).filter(\.$id ~~ muted).count()
             guard known == Set(muted).count else { throw APIError.validation("mutedCreators names an unknown user") }
         }
+        let now = req.now
         try await req.db.transaction { tx in
-            let pref = try await NotificationPreference.find(userID, on: tx) ?? {
-                let p = NotificationPreference(); p.id = userID; p.liveNow = true; p.scheduled = true; p.reminder = true; return p
-            }()
-            pref.liveNow = update.liveNow ?? pref.liveNow
-            pref.scheduled = update.scheduled ?? pref.scheduled
-            pref.reminder = update.reminder ?? pref.reminder
-            try await pref.save(on: tx)
+            // Insert-if-missing then update only what was sent: two concurrent first saves cannot collide.
+            let sql = tx as! any SQLDatabase
+            try await sql.insert(into: NotificationPreference.schema).columns("user_id", "live_now", "scheduled", "reminder", "updated_at")
+                .values(SQLBind(userID), SQLBind(true), SQLBind(true), SQLBind(true), SQLBind(now))
+                .ignoringConflicts(with: ["user_id"]).run()
+            var changes = sql.update(NotificationPreference.schema).set("updated_at", to: SQLBind(now))
+            if let v = update.liveNow { changes = changes.set("live_now", to: SQLBind(v)) }
+            if let v = update.scheduled { changes = changes.set("scheduled", to: SQLBind(v)) }
+            if let v = update.reminder { changes = changes.set("reminder", to: SQLBind(v)) }
+            try await changes.where("user_id", .equal, SQLBind(userID)).run()
             if let muted = update.mutedCreators {
                 try await NotificationMute.query(on: tx).filter(\.$member.$id == userID).delete()
                 for creator in Set(muted) where creator != userID { try await NotificationMute.mute(member: userID, creator: creator, on: tx) }
