@@ -1,4 +1,5 @@
 import JWT
+import NIOConcurrencyHelpers
 import Vapor
 
 /// The caller, as named by a verified bearer JWT. Identity never comes from the body or query.
@@ -21,6 +22,10 @@ struct JWTVerifier: Sendable {
     let keys: JWTKeyCollection
     let settings: AppConfig.JWTSettings
     let clock: AppClock
+    /// Tokens already verified (signature, iss, aud, subject) → subject and expiry. A frontend
+    /// sends the same JWT many times; its signature cannot change, its expiry is checked each time.
+    let verified = NIOLockedValueBox([String: (user: AuthUser, exp: Date)]())
+    static let verifiedLimit = 10_000
 
     static func make(_ settings: AppConfig.JWTSettings, clock: AppClock) async -> JWTVerifier {
         let keys = JWTKeyCollection()
@@ -29,6 +34,15 @@ struct JWTVerifier: Sendable {
     }
 
     func verify(_ token: String) async throws -> AuthUser {
+        if let hit = verified.withLockedValue({ $0[token] }) {
+            guard hit.exp > clock.now() else { throw APIError(.unauthorized, "token_expired", "Bearer token has expired") }
+            return hit.user
+        }
+        let user = try await verifyFully(token)
+        return user
+    }
+
+    private func verifyFully(_ token: String) async throws -> AuthUser {
         let claims: UserClaims
         do {
             claims = try await keys.verify(token, as: UserClaims.self)
@@ -44,7 +58,14 @@ struct JWTVerifier: Sendable {
         }
         let sub = claims.sub.value
         guard Validation.isValidUserID(sub) else { throw APIError.unauthorized("Bearer token has an invalid subject") }
-        return AuthUser(id: sub)
+        let user = AuthUser(id: sub)
+        if token.utf8.count <= 4096 {
+            verified.withLockedValue { cache in
+                if cache.count >= Self.verifiedLimit { cache.removeAll(keepingCapacity: true) }
+                cache[token] = (user, claims.exp.value)
+            }
+        }
+        return user
     }
 
     /// Signs a token as the host platform would (dev tokens, tests).

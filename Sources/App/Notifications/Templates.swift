@@ -45,30 +45,36 @@ struct EmailTemplates: Sendable {
         let subject = Self.fill(t.subject, values, escape: false)
         var all = values
         all["subject"] = subject
-        let body = Self.fill(t.html, all, escape: true)
+        var html = Self.fill(layout, all, escape: true)
+        if let slot = html.firstRange(of: "<!--BODY-->") { html.replaceSubrange(slot, with: Self.fill(t.html, all, escape: true)) }
         return Rendered(
             subject: subject,
             text: Self.fill(t.text, all, escape: false) + Self.fill(footerText, all, escape: false),
-            html: Self.fill(layout, all, escape: true).replacingOccurrences(of: "<!--BODY-->", with: body)
+            html: html
         )
     }
 
     static func fill(_ template: String, _ values: [String: String?], escape: Bool) -> String {
-        var out: [Substring] = []
+        var out = ""
+        out.reserveCapacity(template.utf8.count + 256)
+        var firstLine = true
         lineLoop: for line in template.split(separator: "\n", omittingEmptySubsequences: false) {
             var result = ""
             var rest = line[...]
-            while let open = rest.range(of: "{{") {
+            // Standard-library search, not NSString's: this runs for every email.
+            while let open = rest.firstRange(of: "{{") {
                 result += rest[..<open.lowerBound]
-                guard let close = rest[open.upperBound...].range(of: "}}") else { rest = rest[open.lowerBound...]; break }
-                let name = rest[open.upperBound..<close.lowerBound].trimmingCharacters(in: .whitespaces)
+                guard let close = rest[open.upperBound...].firstRange(of: "}}") else { rest = rest[open.lowerBound...]; break }
+                let name = String(rest[open.upperBound..<close.lowerBound]).trimmingCharacters(in: .whitespaces)
                 guard let value = values[name] ?? nil, !value.isEmpty else { continue lineLoop }
                 result += escape ? HTML.escape(value) : value
                 rest = rest[close.upperBound...]
             }
             result += rest
-            out.append(Substring(result))
+            if !firstLine { out += "\n" }
+            firstLine = false
+            out += result
         }
-        return out.joined(separator: "\n")
+        return out
     }
 }

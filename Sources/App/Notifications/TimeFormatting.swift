@@ -3,12 +3,33 @@ import Foundation
 /// "March 8, 2026 at 3:30 AM EDT": the start time as people in `zone` read it.
 enum TimeFormatting {
     static func format(_ date: Date, zoneID: String) -> String {
-        let zone = TimeZone(identifier: zoneID) ?? TimeZone(identifier: "UTC")!
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = zone
-        f.dateFormat = "MMMM d, yyyy 'at' h:mm a"
-        return f.string(from: date) + " " + zoneLabel(zone, id: zoneID, at: date)
+        let calendar = calendars.calendar(zoneID)
+        // "MMMM d, yyyy 'at' h:mm a" by hand: a DateFormatter per email was the fan-out's hot spot.
+        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute], from: date)
+        let hour24 = c.hour ?? 0, minute = c.minute ?? 0
+        let hour12 = hour24 % 12 == 0 ? 12 : hour24 % 12
+        let month = monthNames[max(0, min(11, (c.month ?? 1) - 1))]
+        let minutes = minute < 10 ? "0\(minute)" : "\(minute)"
+        return "\(month) \(c.day ?? 1), \(c.year ?? 1970) at \(hour12):\(minutes) \(hour24 < 12 ? "AM" : "PM") "
+            + zoneLabel(calendar.timeZone, id: zoneID, at: date)
+    }
+
+    private static let monthNames = ["January", "February", "March", "April", "May", "June", "July", "August",
+                                     "September", "October", "November", "December"]
+
+    /// Gregorian calendars per zone id (unknown ids read as UTC), built once.
+    private static let calendars = CalendarCache()
+
+    private final class CalendarCache: @unchecked Sendable {
+        private let lock = NSLock()
+        private var byZone: [String: Calendar] = [:]
+        func calendar(_ id: String) -> Calendar {
+            if let hit = lock.withLock({ byZone[id] }) { return hit }
+            var calendar = Calendar(identifier: .gregorian)
+            calendar.timeZone = TimeZone(identifier: id) ?? TimeZone(identifier: "UTC")!
+            lock.withLock { if byZone.count < 1000 { byZone[id] = calendar } }
+            return calendar
+        }
     }
 
     /// The abbreviation the tz database gives the zone (EDT, BST, AEDT, IST, NDT, UTC — the

@@ -54,14 +54,22 @@ struct Lease: Sendable {
         }
     }
 
-    /// When the next row falls due (nil if nothing is waiting).
+    /// When the next row falls due (nil if nothing is waiting). Two index-served lookups, not one
+    /// aggregate over every queued row: the worker asks after each pass, with 100k rows queued.
     func nextDue(on sql: any SQLDatabase) async throws -> Date? {
         struct Row: Decodable { let due: Date? }
-        let query: SQLQueryString = """
-            SELECT MIN(CASE WHEN status = 'queued' THEN run_at ELSE locked_until END) AS due FROM \(ident: table)
-            WHERE status = 'queued' OR status = \(bind: activeStatus)
+        let queued: SQLQueryString = """
+            SELECT run_at AS due FROM \(ident: table) WHERE status = 'queued' ORDER BY run_at LIMIT 1
             """
-        return try await sql.raw(query).first(decoding: Row.self)?.due
+        let leased: SQLQueryString = """
+            SELECT MIN(locked_until) AS due FROM \(ident: table) WHERE status = \(bind: activeStatus)
+            """
+        let a = try await sql.raw(queued).first(decoding: Row.self)?.due
+        let b = try await sql.raw(leased).first(decoding: Row.self)?.due
+        switch (a, b) {
+        case let (a?, b?): return min(a, b)
+        default: return a ?? b
+        }
     }
 }
 

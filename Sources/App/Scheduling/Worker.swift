@@ -70,6 +70,8 @@ final class Worker: Sendable {
                     logger.error("worker pass failed", metadata: ["error": "\(String(reflecting: type(of: error)))"])
                 }
                 await wake.wait(timeout: (try? await sleepTime()) ?? .seconds(1))
+                // While emails are in flight each one wakes the loop: gather a few before the next pass.
+                if held.count(.deliveries) > 0 { try? await Task.sleep(for: .milliseconds(5)) }
             }
             running.withLockedValue { $0 = false }
             let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int64(settings.shutdownGraceSeconds * 1000)))
@@ -108,7 +110,10 @@ final class Worker: Sendable {
             }
         }
         guard let sender else { return }
-        let deliverySlots = settings.maxInFlight - held.count(.deliveries)
+        let inFlight = held.count(.deliveries)
+        let deliverySlots = settings.maxInFlight - inFlight
+        // Claim in batches (a quarter of the window at least), not one row per finished email.
+        guard inFlight == 0 || deliverySlots >= max(1, settings.maxInFlight / 4) else { return }
         let claimed = try await deliveryLease.claim(limit: deliverySlots, now: now, on: sql)
         guard !claimed.isEmpty else { return }
         for c in claimed { held.add(.deliveries, c.id) }

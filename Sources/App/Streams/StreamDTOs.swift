@@ -70,6 +70,24 @@ struct ScheduledStreamsResponse: Content {
             (id, title, description, workoutType, thumbnail, startTime, endTime, isLive, cancelledAt) =
                 (s.id ?? "", s.title, s.details, s.workoutType, s.thumbnail, s.startTime, s.endTime, s.isLive, s.cancelledAt)
         }
+
+        init(_ r: Row) {
+            (id, title, description, workoutType, thumbnail, startTime, endTime, isLive, cancelledAt) =
+                (r.id, r.title, r.description, r.workout_type, r.thumbnail, r.start_time, r.end_time, r.is_live, r.cancelled_at)
+        }
+    }
+
+    /// The columns the schedule reads, straight from SQL.
+    struct Row: Decodable, Sendable {
+        let id: String
+        let title: String
+        let description: String?
+        let workout_type: String?
+        let thumbnail: String?
+        let start_time: Date
+        let end_time: Date?
+        let is_live: Bool
+        let cancelled_at: Date?
     }
     var success = true
     let streams: [Item]

@@ -2,41 +2,52 @@
 /// line ≤ 76 characters, an escape is never split, trailing whitespace is encoded.
 enum QuotedPrintable {
     static func encode(_ text: String) -> String {
-        var out = ""
-        let lines = text.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
-            .split(separator: "\n", omittingEmptySubsequences: false)
-        for (index, line) in lines.enumerated() {
-            if index > 0 { out += "\r\n" }
-            out += encodeLine(Array(line.utf8))
+        var out: [UInt8] = []
+        var copy = text
+        copy.withUTF8 { bytes in
+            out.reserveCapacity(bytes.count + bytes.count / 8 + 16)
+            var lineStart = 0
+            var i = 0
+            var first = true
+            func flush(_ end: Int) {
+                if !first { out.append(13); out.append(10) }
+                first = false
+                encodeLine(UnsafeBufferPointer(rebasing: bytes[lineStart..<end]), into: &out)
+            }
+            while i < bytes.count {
+                let b = bytes[i]
+                if b == 13 || b == 10 {
+                    flush(i)
+                    if b == 13, i + 1 < bytes.count, bytes[i + 1] == 10 { i += 1 }
+                    lineStart = i + 1
+                }
+                i += 1
+            }
+            flush(bytes.count)
         }
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
 
-    private static let hex = Array("0123456789ABCDEF")
+    private static let hex = Array("0123456789ABCDEF".utf8)
 
-    private static func encodeLine(_ bytes: [UInt8]) -> String {
-        var out = ""
+    private static func encodeLine(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
         var lineLength = 0
         for (i, b) in bytes.enumerated() {
             let isLast = i == bytes.count - 1
-            let token: String
-            if (b == 32 || b == 9) && isLast {
-                token = "=" + String(hex[Int(b >> 4)]) + String(hex[Int(b & 15)])
-            } else if (33...126).contains(b) && b != 61 || b == 32 || b == 9 {
-                token = String(UnicodeScalar(b))
-            } else {
-                token = "=" + String(hex[Int(b >> 4)]) + String(hex[Int(b & 15)])
-            }
+            let literal = ((33...126).contains(b) && b != 61) || ((b == 32 || b == 9) && !isLast)
+            let width = literal ? 1 : 3
             // Leave room for the soft break "=" unless this token ends the line.
-            let limit = isLast ? 76 : 75
-            if lineLength + token.count > limit {
-                out += "=\r\n"
+            if lineLength + width > (isLast ? 76 : 75) {
+                out.append(61); out.append(13); out.append(10)
                 lineLength = 0
             }
-            out += token
-            lineLength += token.count
+            if literal {
+                out.append(b)
+            } else {
+                out.append(61); out.append(hex[Int(b >> 4)]); out.append(hex[Int(b & 15)])
+            }
+            lineLength += width
         }
-        return out
     }
 }
 
