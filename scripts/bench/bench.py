@@ -492,6 +492,66 @@ def scenario_fanout():
     return results
 
 
+class ForeignCPU(threading.Thread):
+    """CPU used by processes that are not part of this benchmark (not descendants of the `run` script,
+    not PostgreSQL), sampled every second: how noisy the machine was during a scenario."""
+
+    def __init__(self, root_pid):
+        super().__init__(daemon=True)
+        self.root_pid = root_pid
+        self.tick = os.sysconf("SC_CLK_TCK")
+        with open("/proc/uptime") as f:
+            self.start_ticks = float(f.read().split()[0]) * self.tick
+        self.last, self.by_comm = {}, {}
+        self.stop_flag = threading.Event()
+        with open("/proc/loadavg") as f:
+            self.loadavg_start = f.read().split()[:3]
+        self.sample(first=True)
+
+    def sample(self, first=False):
+        procs = {}
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    head, rest = f.read().rsplit(")", 1)
+                parts = rest.split()
+                procs[int(pid)] = (head.split("(", 1)[1], int(parts[1]), (int(parts[11]) + int(parts[12])), int(parts[19]))
+            except (OSError, IndexError, ValueError):
+                pass
+
+        def ours(pid):
+            seen = 0
+            while pid in procs and seen < 64:
+                if pid == self.root_pid or procs[pid][0] == "postgres":
+                    return True
+                pid = procs[pid][1]
+                seen += 1
+            return False
+        for pid, (comm, _, cpu, started) in procs.items():
+            if ours(pid) or pid == os.getpid():
+                continue
+            prev = self.last.get(pid)
+            if prev is None:
+                prev = cpu if first or started < self.start_ticks else 0
+            if cpu > prev:
+                self.by_comm[comm] = self.by_comm.get(comm, 0) + (cpu - prev) / self.tick
+            self.last[pid] = cpu
+
+    def run(self):
+        while not self.stop_flag.wait(1.0):
+            self.sample()
+
+    def stop(self):
+        self.stop_flag.set()
+        self.join()
+        self.sample()
+        top = sorted(self.by_comm.items(), key=lambda kv: -kv[1])[:5]
+        return {"foreign_cpu_seconds": round(sum(self.by_comm.values()), 1), "top": [(c, round(v, 1)) for c, v in top if v >= 0.5],
+                "loadavg_at_start": self.loadavg_start}
+
+
 class RSSSampler(threading.Thread):
     def __init__(self, srv, interval=0.25):
         super().__init__(daemon=True)
@@ -809,7 +869,7 @@ def perf_profile(srv, name, seconds=8):
             seen.add(key)
             picked.append(ln.strip()[:200])
     reports.append("## selected frames (inclusive %, self %), app code and library entry points\n\n```\n" + "\n".join(picked[:80]) + "\n```\n")
-    path = os.path.join(outdir, f"{name}.md")
+    path = os.path.join(outdir, f"{name}{'.' + LABEL if LABEL else ''}.md")
     with open(path, "w") as f:
         f.write(f"# perf profile: {name}\n\nBinary: {os.environ.get('BENCH_SOURCE_DESC', 'working tree')}. "
                 f"`perf record -F 499 -g -p <server pid> -- sleep {seconds}` under load, `perf report --sort symbol` (top entries, ≥ 0.7%).\n\n"
@@ -876,6 +936,8 @@ def main(argv):
             continue
         started = time.time()
         failure = None
+        noise = ForeignCPU(int(os.environ.get("BENCH_RUN_PID", os.getppid())))
+        noise.start()
         try:
             data = SCENARIOS[n]()
         except ScenarioFailed as e:
@@ -885,10 +947,13 @@ def main(argv):
         except BenchError as e:
             log(f"scenario {n} FAILED: {e}")
             failed.append(n)
+            noise.stop()
             continue
+        noise_info = noise.stop()
+        log(f"other processes used {noise_info['foreign_cpu_seconds']} CPU-s during {n} ({time.time() - started:.0f} s wall): {noise_info['top']}")
         record = {"scenario": n, "label": LABEL or None, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   "wall_seconds": time.time() - started, "machine": machine, "command": report.command_for(n), "results": data,
-                  "failure": failure}
+                  "failure": failure, "noise": noise_info}
         report.save(ROOT, record)
         log(f"scenario {n} done in {time.time() - started:.0f} s")
     report.assemble(ROOT)

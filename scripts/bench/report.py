@@ -104,6 +104,11 @@ def render(rec):
            f"Binary built from the {m.get('built_from', 'working tree')}; "
            f"{m['nproc']} × {m['cpu_model']}, {m['memory_gib']} GiB; {m['swift']}; wall time {rec['wall_seconds']:.0f} s.",
            "", f"Command: `{rec['command']}`", ""]
+    if rec.get("noise"):
+        nz = rec["noise"]
+        out += [f"Machine noise: processes outside this benchmark used **{nz['foreign_cpu_seconds']} CPU-seconds** during the "
+                f"{rec['wall_seconds']:.0f} s run (of {2 * rec['wall_seconds']:.0f} available){': ' + ', '.join(f'{c} {v} s' for c, v in nz['top']) if nz['top'] else ''}; "
+                f"load average at start {' / '.join(nz['loadavg_at_start'])}.", ""]
     if rec.get("failure"):
         out += [f"**The run failed its checks** (the numbers below were kept): {rec['failure']}", ""]
     out += globals()[f"render_{s}"](res)
