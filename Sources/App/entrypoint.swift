@@ -1,9 +1,14 @@
 import Logging
+import NIOCore
+import NIOPosix
 import Vapor
 
 @main
 enum Entrypoint {
     static func main() async throws {
+        // Swift concurrency on NIO's event loops (as Vapor's template suggests): no thread hop
+        // between an async handler and the channel it answers on.
+        _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         var env = try Environment.detect()
         // JSON lines in production, Vapor's console format otherwise; secrets scrubbed from both.
         if env == .production {

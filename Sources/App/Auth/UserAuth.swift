@@ -33,11 +33,15 @@ struct JWTVerifier: Sendable {
         return JWTVerifier(keys: keys, settings: settings, clock: clock)
     }
 
+    /// The memoized answer for a token verified before (nil: not seen yet).
+    func verifiedBefore(_ token: String) throws -> AuthUser? {
+        guard let hit = verified.withLockedValue({ $0[token] }) else { return nil }
+        guard hit.exp > clock.now() else { throw APIError(.unauthorized, "token_expired", "Bearer token has expired") }
+        return hit.user
+    }
+
     func verify(_ token: String) async throws -> AuthUser {
-        if let hit = verified.withLockedValue({ $0[token] }) {
-            guard hit.exp > clock.now() else { throw APIError(.unauthorized, "token_expired", "Bearer token has expired") }
-            return hit.user
-        }
+        if let hit = try verifiedBefore(token) { return hit }
         let user = try await verifyFully(token)
         return user
     }
@@ -80,11 +84,23 @@ struct JWTVerifier: Sendable {
 }
 
 /// Requires a valid member/creator bearer token on every route it guards.
-struct UserAuthMiddleware: AsyncMiddleware {
-    func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
-        guard let bearer = request.headers.bearerAuthorization else { throw APIError.unauthorized() }
-        request.auth.login(try await request.deps.jwt.verify(bearer.token))
-        return try await next.respond(to: request)
+struct UserAuthMiddleware: Middleware {
+    func respond(to request: Request, chainingTo next: any Responder) -> EventLoopFuture<Response> {
+        guard let bearer = request.headers.bearerAuthorization else { return request.eventLoop.makeFailedFuture(APIError.unauthorized()) }
+        let jwt = request.deps.jwt
+        // A token seen before is answered without a task hop; a new one is verified by jwt-kit (async).
+        do {
+            if let user = try jwt.verifiedBefore(bearer.token) {
+                request.auth.login(user)
+                return next.respond(to: request)
+            }
+        } catch {
+            return request.eventLoop.makeFailedFuture(error)
+        }
+        return request.eventLoop.makeFutureWithTask { try await jwt.verify(bearer.token) }.flatMap { user in
+            request.auth.login(user)
+            return next.respond(to: request)
+        }
     }
 }
 

@@ -2,12 +2,11 @@ import Vapor
 
 /// Turns every error into the API's JSON error shape. Internal errors are logged with their
 /// type only and never echo details to the client.
-struct JSONErrorMiddleware: AsyncMiddleware {
-    func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
-        do {
-            return try await next.respond(to: request)
-        } catch {
-            return Self.response(for: error, request: request)
+/// Future-based (not AsyncMiddleware): every async middleware adds a task hop to every request.
+struct JSONErrorMiddleware: Middleware {
+    func respond(to request: Request, chainingTo next: any Responder) -> EventLoopFuture<Response> {
+        next.respond(to: request).flatMapError { error in
+            request.eventLoop.makeSucceededFuture(Self.response(for: error, request: request))
         }
     }
 

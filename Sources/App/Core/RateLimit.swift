@@ -50,20 +50,20 @@ struct RateLimits: Sendable {
 }
 
 /// Applies one limit to the routes it guards; `key` picks what is counted (user, stream, IP).
-struct RateLimitMiddleware: AsyncMiddleware {
+struct RateLimitMiddleware: Middleware {
     let name: String
     let limit: @Sendable (RateLimits) -> Int
     let key: @Sendable (Request) -> String
 
-    func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
+    func respond(to request: Request, chainingTo next: any Responder) -> EventLoopFuture<Response> {
         let limits = request.deps.config.rateLimits
-        guard limits.enabled else { return try await next.respond(to: request) }
+        guard limits.enabled else { return next.respond(to: request) }
         if let retry = request.deps.rateLimiter.check("\(name):\(key(request))", limit: limit(limits)) {
             var error = APIError(.tooManyRequests, "rate_limited", "Too many requests; try again in \(retry) s")
             error.headers.replaceOrAdd(name: .retryAfter, value: String(retry))
-            throw error
+            return request.eventLoop.makeFailedFuture(error)
         }
-        return try await next.respond(to: request)
+        return next.respond(to: request)
     }
 
     static let token = RateLimitMiddleware(name: "token", limit: { $0.tokenPerMinute }) { (try? $0.caller.id) ?? "anonymous" }

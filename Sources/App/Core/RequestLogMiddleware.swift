@@ -3,24 +3,26 @@ import Vapor
 /// Outermost middleware: a request id (the caller's `X-Request-ID` when it is sane, else a new
 /// one) on the logger and the response, one access-log line, and the HTTP metrics. Logs the
 /// route pattern, never the raw path or query: paths carry unsubscribe tokens and queries ids.
-struct RequestLogMiddleware: AsyncMiddleware {
+struct RequestLogMiddleware: Middleware {
     static let header = HTTPHeaders.Name("X-Request-ID")
 
-    func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
+    func respond(to request: Request, chainingTo next: any Responder) -> EventLoopFuture<Response> {
         let started = ContinuousClock.now
         let id = Self.acceptable(request.headers.first(name: Self.header)) ?? UUID().uuidString
         request.logger[metadataKey: "request-id"] = .string(id)
-        let response: Response
-        do {
-            response = try await next.respond(to: request)
-        } catch {
-            // JSONErrorMiddleware sits inside this one; anything reaching here is still answered in shape.
-            response = JSONErrorMiddleware.response(for: error, request: request)
+        // JSONErrorMiddleware sits inside this one; anything reaching here is still answered in shape.
+        return next.respond(to: request).flatMapError { error in
+            request.eventLoop.makeSucceededFuture(JSONErrorMiddleware.response(for: error, request: request))
+        }.map { response in
+            Self.finish(request, response, id: id, started: started)
         }
+    }
+
+    private static func finish(_ request: Request, _ response: Response, id: String, started: ContinuousClock.Instant) -> Response {
         response.headers.replaceOrAdd(name: Self.header, value: id)
         let elapsed = started.duration(to: .now)
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        let route = Self.routeLabel(request)
+        let route = routeLabel(request)
         request.deps.metrics.request(method: request.method.rawValue, route: route, status: Int(response.status.code), seconds: seconds)
         request.logger.info("request", metadata: [
             "method": .string(request.method.rawValue), "route": .string(route),

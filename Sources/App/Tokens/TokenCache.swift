@@ -53,6 +53,11 @@ final class TokenCache: Sendable {
 
     func removeAll() { state.withLockedValue { $0 = State() } }
 
+    /// What the cache holds now, without the database. nil = not cached; `.some(nil)` = cached as absent.
+    func peek(stream id: String) -> StreamState?? { lookup(\.streams, id) }
+    func peek(account id: String) -> Account?? { lookup(\.accounts, id) }
+    func peek(moderation streamID: String) -> ModerationState? { lookup(\.moderation, streamID) }
+
     func stream(_ id: String, on db: any Database) async throws -> StreamState? {
         if let hit = lookup(\.streams, id) { return hit }
         let value = try await LiveStream.find(id, on: db).map {
@@ -101,13 +106,13 @@ final class TokenCache: Sendable {
 }
 
 /// Clears the token cache after every request that may write (anything but GET/HEAD/OPTIONS).
-struct TokenCacheInvalidation: AsyncMiddleware {
-    func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
+struct TokenCacheInvalidation: Middleware {
+    func respond(to request: Request, chainingTo next: any Responder) -> EventLoopFuture<Response> {
         switch request.method {
-        case .GET, .HEAD, .OPTIONS: return try await next.respond(to: request)
+        case .GET, .HEAD, .OPTIONS: return next.respond(to: request)
         default:
-            defer { request.deps.cache.removeAll() }
-            return try await next.respond(to: request)
+            let cache = request.deps.cache
+            return next.respond(to: request).always { _ in cache.removeAll() }
         }
     }
 }

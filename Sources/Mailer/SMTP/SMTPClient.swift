@@ -28,12 +28,13 @@ public actor SMTPClient {
     }
 
     /// Renders and sends `message` to its `to` addresses. Every recipient gets an outcome.
-    public func send(_ message: MailMessage) async -> [String: SMTPOutcome] {
+    /// Rendering and encoding run on the caller's executor, in parallel; only the pool is the actor's.
+    public nonisolated func send(_ message: MailMessage) async -> [String: SMTPOutcome] {
         await send(raw: message.render(), from: message.from.address, to: message.to.map(\.address))
     }
 
     /// Sends an already rendered message with an explicit envelope.
-    public func send(raw: String, from: String, to recipients: [String]) async -> [String: SMTPOutcome] {
+    public nonisolated func send(raw: String, from: String, to recipients: [String]) async -> [String: SMTPOutcome] {
         var results: [String: SMTPOutcome] = [:]
         let valid = recipients.filter(MailAddress.isValid)
         for r in recipients where !MailAddress.isValid(r) { results[r] = .permanent(reason: "invalid recipient address") }
@@ -42,8 +43,11 @@ public actor SMTPClient {
             return results
         }
         guard !valid.isEmpty else { return results }
-        let data = DotStuffing.encode(raw)
+        return await deliver(DotStuffing.encode(raw), from: from, to: valid, results: results)
+    }
 
+    private func deliver(_ data: ByteBuffer, from: String, to valid: [String], results: [String: SMTPOutcome]) async -> [String: SMTPOutcome] {
+        var results = results
         await acquireSlot()
         defer { releaseSlot() }
         // A pooled connection may have been closed by the server while idle: if it fails before the
