@@ -99,6 +99,25 @@ extension TestApp {
         }
     }
 
+    /// Pages are cut on candidates, not on eligible rows: a whole page of inactive followers and
+    /// subscriber/follower overlaps across page boundaries lose nobody and queue nobody twice.
+    @Test func fanOutPagesAcrossFilteredCandidatesAndOverlaps() async throws {
+        try await TestApp.run { t in
+            let inactive = (0..<(FanOut.pageSize + 20)).map { TestApp.user(String(format: "a%04d", $0), active: false) }
+            let active = (0..<(FanOut.pageSize + 30)).map { TestApp.user(String(format: "b%04d", $0)) }
+            try await t.importUsers([TestApp.user("creator", role: "creator")] + inactive + active,
+                                    follows: (inactive + active).map { ["followerId": $0["id"]!, "followedId": "creator"] },
+                                    // every third active member also subscribes (one person, one email)
+                                    subscriptions: active.enumerated().filter { $0.offset % 3 == 0 }
+                                        .map { ["memberId": $0.element["id"]!, "creatorId": "creator", "status": "active"] })
+            let stream = try await t.createStream(scheduled: false)
+            try await t.app.deps.worker.drain()
+            let rows = try await t.deliveries(stream)
+            #expect(rows.count == active.count)
+            #expect(Set(rows.map(\.recipientID)) == Set(active.map { $0["id"] as! String }))
+        }
+    }
+
     @Test func scheduledEmailShowsBothZones() async throws {
         let transport = RecordingTransport()
         // 2026-03-08T07:30:00Z: 3:30 AM EDT, hours after the US DST switch.

@@ -37,18 +37,19 @@ enum FanOut {
         var cursor = ""
         while true {
             let page = try await Recipients.page(creator: creator, kind: p.kind, stream: p.streamId, after: cursor, limit: pageSize, on: sql)
-            guard let last = page.last else { break }
+            guard let next = page.next else { break }
+            cursor = next
+            guard !page.rows.isEmpty else { continue }
             let t = now()
             var insert = sql.insert(into: Delivery.schema)
                 .columns("stream_id", "kind", "recipient_id", "revision", "status", "run_at", "attempts", "created_at", "updated_at", "previous_start_time")
-            for row in page {
+            for row in page.rows {
                 // Opted-out members get a `skipped` row: visible in the counts, never sent.
                 let status = row.opted_out == 1 ? Delivery.Status.skipped : Delivery.Status.queued
                 insert = insert.values(SQLBind(p.streamId), SQLBind(p.kind.rawValue), SQLBind(row.uid), SQLBind(p.revision),
                                        SQLBind(status), SQLBind(t), SQLBind(0), SQLBind(t), SQLBind(t), SQLBind(p.previousStart))
             }
             try await insert.ignoringConflicts(with: ["stream_id", "kind", "recipient_id", "revision"]).run()
-            cursor = last.uid
         }
         return .done
     }

@@ -50,13 +50,39 @@ enum Recipients {
 
     struct PageRow: Decodable, Sendable { let uid: String; let opted_out: Int }
 
-    /// The next page of eligible ids after `cursor`, in id order (keyset pagination), opt-outs marked.
-    static func page(creator: String, kind: NotificationKind, stream: String, after cursor: String, limit: Int, on sql: any SQLDatabase) async throws -> [PageRow] {
+    struct Page: Sendable {
+        /// Eligible members of this page (opt-outs marked).
+        let rows: [PageRow]
+        /// Where the next page starts; nil when no candidates are left.
+        let next: String?
+    }
+
+    /// The next page of the audience after `cursor`, in id order. Keyset pagination *inside* each
+    /// branch of the union (each reads at most `limit` ids from its index), so every page costs the
+    /// same however large the audience is; filtering (inactive, the creator, reschedule audience)
+    /// happens after, which is why the cursor is the last candidate rather than the last row.
+    static func page(creator: String, kind: NotificationKind, stream: String, after cursor: String, limit: Int, on sql: any SQLDatabase) async throws -> Page {
+        let scheduledOnly: SQLQueryString = kind.audienceIsScheduledRecipients ? """
+            AND EXISTS (SELECT 1 FROM deliveries g WHERE g.stream_id = \(bind: stream) AND g.kind = 'scheduled'
+                        AND g.status = 'sent' AND g.recipient_id = u.id)
+            """ : ""
         let query: SQLQueryString = """
-            SELECT e.uid, \(optedOut(memberColumn: "e.uid", creator: creator, kind: kind)) AS opted_out
-            FROM (\(eligible(creator: creator, kind: kind, stream: stream))) e WHERE e.uid > \(bind: cursor) ORDER BY e.uid LIMIT \(literal: limit)
+            SELECT c.rid AS candidate, u.id AS uid, \(optedOut(memberColumn: "u.id", creator: creator, kind: kind)) AS opted_out
+            FROM (
+              SELECT rid FROM (
+                SELECT rid FROM (SELECT f.follower_id AS rid FROM follows f WHERE f.followed_id = \(bind: creator) AND f.follower_id > \(bind: cursor)
+                                 ORDER BY f.follower_id LIMIT \(literal: limit)) fa
+                UNION
+                SELECT rid FROM (SELECT s.member_id AS rid FROM subscriptions s WHERE s.creator_id = \(bind: creator) AND s.status = 'active'
+                                 AND s.member_id > \(bind: cursor) ORDER BY s.member_id LIMIT \(literal: limit)) sa
+              ) both_ ORDER BY rid LIMIT \(literal: limit)
+            ) c
+            LEFT JOIN users u ON u.id = c.rid AND u.is_active = \(bind: true) AND u.id <> \(bind: creator) \(scheduledOnly)
+            ORDER BY c.rid
             """
-        return try await sql.raw(query).all(decoding: PageRow.self)
+        struct Row: Decodable { let candidate: String; let uid: String?; let opted_out: Int }
+        let rows = try await sql.raw(query).all(decoding: Row.self)
+        return Page(rows: rows.compactMap { r in r.uid.map { PageRow(uid: $0, opted_out: r.opted_out) } }, next: rows.last?.candidate)
     }
 }
 

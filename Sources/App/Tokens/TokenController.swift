@@ -8,11 +8,11 @@ struct TokenController: RouteCollection {
         // through the async path that fills it.
         routes.grouped(RateLimitMiddleware.token).get("streams", ":streamId", "token") { req -> EventLoopFuture<Response> in
             do {
-                if let ready = try Self.fromCache(req) { return ready.encodeResponse(for: req) }
+                if let ready = try Self.fromCache(req) { return req.eventLoop.makeSucceededFuture(ready.response()) }
             } catch {
                 return req.eventLoop.makeFailedFuture(error)
             }
-            return req.eventLoop.makeFutureWithTask { try await Self.token(req) }.flatMap { $0.encodeResponse(for: req) }
+            return req.eventLoop.makeFutureWithTask { try await Self.token(req).response() }
         }
     }
 
@@ -23,6 +23,30 @@ struct TokenController: RouteCollection {
         let channelId: String
         let appId: String
         let expiresAt: Date
+
+        /// The JSON by hand (same bytes JSONEncoder would give this flat shape): the hottest
+        /// route should not pay for a generic encoder. Values are escaped all the same.
+        func response() -> Response {
+            var json = #"{"success":true,"token":"#
+            json += Self.quoted(token) + #","uid":"# + String(uid) + #","channelId":"# + Self.quoted(channelId)
+            json += #","appId":"# + Self.quoted(appId) + #","expiresAt":"# + Self.quoted(ISO8601.string(expiresAt)) + "}"
+            var headers = HTTPHeaders()
+            headers.contentType = .json
+            return Response(status: .ok, headers: headers, body: .init(string: json))
+        }
+
+        static func quoted(_ s: String) -> String {
+            var out = "\""
+            for scalar in s.unicodeScalars {
+                switch scalar {
+                case "\"": out += "\\\""
+                case "\\": out += "\\\\"
+                case "\u{00}"..."\u{1F}": out += String(format: "\\u%04x", scalar.value)
+                default: out.unicodeScalars.append(scalar)
+                }
+            }
+            return out + "\""
+        }
     }
 
     struct Input {
@@ -34,11 +58,12 @@ struct TokenController: RouteCollection {
     /// GET /api/streams/:streamId/token?role=publisher|subscriber[&userId=]
     static func input(_ req: Request) throws -> Input {
         let caller = try req.caller
-        if let claimed = req.query[String.self, at: "userId"], claimed != caller.id {
+        let query = Self.query(req.url.query)
+        if let claimed = query["userId"], claimed != caller.id {
             throw APIError.forbidden("userId does not match the authenticated user")
         }
         let role: RTCTokenBuilder.Role
-        switch req.query[String.self, at: "role"] ?? "subscriber" {
+        switch query["role"] ?? "subscriber" {
         case "subscriber": role = .subscriber
         case "publisher": role = .publisher
         default: throw APIError.validation("role must be 'publisher' or 'subscriber'")
@@ -46,6 +71,19 @@ struct TokenController: RouteCollection {
         let streamID = req.parameters.get("streamId") ?? ""
         guard !streamID.isEmpty, streamID.utf8.count <= 64 else { throw APIError.notFound("stream_not_found", "Stream not found") }
         return Input(caller: caller.id, streamID: streamID, role: role)
+    }
+
+    /// `role` and `userId` from the query string (first occurrence wins, as with Vapor's decoder).
+    static func query(_ raw: String?) -> [String: String] {
+        guard let raw, !raw.isEmpty else { return [:] }
+        var out: [String: String] = [:]
+        for pair in raw.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            func decode(_ s: Substring) -> String { String(s).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(s) }
+            let key = decode(parts[0])
+            if out[key] == nil { out[key] = parts.count > 1 ? decode(parts[1]) : "" }
+        }
+        return out
     }
 
     /// Everything from the cache, or nil if something is not cached.
