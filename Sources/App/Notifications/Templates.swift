@@ -5,10 +5,10 @@ import Mailer
 /// placeholder has no value (e.g. no workout type) is left out entirely. HTML templates get
 /// every value escaped.
 struct EmailTemplates: Sendable {
-    struct Pair: Sendable { let subject: String; let text: String; let html: String }
+    struct Pair: Sendable { let subject: Compiled; let text: Compiled; let html: Compiled }
     private let templates: [String: Pair]
-    private let layout: String
-    private let footerText: String
+    private let layout: Compiled
+    private let footerText: Compiled
 
     static let kinds = NotificationKind.allCases.map(\.rawValue)
 
@@ -26,11 +26,11 @@ struct EmailTemplates: Sendable {
         var pairs: [String: Pair] = [:]
         for kind in Self.kinds {
             guard let subject = subjects[kind] else { throw TemplateError.missing("subjects.txt: \(kind)") }
-            pairs[kind] = Pair(subject: subject, text: try read("\(kind).txt"), html: try read("\(kind).html"))
+            pairs[kind] = Pair(subject: Compiled(subject), text: Compiled(try read("\(kind).txt")), html: Compiled(try read("\(kind).html")))
         }
         templates = pairs
-        layout = try read("layout.html")
-        footerText = try read("footer.txt")
+        layout = Compiled(try read("layout.html"))
+        footerText = Compiled(try read("footer.txt"))
     }
 
     enum TemplateError: Error, CustomStringConvertible {
@@ -55,24 +55,46 @@ struct EmailTemplates: Sendable {
     }
 
     static func fill(_ template: String, _ values: [String: String?], escape: Bool) -> String {
-        var out = ""
-        out.reserveCapacity(template.utf8.count + 256)
-        var firstLine = true
-        lineLoop: for line in template.split(separator: "\n", omittingEmptySubsequences: false) {
-            var result = ""
-            var rest = line[...]
-            // Standard-library search, not NSString's: this runs for every email.
-            while let open = rest.firstRange(of: "{{") {
-                result += rest[..<open.lowerBound]
-                guard let close = rest[open.upperBound...].firstRange(of: "}}") else { rest = rest[open.lowerBound...]; break }
-                let name = String(rest[open.upperBound..<close.lowerBound]).trimmingCharacters(in: .whitespaces)
-                guard let value = values[name] ?? nil, !value.isEmpty else { continue lineLoop }
-                result += escape ? HTML.escape(value) : value
-                rest = rest[close.upperBound...]
+        fill(Compiled(template), values, escape: escape)
+    }
+
+    /// A template split once into lines of literal text and `{{name}}` slots (rendering runs
+    /// for every email; scanning the text each time was the fan-out's largest cost).
+    struct Compiled: Sendable {
+        enum Piece: Sendable { case text(String), slot(String) }
+        let lines: [[Piece]]
+
+        init(_ template: String) {
+            lines = template.split(separator: "\n", omittingEmptySubsequences: false).map { line in
+                var pieces: [Piece] = []
+                var rest = line[...]
+                while let open = rest.firstRange(of: "{{"), let close = rest[open.upperBound...].firstRange(of: "}}") {
+                    if open.lowerBound > rest.startIndex { pieces.append(.text(String(rest[..<open.lowerBound]))) }
+                    pieces.append(.slot(String(rest[open.upperBound..<close.lowerBound]).trimmingCharacters(in: .whitespaces)))
+                    rest = rest[close.upperBound...]
+                }
+                if !rest.isEmpty { pieces.append(.text(String(rest))) }
+                return pieces
             }
-            result += rest
-            if !firstLine { out += "\n" }
-            firstLine = false
+        }
+    }
+
+    /// A line with a slot that has no value is left out.
+    static func fill(_ template: Compiled, _ values: [String: String?], escape: Bool) -> String {
+        var out = ""
+        var first = true
+        lineLoop: for line in template.lines {
+            var result = ""
+            for piece in line {
+                switch piece {
+                case .text(let t): result += t
+                case .slot(let name):
+                    guard let value = values[name] ?? nil, !value.isEmpty else { continue lineLoop }
+                    result += escape ? HTML.escape(value) : value
+                }
+            }
+            if !first { out += "\n" }
+            first = false
             out += result
         }
         return out
