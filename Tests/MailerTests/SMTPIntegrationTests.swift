@@ -340,7 +340,9 @@ struct SMTPIntegrationTests {
             #expect(lines.first == "EHLO localhost")
             #expect(lines.dropFirst().first == "HELO localhost")
             #expect(lines.contains("..leading dot"))
-            #expect(lines.filter { $0 == "RSET" }.count == 1) // one connection, reset between the two messages
+            // One connection; a completed transaction needs no RSET before the next MAIL (RFC 5321 §3.3).
+            #expect(lines.filter { $0 == "RSET" }.count == 0)
+            #expect(lines.filter { $0.hasPrefix("MAIL FROM") }.count == 2)
             #expect(lines.last == "QUIT")
         }
     }

@@ -8,13 +8,15 @@ struct SMTPFailure: Error {
     static func transient(_ reason: String) -> SMTPFailure { SMTPFailure(outcome: .transient(reason: reason)) }
 }
 
-/// One authenticated SMTP conversation, reusable for several messages (RSET between).
+/// One authenticated SMTP conversation, reusable for several messages (RSET after one cut short).
 /// Used by one task at a time (the pool hands it out exclusively).
 final class SMTPSession: @unchecked Sendable {
     private let connection: SMTPConnection
     private let config: SMTPConfiguration
     private var capabilities: [String: [String]] = [:]
     private(set) var messagesSent = 0
+    /// The last transaction was cut short: RSET before the next MAIL.
+    private var needsReset = false
     private(set) var isUsable = true
 
     private init(connection: SMTPConnection, config: SMTPConfiguration) {
@@ -108,10 +110,14 @@ final class SMTPSession: @unchecked Sendable {
     func deliver(from: String, recipients: [String], data: ByteBuffer) async -> [String: SMTPOutcome] {
         var results: [String: SMTPOutcome] = [:]
         do {
-            if messagesSent > 0 {
+            // A transaction that ended with the reply to its data leaves the session ready for the next
+            // MAIL (RFC 5321 §3.3); only one cut short (rejected MAIL, RCPT or DATA) needs RSET.
+            if needsReset {
                 let reset = try await connection.command("RSET", timeout: replyTimeout)
                 guard reset.code == 250 else { throw SMTPFailure(outcome: .transient(reason: reset.description)) }
+                needsReset = false
             }
+            needsReset = true
             let mailCommand = "MAIL FROM:<\(from)>"
             var rcptReplies: [SMTPReply] = []
             let mailReply: SMTPReply
@@ -128,7 +134,7 @@ final class SMTPSession: @unchecked Sendable {
             }
             guard mailReply.code == 250 else {
                 for r in recipients { results[r] = mailReply.failure }
-                messagesSent += 1 // the next transaction starts with RSET
+                messagesSent += 1
                 return results
             }
             var accepted: [String] = []
@@ -144,6 +150,7 @@ final class SMTPSession: @unchecked Sendable {
             }
             try await connection.write(data)
             let final = try await connection.reply(timeout: .milliseconds(Int64(config.timeouts.dataEnd * 1000)))
+            needsReset = false
             for r in accepted { results[r] = final.code / 100 == 2 ? .accepted(reply: final.description) : final.failure }
         } catch {
             isUsable = false
