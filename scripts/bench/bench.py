@@ -44,7 +44,8 @@ JWT_SECRET = "bench-jwt-secret-0123456789abcdef-0123456789"
 ADMIN_KEY = "bench-admin-key-0123456789"
 AGORA_APP_ID = "0123456789abcdef0123456789abcdef"
 AGORA_CERT = "fedcba9876543210fedcba9876543210"
-SMTP_CONNECTIONS = 8   # AppConfig.loadMail: smtpConnections: 8 (fixed)
+# The server's SMTP pool (SMTP_MAX_CONNECTIONS, default 8); the blaster uses the same number.
+SMTP_CONNECTIONS = int(os.environ.get("BENCH_SMTP_CONNECTIONS", "8"))
 MAX_IN_FLIGHT = 64     # AppConfig: WorkerSettings.maxInFlight = 64 (fixed)
 
 ALL_SCENARIOS = ["token", "fanout", "fanout100k", "reminders", "schedule", "import"]
@@ -194,7 +195,7 @@ class Server:
             "ADMIN_API_KEY": ADMIN_KEY, "PUBLIC_BASE_URL": "https://api.fit.example.com",
             "FRONTEND_URL": "https://fit.example.com", "EMAIL_FROM": "Fit Live <live@fit.example.com>",
             "EMAIL_TRANSPORT": "smtp", "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(SINK_PORT), "SMTP_SECURITY": "none",
-            "RATE_LIMIT_ENABLED": "false", "LOG_LEVEL": "notice",
+            "RATE_LIMIT_ENABLED": "false", "LOG_LEVEL": "notice", "SMTP_MAX_CONNECTIONS": str(SMTP_CONNECTIONS),
         }
         env.update(db.env)
         env.update(extra_env or {})

@@ -215,9 +215,13 @@ struct AppConfig: Sendable {
         if let raw = value("EMAIL_RETRY_BASE_SECONDS") {
             if let n = Double(raw), n > 0, n <= 3600 { retryBase = n } else { problems.append("EMAIL_RETRY_BASE_SECONDS must be a number of seconds (0–3600]") }
         }
+        var connections = 8
+        if let raw = value("SMTP_MAX_CONNECTIONS") {
+            if let n = Int(raw), (1...64).contains(n) { connections = n } else { problems.append("SMTP_MAX_CONNECTIONS must be 1–64") }
+        }
         return MailSettings(transport: transport, from: from, frontendURL: frontend ?? "http://localhost:3000",
                             publicBaseURL: publicBase ?? "http://localhost:8080",
-                            retryBaseSeconds: retryBase, maxAttempts: 8, smtpConnections: 8)
+                            retryBaseSeconds: retryBase, maxAttempts: 8, smtpConnections: connections)
     }
 
     static func isHex32(_ s: String) -> Bool {
