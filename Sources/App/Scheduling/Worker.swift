@@ -69,9 +69,9 @@ final class Worker: Sendable {
                 } catch {
                     logger.error("worker pass failed", metadata: ["error": "\(String(reflecting: type(of: error)))"])
                 }
-                await wake.wait(timeout: (try? await sleepTime()) ?? .seconds(1))
-                // While emails are in flight each one wakes the loop: gather a few before the next pass.
-                if held.count(.deliveries) > 0 { try? await Task.sleep(for: .milliseconds(5)) }
+                // While the email window is nearly full, every finished email wakes the loop: just
+                // wait for the next one instead of asking the database when something falls due.
+                await wake.wait(timeout: windowNearlyFull ? .seconds(1) : ((try? await sleepTime()) ?? .seconds(1)))
             }
             running.withLockedValue { $0 = false }
             let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int64(settings.shutdownGraceSeconds * 1000)))
@@ -98,10 +98,24 @@ final class Worker: Sendable {
         }
     }
 
+    /// Deliveries are claimed in batches of at least a quarter of the window.
+    private var windowNearlyFull: Bool {
+        let inFlight = held.count(.deliveries)
+        return sender != nil && inFlight > 0 && settings.maxInFlight - inFlight < max(1, settings.maxInFlight / 4)
+    }
+
+    /// Job claims while emails stream out are at most every 100 ms (not once per finished email).
+    private let lastJobClaim = NIOLockedValueBox(ContinuousClock.now - .seconds(1))
+
     private func claimAndStart(in group: inout DiscardingTaskGroup) async throws {
         let now = clock.now()
         let jobSlots = Self.maxConcurrentJobs - held.count(.jobs)
-        for claimed in try await jobLease.claim(limit: jobSlots, now: now, on: sql) {
+        let jobsDue = held.count(.deliveries) == 0 || lastJobClaim.withLockedValue { last in
+            guard last.duration(to: .now) >= .milliseconds(100) else { return false }
+            last = .now
+            return true
+        }
+        for claimed in try await jobLease.claim(limit: jobsDue ? jobSlots : 0, now: now, on: sql) {
             held.add(.jobs, claimed.id)
             group.addTask {
                 await self.runJob(claimed.id)
@@ -110,10 +124,8 @@ final class Worker: Sendable {
             }
         }
         guard let sender else { return }
-        let inFlight = held.count(.deliveries)
-        let deliverySlots = settings.maxInFlight - inFlight
-        // Claim in batches (a quarter of the window at least), not one row per finished email.
-        guard inFlight == 0 || deliverySlots >= max(1, settings.maxInFlight / 4) else { return }
+        guard !windowNearlyFull else { return }
+        let deliverySlots = settings.maxInFlight - held.count(.deliveries)
         let claimed = try await deliveryLease.claim(limit: deliverySlots, now: now, on: sql)
         guard !claimed.isEmpty else { return }
         for c in claimed { held.add(.deliveries, c.id) }
