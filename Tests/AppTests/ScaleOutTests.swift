@@ -21,12 +21,8 @@ struct ScaleOutTests {
     }
 
     static func cron(port: Int, get: Bool) async -> Bool {
-        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/api/cron/\(get ? "check-stream-reminders" : "trigger-stream-emails")")!)
-        request.httpMethod = get ? "GET" : "POST"
-        request.setValue("Bearer \(cronSecret)", forHTTPHeaderField: "Authorization")
-        request.timeoutInterval = 5
-        guard let (_, response) = try? await URLSession.shared.data(for: request) else { return false }
-        return (response as? HTTPURLResponse)?.statusCode == 200
+        await AppProcess.request(get ? "GET" : "POST", port: port, "api/cron/\(get ? "check-stream-reminders" : "trigger-stream-emails")",
+                                 bearer: cronSecret, timeout: 5)?.status == 200
     }
 
     @Test func everyReminderExactlyOnceNeverEarly() async throws {

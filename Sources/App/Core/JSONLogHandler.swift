@@ -20,12 +20,8 @@ struct JSONLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
+    /// One writer at a time, so lines from different threads never interleave.
     private static let lock = NSLock()
-    nonisolated(unsafe) private static let formatter: ISO8601DateFormatter = {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f
-    }()
 
     func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
         var fields = metadata
@@ -36,12 +32,9 @@ struct JSONLogHandler: LogHandler {
         object["level"] = level.rawValue
         object["label"] = label
         object["message"] = message.description
-        let line: Data
-        Self.lock.lock()
-        object["time"] = Self.formatter.string(from: Date())
-        line = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
-        FileHandle.standardOutput.write(line + Data([0x0A]))
-        Self.lock.unlock()
+        object["time"] = ISO8601.string(Date())
+        let line = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        Self.lock.withLock { FileHandle.standardOutput.write(line + Data([0x0A])) }
     }
 
     private static func plain(_ value: Logger.Metadata.Value) -> Any {

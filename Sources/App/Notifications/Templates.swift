@@ -54,10 +54,6 @@ struct EmailTemplates: Sendable {
         )
     }
 
-    static func fill(_ template: String, _ values: [String: String?], escape: Bool) -> String {
-        fill(Compiled(template), values, escape: escape)
-    }
-
     /// A template split once into lines of literal text and `{{name}}` slots (rendering runs
     /// for every email; scanning the text each time was the fan-out's largest cost).
     struct Compiled: Sendable {

@@ -81,7 +81,6 @@ final class Worker: Sendable {
             await releaseHeld()
             group.cancelAll()
         }
-        running.withLockedValue { $0 = false }
         logger.info("worker stopped", metadata: ["worker": "\(id)"])
     }
 
