@@ -38,7 +38,7 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
     let worker = Worker(
         db: app.db, clock: clock, logger: app.logger, sender: sender,
         handlers: [
-            FanOut.jobKind: { job, db in try await FanOut.run(job, db: db, now: clock.now) },
+            FanOut.jobKind: { job, db in try await FanOut.run(job, db: db, now: clock.now, wake: { wake.wake() }) },
             Reminders.jobKind: { job, db in try await reminders.runJob(job, on: db) },
             ChannelEvents.graceJobKind: { [app] job, db in try await ChannelEvents.graceExpired(job, deps: app.deps, db: db) },
             KickingRules.jobKind: { job, db in

@@ -198,6 +198,8 @@ class Server:
             "RATE_LIMIT_ENABLED": "false", "LOG_LEVEL": "notice", "SMTP_MAX_CONNECTIONS": str(SMTP_CONNECTIONS),
         }
         env.update(db.env)
+        # BENCH_APP_<NAME>=v sets the server's <NAME>=v (e.g. BENCH_APP_WORKER_MAX_IN_FLIGHT=256).
+        env.update({k[len("BENCH_APP_"):]: v for k, v in os.environ.items() if k.startswith("BENCH_APP_")})
         env.update(extra_env or {})
         self.env = env
         self.proc = None
@@ -483,6 +485,14 @@ def scenario_fanout():
                 b = run_blaster(n, size, f"blast-{kind}-{r}")
                 log(f"[{kind}]   blaster: {b['seconds']:.2f} s, {b['per_second']:.0f} msgs/s ({b['size']} B messages)")
                 rounds.append({"server": s, "blaster": b})
+            if kind == "postgres" and os.environ.get("BENCH_PG_STATS"):
+                # Top statements by total time over the whole scenario (pg_stat_statements is preloaded).
+                db.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                rows = db.query("SELECT calls, round(total_exec_time::numeric, 1), rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) "
+                                "FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                                "ORDER BY total_exec_time DESC LIMIT 12")
+                for row in rows:
+                    log(f"[pg_stat_statements] {row}")
         med = {"server_per_second": median([r["server"]["per_second"] for r in rounds]),
                "server_seconds": median([r["server"]["seconds"] for r in rounds]),
                "blaster_per_second": median([r["blaster"]["per_second"] for r in rounds]),

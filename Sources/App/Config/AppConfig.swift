@@ -62,6 +62,7 @@ struct AppConfig: Sendable {
     struct WorkerSettings: Sendable {
         /// Run the worker loop inside `serve` (RUN_WORKER=false for API-only replicas).
         var runInServe: Bool
+        /// WORKER_MAX_IN_FLIGHT: emails one worker has claimed and not yet finished (the duplicate bound on a crash).
         var maxInFlight: Int
         var leaseSeconds: TimeInterval
         /// WORKER_SHUTDOWN_SECONDS: on SIGTERM, how long in-flight work may take before its rows are released.
@@ -145,6 +146,7 @@ struct AppConfig: Sendable {
 
         let mail = loadMail(value: value, production: production, frontend: frontend, problems: &problems)
         var worker = WorkerSettings(runInServe: (value("RUN_WORKER") ?? "true").lowercased() != "false", maxInFlight: 64, leaseSeconds: 60)
+        worker.maxInFlight = Int(number("WORKER_MAX_IN_FLIGHT", in: 1...1000, default: 64))
         worker.shutdownGraceSeconds = number("WORKER_SHUTDOWN_SECONDS", in: 0...600, default: 20)
         let cacheSeconds = number("TOKEN_CACHE_SECONDS", in: 0...10, default: 2)
         let poolSize = Int(number("DATABASE_MAX_CONNECTIONS_PER_LOOP", in: 1...100, default: 4))

@@ -15,6 +15,19 @@ struct DeliverySender: Sendable {
     let logger: Logger
     let unsubscribe: UnsubscribeTokens
     let metrics: AppMetrics
+    let outcomes: OutcomeLog
+
+    init(transport: any MailTransport, templates: EmailTemplates, settings: AppConfig.MailSettings, clock: AppClock,
+         logger: Logger, unsubscribe: UnsubscribeTokens, metrics: AppMetrics) {
+        self.transport = transport
+        self.templates = templates
+        self.settings = settings
+        self.clock = clock
+        self.logger = logger
+        self.unsubscribe = unsubscribe
+        self.metrics = metrics
+        outcomes = OutcomeLog(now: clock.now)
+    }
 
     /// What a delivery needs, in one query: recipient, stream, creator, and whether the recipient
     /// is still eligible (unfollows and cancelled subscriptions take effect on the next email).
@@ -119,11 +132,7 @@ struct DeliverySender: Sendable {
     }
 
     private func finish(_ id: Int64, status: String, reply: String, sentAt: Date? = nil, on sql: any SQLDatabase) async throws {
-        var update = sql.update(Delivery.schema)
-            .set("status", to: SQLBind(status)).set("last_reply", to: SQLBind(String(reply.prefix(500))))
-            .set("locked_until", to: SQLLiteral.null).set("locked_by", to: SQLLiteral.null).set("updated_at", to: SQLBind(clock.now()))
-        if let sentAt { update = update.set("sent_at", to: SQLBind(sentAt)) }
-        try await update.where("id", .equal, SQLBind(id)).run()
+        try await outcomes.record(.init(id: id, status: status, reply: reply, sentAt: sentAt), on: sql)
     }
 
     func compose(_ row: Row) -> MailMessage {

@@ -27,7 +27,7 @@ enum FanOut {
     }
 
     @discardableResult
-    static func run(_ job: Job, db: any Database, now: @Sendable () -> Date) async throws -> Worker.JobResult {
+    static func run(_ job: Job, db: any Database, now: @Sendable () -> Date, wake: @Sendable () -> Void = {}) async throws -> Worker.JobResult {
         let p = try job.decodePayload(Payload.self)
         guard let stream = try await LiveStream.find(p.streamId, on: db), stream.isEligible(for: p.kind) else {
             return .skipped("stream no longer fits a \(p.kind.rawValue) email")
@@ -50,6 +50,7 @@ enum FanOut {
                                        SQLBind(status), SQLBind(t), SQLBind(0), SQLBind(t), SQLBind(t), SQLBind(p.previousStart))
             }
             try await insert.ignoringConflicts(with: ["stream_id", "kind", "recipient_id", "revision"]).run()
+            wake() // this process's worker starts sending the first page while the next ones are inserted
         }
         return .done
     }

@@ -20,14 +20,19 @@ struct Lease: Sendable {
     func claim(limit: Int, now: Date, on sql: any SQLDatabase) async throws -> [Claimed] {
         guard limit > 0 else { return [] }
         let skipLocked = sql.dialect.name == "postgresql" ? " FOR UPDATE SKIP LOCKED" : ""
+        // Two index-served picks (never an OR across columns, which made PostgreSQL scan every row
+        // ever queued on each claim): leases that expired first, then due rows in run_at order.
         let query: SQLQueryString = """
-            UPDATE \(ident: table) SET status = \(bind: activeStatus), locked_by = \(bind: workerID),
-              locked_until = \(bind: now.addingTimeInterval(duration)), attempts = attempts + 1, updated_at = \(bind: now)
-            WHERE id IN (
-              SELECT id FROM \(ident: table)
-              WHERE (status = 'queued' AND run_at <= \(bind: now)) OR (status = \(bind: activeStatus) AND locked_until < \(bind: now))
+            WITH expired AS (
+              SELECT id FROM \(ident: table) WHERE status = \(bind: activeStatus) AND locked_until < \(bind: now)
+              ORDER BY locked_until LIMIT \(literal: limit)\(unsafeRaw: skipLocked)
+            ), due AS (
+              SELECT id FROM \(ident: table) WHERE status = 'queued' AND run_at <= \(bind: now)
               ORDER BY run_at LIMIT \(literal: limit)\(unsafeRaw: skipLocked)
             )
+            UPDATE \(ident: table) SET status = \(bind: activeStatus), locked_by = \(bind: workerID),
+              locked_until = \(bind: now.addingTimeInterval(duration)), attempts = attempts + 1, updated_at = \(bind: now)
+            WHERE id IN (SELECT id FROM (SELECT id FROM expired UNION ALL SELECT id FROM due) picked LIMIT \(literal: limit))
             RETURNING id, attempts
             """
         return try await sql.raw(query).all(decoding: Claimed.self)

@@ -121,31 +121,41 @@ final class SMTPSession: @unchecked Sendable {
             let mailCommand = "MAIL FROM:<\(from)>"
             var rcptReplies: [SMTPReply] = []
             let mailReply: SMTPReply
+            var dataReply: SMTPReply?
             if supportsPipelining {
-                // RFC 2920: MAIL and every RCPT in one batch, replies read in order; DATA only afterwards.
-                try await connection.write(([mailCommand] + recipients.map { "RCPT TO:<\($0)>" }).map { $0 + "\r\n" }.joined())
+                // RFC 2920: MAIL, every RCPT and DATA in one batch (DATA may end a group), replies read in
+                // order: one round trip before the message instead of two.
+                try await connection.write(([mailCommand] + recipients.map { "RCPT TO:<\($0)>" } + ["DATA"]).map { $0 + "\r\n" }.joined())
                 mailReply = try await connection.reply(timeout: replyTimeout)
                 for _ in recipients { rcptReplies.append(try await connection.reply(timeout: replyTimeout)) }
+                dataReply = try await connection.reply(timeout: replyTimeout)
             } else {
                 mailReply = try await connection.command(mailCommand, timeout: replyTimeout)
                 if mailReply.code == 250 {
                     for r in recipients { rcptReplies.append(try await connection.command("RCPT TO:<\(r)>", timeout: replyTimeout)) }
                 }
             }
-            guard mailReply.code == 250 else {
-                for r in recipients { results[r] = mailReply.failure }
-                messagesSent += 1
-                return results
-            }
             var accepted: [String] = []
-            for (recipient, reply) in zip(recipients, rcptReplies) {
-                if reply.code == 250 || reply.code == 251 { accepted.append(recipient) } else { results[recipient] = reply.failure }
+            if mailReply.code == 250 {
+                for (recipient, reply) in zip(recipients, rcptReplies) {
+                    if reply.code == 250 || reply.code == 251 { accepted.append(recipient) } else { results[recipient] = reply.failure }
+                }
+            } else {
+                for r in recipients { results[r] = mailReply.failure }
             }
             messagesSent += 1
-            guard !accepted.isEmpty else { return results } // never DATA without a recipient
-            let dataReply = try await connection.command("DATA", timeout: replyTimeout)
-            guard dataReply.code == 354 else {
-                for r in accepted { results[r] = dataReply.failure }
+            if accepted.isEmpty {
+                // A server that answered the pipelined DATA with 354 anyway gets an empty message (RFC 2920 §3.1).
+                if dataReply?.code == 354 {
+                    try await connection.write(ByteBuffer(string: ".\r\n"))
+                    _ = try await connection.reply(timeout: replyTimeout)
+                }
+                return results // never a message without a recipient
+            }
+            let started: SMTPReply
+            if let dataReply { started = dataReply } else { started = try await connection.command("DATA", timeout: replyTimeout) }
+            guard started.code == 354 else {
+                for r in accepted { results[r] = started.failure }
                 return results
             }
             try await connection.write(data)

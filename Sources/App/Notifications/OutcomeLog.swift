@@ -1,0 +1,81 @@
+import Foundation
+import NIOConcurrencyHelpers
+import SQLKit
+
+/// Writes delivery outcomes with group commit: every send still waits until its own outcome is in
+/// the database (so a crash re-sends at most what was in flight), but the outcomes that arrive while
+/// one write is running go together in the next, as one statement. One UPDATE per email was the
+/// fan-out's per-email database round trip.
+final class OutcomeLog: Sendable {
+    struct Outcome: Sendable {
+        let id: Int64
+        let status: String
+        let reply: String
+        let sentAt: Date?
+    }
+
+    private typealias Waiter = (Outcome, CheckedContinuation<Void, any Error>)
+    private struct State {
+        var pending: [Waiter] = []
+        var writing = false
+    }
+
+    private let state = NIOLockedValueBox(State())
+    private let now: @Sendable () -> Date
+    /// Rows per statement (3 binds each, well under SQLite's and PostgreSQL's bind limits).
+    static let maxRows = 256
+
+    init(now: @escaping @Sendable () -> Date) {
+        self.now = now
+    }
+
+    /// Returns once `outcome` is written (or throws the write's error).
+    func record(_ outcome: Outcome, on sql: any SQLDatabase) async throws {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+            let leader = state.withLockedValue { s in
+                s.pending.append((outcome, c))
+                if s.writing { return false }
+                s.writing = true
+                return true
+            }
+            if leader { Task { await self.writeAll(on: sql) } }
+        }
+    }
+
+    private func writeAll(on sql: any SQLDatabase) async {
+        while true {
+            let batch: [Waiter] = state.withLockedValue { s in
+                let taken = Array(s.pending.prefix(Self.maxRows))
+                s.pending.removeFirst(taken.count)
+                if taken.isEmpty { s.writing = false }
+                return taken
+            }
+            if batch.isEmpty { return }
+            do {
+                try await write(batch.map(\.0), on: sql)
+                for (_, c) in batch { c.resume() }
+            } catch {
+                for (_, c) in batch { c.resume(throwing: error) }
+            }
+        }
+    }
+
+    /// One UPDATE for the whole batch; per-row values through CASE (portable to SQLite and PostgreSQL).
+    func write(_ outcomes: [Outcome], on sql: any SQLDatabase) async throws {
+        guard !outcomes.isEmpty else { return }
+        func cases(_ value: (Outcome) -> any Encodable & Sendable) -> SQLQueryString {
+            var q: SQLQueryString = "CASE id"
+            for o in outcomes { q += " WHEN \(literal: o.id) THEN \(bind: value(o))" }
+            return q + " END"
+        }
+        var sentAt: SQLQueryString = "CASE id"
+        for o in outcomes { if let at = o.sentAt { sentAt += " WHEN \(literal: o.id) THEN \(bind: at)" } }
+        sentAt = outcomes.contains { $0.sentAt != nil } ? sentAt + " ELSE sent_at END" : "sent_at"
+        let query: SQLQueryString = """
+            UPDATE \(ident: Delivery.schema) SET status = \(cases { $0.status }), last_reply = \(cases { String($0.reply.prefix(500)) }),
+              sent_at = \(sentAt), locked_until = NULL, locked_by = NULL, updated_at = \(bind: now())
+            WHERE id IN (\(SQLList(outcomes.map { SQLLiteral.numeric("\($0.id)") })))
+            """
+        try await sql.raw(query).run()
+    }
+}
