@@ -31,4 +31,47 @@ import Testing
             }
         }
     }
+
+    /// A notice prepared once (shared values bound) and filled per recipient renders exactly what
+    /// the plain algorithm does: fill the layout, the body in place of `<!--BODY-->`, text + footer.
+    @Test func preparedTemplatesMatchOneShotFilling() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Resources/Templates").path
+        let templates = try EmailTemplates(directory: dir)
+        func read(_ name: String) throws -> String { try String(contentsOfFile: dir + "/" + name, encoding: .utf8) }
+        let subjects = try read("subjects.txt").split(separator: "\n").filter { !$0.hasPrefix("#") }
+        for kind in EmailTemplates.kinds {
+            let subjectLine = try #require(subjects.first { $0.hasPrefix(kind + " ") || $0.hasPrefix(kind + "=") })
+            let subjectTemplate = String(subjectLine.split(separator: "=", maxSplits: 1)[1]).trimmingCharacters(in: .whitespaces)
+            for variant in 0..<3 {
+                let shared: [String: String?] = [
+                    "creatorName": "Ana <Coach> & \"Co\"", "title": variant == 1 ? "HIIT 🏋️ {{memberName}}" : "Morning flow",
+                    "workoutType": variant == 2 ? nil : "yoga", "streamURL": "https://fit.example.com/live/s1",
+                    "startCreatorZone": "March 8, 2026 at 7:30 AM EST", "googleCalendarURL": variant == 0 ? "https://calendar.google.com/x?a=1&b=2" : nil,
+                ]
+                let recipient: [String: String?] = [
+                    "memberName": variant == 2 ? "" : "Zoë", "unsubscribeURL": "https://api.example.com/api/unsubscribe/t.k",
+                    "startMemberZone": "March 8, 2026 at 1:30 PM CET", "memberZone": "Europe/Paris",
+                    "previousStartMemberZone": variant == 0 ? "March 7, 2026 at 1:30 PM CET" : nil,
+                ]
+                var all = shared.merging(recipient) { a, _ in a }
+                let subject = EmailTemplates.fill(.init(subjectTemplate), all, escape: false)
+                all["subject"] = subject
+                let layout = EmailTemplates.fill(.init(try read("layout.html")), all, escape: true)
+                let body = EmailTemplates.fill(.init(try read("\(kind).html")), all, escape: true)
+                let expectedHTML = layout.replacingOccurrences(of: "<!--BODY-->", with: body)
+                let expectedText = EmailTemplates.fill(.init(try read("\(kind).txt")), all, escape: false)
+                    + EmailTemplates.fill(.init(try read("footer.txt")), all, escape: false)
+
+                let prepared = try #require(templates.prepare(kind: kind, shared: shared))
+                let got = templates.render(prepared, values: recipient)
+                #expect(got.subject == subject, "\(kind) \(variant)")
+                #expect(got.html == expectedHTML, "\(kind) \(variant)")
+                #expect(got.text == expectedText, "\(kind) \(variant)")
+                // The same notice again comes from the cache and renders the same.
+                #expect(templates.render(try #require(templates.prepare(kind: kind, shared: shared)), values: recipient).html == expectedHTML)
+                #expect(got.html.contains("Ana &lt;Coach&gt; &amp; &quot;Co&quot;"))
+            }
+        }
+    }
 }

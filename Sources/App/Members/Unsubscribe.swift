@@ -38,8 +38,11 @@ struct UnsubscribeTokens: Sendable {
     }
 
     static func b64url(_ bytes: [UInt8]) -> String {
-        Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
+        // One pass over the base64 bytes (this runs for every email sent).
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count * 4 / 3 + 4)
+        for b in Data(bytes).base64EncodedData() where b != 61 { out.append(b == 43 ? 45 : b == 47 ? 95 : b) }
+        return String(decoding: out, as: UTF8.self)
     }
 
     static func unb64url(_ s: String) -> [UInt8]? {

@@ -16,6 +16,8 @@ struct DeliverySender: Sendable {
     let unsubscribe: UnsubscribeTokens
     let metrics: AppMetrics
     let outcomes: OutcomeLog
+    /// Host of calendar UIDs and domain of Message-IDs (parsed once, not per email).
+    private let calendarHost: String, messageDomain: String
 
     init(transport: any MailTransport, templates: EmailTemplates, settings: AppConfig.MailSettings, clock: AppClock,
          logger: Logger, unsubscribe: UnsubscribeTokens, metrics: AppMetrics) {
@@ -27,6 +29,8 @@ struct DeliverySender: Sendable {
         self.unsubscribe = unsubscribe
         self.metrics = metrics
         outcomes = OutcomeLog(now: clock.now)
+        calendarHost = URL(string: settings.publicBaseURL)?.host ?? "localhost"
+        messageDomain = settings.from.address.split(separator: "@").last.map(String.init) ?? "localhost"
     }
 
     /// What a delivery needs, in one query: recipient, stream, creator, and whether the recipient
@@ -142,7 +146,7 @@ struct DeliverySender: Sendable {
         let unsubscribeURL = "\(settings.publicBaseURL)/api/unsubscribe/"
             + unsubscribe.token(member: row.recipient_id, creator: row.creator_id, memberUID: row.recipient_uid)
         let event = CalendarEvent(
-            uid: "\(row.stream_id)@\(URL(string: settings.publicBaseURL)?.host ?? "localhost")", sequence: row.schedule_revision,
+            uid: "\(row.stream_id)@\(calendarHost)", sequence: row.schedule_revision,
             start: row.start_time, end: row.start_time.addingTimeInterval(3600), summary: "\(row.title) — \(row.creator_name)",
             description: [row.description, "Join: \(streamURL)"].compactMap { $0 }.joined(separator: "\n\n"), url: streamURL, stamp: clock.now())
         let kind = NotificationKind(rawValue: row.kind)
@@ -151,28 +155,30 @@ struct DeliverySender: Sendable {
         case .cancelled: .cancel
         default: nil
         }
-        let values: [String: String?] = [
-            "unsubscribeURL": unsubscribeURL,
+        // Everything but the recipient's own values is the same for the whole notice: prepared once.
+        let shared: [String: String?] = [
             "googleCalendarURL": invite == .publish ? GoogleCalendar.link(event) : nil,
-            "previousStartMemberZone": row.previous_start_time.map { TimeFormatting.format($0, zoneID: memberZone) },
-            "memberName": row.recipient_name,
             "creatorName": row.creator_name,
             "title": row.title,
             "workoutType": row.workout_type,
             "streamURL": streamURL,
             "startCreatorZone": TimeFormatting.format(row.start_time, zoneID: creatorZone),
+        ]
+        let values: [String: String?] = [
+            "unsubscribeURL": unsubscribeURL,
+            "previousStartMemberZone": row.previous_start_time.map { TimeFormatting.format($0, zoneID: memberZone) },
+            "memberName": row.recipient_name,
             "startMemberZone": TimeFormatting.format(row.start_time, zoneID: memberZone),
             "memberZone": memberZone,
         ]
-        let rendered = templates.render(kind: row.kind, values: values)
+        let rendered = templates.prepare(kind: row.kind, shared: shared).map { templates.render($0, values: values) }
             ?? EmailTemplates.Rendered(subject: row.title, text: row.title, html: HTML.escape(row.title))
-        let domain = settings.from.address.split(separator: "@").last.map(String.init) ?? "localhost"
         return MailMessage(
             from: settings.from, to: [MailAddress(row.recipient_email, name: row.recipient_name)],
             subject: rendered.subject, text: rendered.text, html: rendered.html,
             calendar: invite.map { .init(method: $0, ics: event.ics(method: $0), filename: "stream.ics") },
             headers: MailMessage.Header.listUnsubscribe(unsubscribeURL),
-            messageID: "d\(row.id).a\(row.attempts).\(UUID().uuidString.prefix(8).lowercased())@\(domain)", date: clock.now())
+            messageID: "d\(row.id).a\(row.attempts).\(UUID().uuidString.prefix(8).lowercased())@\(messageDomain)", date: clock.now())
     }
 }
 

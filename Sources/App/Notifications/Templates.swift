@@ -1,5 +1,6 @@
 import Foundation
 import Mailer
+import NIOConcurrencyHelpers
 
 /// Email templates, loaded once from Resources/Templates. `{{name}}` placeholders; a line whose
 /// placeholder has no value (e.g. no workout type) is left out entirely. HTML templates get
@@ -40,18 +41,42 @@ struct EmailTemplates: Sendable {
 
     struct Rendered: Sendable { let subject: String; let text: String; let html: String }
 
-    func render(kind: String, values: [String: String?]) -> Rendered? {
+    /// One notice's templates with every value that is the same for all its recipients already in
+    /// place (creator, title, stream link…); only the recipient's slots are filled per email.
+    struct Prepared: Sendable {
+        let subject: Compiled, text: Compiled, footer: Compiled, body: Compiled
+        /// The layout before and after `<!--BODY-->` (nil: no body slot).
+        let layout: (before: Compiled, after: Compiled?)
+    }
+
+    private let cache = PreparedCache()
+
+    /// `shared`: the values every recipient of one notice gets; prepared once per notice and kept.
+    func prepare(kind: String, shared: [String: String?]) -> Prepared? {
+        let key = PreparedCache.Key(kind: kind, shared: shared)
+        if let hit = cache.get(key) { return hit }
         guard let t = templates[kind] else { return nil }
-        let subject = Self.fill(t.subject, values, escape: false)
+        let layout = self.layout.binding(shared, escape: true)
+        let prepared = Prepared(
+            subject: t.subject.binding(shared, escape: false), text: t.text.binding(shared, escape: false),
+            footer: footerText.binding(shared, escape: false), body: t.html.binding(shared, escape: true),
+            layout: layout.split(at: "<!--BODY-->").map { ($0.0, $0.1) } ?? (layout, nil))
+        cache.put(key, prepared)
+        return prepared
+    }
+
+    /// Fills a prepared notice for one recipient (`values`: the slots `shared` did not fill).
+    func render(_ p: Prepared, values: [String: String?]) -> Rendered {
+        let subject = Self.fill(p.subject, values, escape: false)
         var all = values
         all["subject"] = subject
-        var html = Self.fill(layout, all, escape: true)
-        if let slot = html.firstRange(of: "<!--BODY-->") { html.replaceSubrange(slot, with: Self.fill(t.html, all, escape: true)) }
-        return Rendered(
-            subject: subject,
-            text: Self.fill(t.text, all, escape: false) + Self.fill(footerText, all, escape: false),
-            html: html
-        )
+        var html = Self.fill(p.layout.before, all, escape: true)
+        if let after = p.layout.after { html += Self.fill(p.body, all, escape: true) + Self.fill(after, all, escape: true) }
+        return Rendered(subject: subject, text: Self.fill(p.text, all, escape: false) + Self.fill(p.footer, all, escape: false), html: html)
+    }
+
+    func render(kind: String, values: [String: String?]) -> Rendered? {
+        prepare(kind: kind, shared: [:]).map { render($0, values: values) }
     }
 
     /// A template split once into lines of literal text and `{{name}}` slots (rendering runs
@@ -72,6 +97,35 @@ struct EmailTemplates: Sendable {
                 if !rest.isEmpty { pieces.append(.text(String(rest))) }
                 return pieces
             }
+        }
+
+        init(lines: [[Piece]]) { self.lines = lines }
+
+        /// Fills the slots named in `values` (a line whose slot has no value is left out, as in
+        /// `fill`); every other slot stays for a later fill. Binding then filling = one fill of both.
+        func binding(_ values: [String: String?], escape: Bool) -> Compiled {
+            Compiled(lines: lines.compactMap { line in
+                var pieces: [Piece] = []
+                for piece in line {
+                    guard case .slot(let name) = piece, let bound = values[name] else { pieces.append(piece); continue }
+                    guard let value = bound, !value.isEmpty else { return nil }
+                    pieces.append(.text(escape ? HTML.escape(value) : value))
+                }
+                return pieces
+            })
+        }
+
+        /// The template before and after the first `marker` in its text (nil if it has none).
+        func split(at marker: String) -> (Compiled, Compiled)? {
+            for (i, line) in lines.enumerated() {
+                for (j, piece) in line.enumerated() {
+                    guard case .text(let t) = piece, let r = t.firstRange(of: marker) else { continue }
+                    let head = Array(line[..<j]) + (r.lowerBound > t.startIndex ? [.text(String(t[..<r.lowerBound]))] : [])
+                    let tail = (r.upperBound < t.endIndex ? [Piece.text(String(t[r.upperBound...]))] : []) + Array(line[(j + 1)...])
+                    return (Compiled(lines: Array(lines[..<i]) + [head]), Compiled(lines: [tail] + Array(lines[(i + 1)...])))
+                }
+            }
+            return nil
         }
     }
 
@@ -94,5 +148,20 @@ struct EmailTemplates: Sendable {
             out += result
         }
         return out
+    }
+}
+
+/// Prepared notices by kind and shared values; a fan-out renders thousands of emails from one.
+final class PreparedCache: Sendable {
+    struct Key: Hashable, Sendable { let kind: String; let shared: [String: String?] }
+    private let entries = NIOLockedValueBox<[Key: EmailTemplates.Prepared]>([:])
+
+    func get(_ key: Key) -> EmailTemplates.Prepared? { entries.withLockedValue { $0[key] } }
+
+    func put(_ key: Key, _ value: EmailTemplates.Prepared) {
+        entries.withLockedValue { e in
+            if e.count >= 256 { e.removeAll() } // bounded; notices in progress are prepared again
+            e[key] = value
+        }
     }
 }

@@ -11,8 +11,16 @@ enum HeaderEncoding {
     }
 
     static func needsEncoding(_ value: String) -> Bool {
-        value.unicodeScalars.contains { $0.value > 126 } || value.contains("=?")
-            || value.split(separator: " ").contains { $0.utf8.count > maxLine - 10 }
+        // One pass over the bytes: non-ASCII, "=?" (would read as an encoded-word) or a word too long to fold.
+        var previous: UInt8 = 0
+        var word = 0
+        for b in value.utf8 {
+            if b > 126 || (previous == 61 && b == 63) { return true }
+            word = b == 32 ? 0 : word + 1
+            if word > maxLine - 10 { return true }
+            previous = b
+        }
+        return false
     }
 
     /// A complete unstructured header field (`Name: value`), folded with CRLF SP, lines ≤ 76 octets.

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 
 /// An email as the product sends it: text + optional HTML (multipart/alternative, plain first),
 /// optionally wrapped in multipart/mixed with a text/calendar attachment. `render()` produces the
@@ -96,7 +97,12 @@ public struct MailMessage: Sendable {
             if i > 0 { out += ",\r\n "; used = 1 }
             let rendered = address.rendered(lineUsed: used)
             out += rendered
-            used = (rendered.components(separatedBy: "\r\n").last?.count ?? 0) + (rendered.contains("\r\n") ? 0 : used)
+            // Characters on the field's last line: after the last fold, or added to what was used.
+            if let fold = rendered.utf8.lastIndex(of: 10) {
+                used = rendered[rendered.index(after: fold)...].count
+            } else {
+                used += rendered.count
+            }
         }
         return out
     }
@@ -135,13 +141,21 @@ public struct MailMessage: Sendable {
         }
     }
 
+    /// Every email of one second shares its Date header; formatting it (Calendar + String(format:))
+    /// once per second instead of once per email.
+    private static let lastDate = NIOLockedValueBox<(second: Int64, text: String)>((Int64.min, ""))
+
     static func rfc5322Date(_ date: Date) -> String {
+        let second = Int64(date.timeIntervalSince1970.rounded(.down))
+        if let cached = lastDate.withLockedValue({ $0.second == second ? $0.text : nil }) { return cached }
         var calendar = Foundation.Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC")!
-        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second, .weekday], from: date)
+        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second, .weekday], from: Date(timeIntervalSince1970: TimeInterval(second)))
         let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
         let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        return String(format: "%@, %02d %@ %04d %02d:%02d:%02d +0000", days[c.weekday! - 1], c.day!, months[c.month! - 1], c.year!, c.hour!, c.minute!, c.second!)
+        let text = String(format: "%@, %02d %@ %04d %02d:%02d:%02d +0000", days[c.weekday! - 1], c.day!, months[c.month! - 1], c.year!, c.hour!, c.minute!, c.second!)
+        lastDate.withLockedValue { $0 = (second, text) }
+        return text
     }
 
     static func isValidHeaderName(_ name: String) -> Bool {

@@ -121,17 +121,27 @@ final class SMTPConnection: Sendable {
     }
 
     func reply(timeout: TimeAmount) async throws -> SMTPReply {
+        try await replies(1, timeout: timeout)[0]
+    }
+
+    /// The next `count` replies (a pipelined group), in order, with one hop to the event loop.
+    func replies(_ count: Int, timeout: TimeAmount) async throws -> [SMTPReply] {
         let handler = self.handler
         let loop = channel.eventLoop
-        return try await loop.flatSubmit { handler.nextReply(on: loop, timeout: timeout) }.get()
+        return try await loop.flatSubmit {
+            let all = (0..<count).map { _ in handler.nextReply(on: loop, timeout: timeout) }
+            return EventLoopFuture.whenAllSucceed(all, on: loop)
+        }.get()
     }
 
     func write(_ text: String) async throws {
         try await channel.writeAndFlush(ByteBuffer(string: text)).get()
     }
 
-    func write(_ buffer: ByteBuffer) async throws {
-        try await channel.writeAndFlush(buffer).get()
+    /// Writes without waiting for the write to complete: a failed write closes the connection, and
+    /// the replies read next report that error (one suspension per round trip instead of two).
+    func send(_ buffer: ByteBuffer) {
+        channel.writeAndFlush(buffer, promise: nil)
     }
 
     func command(_ line: String, timeout: TimeAmount) async throws -> SMTPReply {

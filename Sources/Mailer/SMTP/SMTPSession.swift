@@ -125,10 +125,11 @@ final class SMTPSession: @unchecked Sendable {
             if supportsPipelining {
                 // RFC 2920: MAIL, every RCPT and DATA in one batch (DATA may end a group), replies read in
                 // order: one round trip before the message instead of two.
-                try await connection.write(([mailCommand] + recipients.map { "RCPT TO:<\($0)>" } + ["DATA"]).map { $0 + "\r\n" }.joined())
-                mailReply = try await connection.reply(timeout: replyTimeout)
-                for _ in recipients { rcptReplies.append(try await connection.reply(timeout: replyTimeout)) }
-                dataReply = try await connection.reply(timeout: replyTimeout)
+                connection.send(ByteBuffer(string: ([mailCommand] + recipients.map { "RCPT TO:<\($0)>" } + ["DATA"]).map { $0 + "\r\n" }.joined()))
+                let replies = try await connection.replies(recipients.count + 2, timeout: replyTimeout)
+                mailReply = replies[0]
+                rcptReplies = Array(replies[1...recipients.count])
+                dataReply = replies[recipients.count + 1]
             } else {
                 mailReply = try await connection.command(mailCommand, timeout: replyTimeout)
                 if mailReply.code == 250 {
@@ -147,7 +148,7 @@ final class SMTPSession: @unchecked Sendable {
             if accepted.isEmpty {
                 // A server that answered the pipelined DATA with 354 anyway gets an empty message (RFC 2920 §3.1).
                 if dataReply?.code == 354 {
-                    try await connection.write(ByteBuffer(string: ".\r\n"))
+                    connection.send(ByteBuffer(string: ".\r\n"))
                     _ = try await connection.reply(timeout: replyTimeout)
                 }
                 return results // never a message without a recipient
@@ -158,7 +159,7 @@ final class SMTPSession: @unchecked Sendable {
                 for r in accepted { results[r] = started.failure }
                 return results
             }
-            try await connection.write(data)
+            connection.send(data)
             let final = try await connection.reply(timeout: .milliseconds(Int64(config.timeouts.dataEnd * 1000)))
             needsReset = false
             for r in accepted { results[r] = final.code / 100 == 2 ? .accepted(reply: final.description) : final.failure }
