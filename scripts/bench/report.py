@@ -65,6 +65,7 @@ def command_for(scenario):
     label = os.environ.get("BENCH_LABEL")
     ref = os.environ.get("BENCH_REF")
     prefix = (f"BENCH_REF={ref} " if ref else "") + (f"BENCH_LABEL={label} " if label else "") + f"BENCH_DB={db} "
+    prefix += "".join(f"{k}={v} " for k, v in sorted(os.environ.items()) if k.startswith(("BENCH_APP_", "BENCH_SMTP_")))
     return f"{prefix}scripts/bench/run {scenario}"
 
 
