@@ -145,8 +145,8 @@ struct AppConfig: Sendable {
             .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
 
         let mail = loadMail(value: value, production: production, frontend: frontend, problems: &problems)
-        var worker = WorkerSettings(runInServe: (value("RUN_WORKER") ?? "true").lowercased() != "false", maxInFlight: 64, leaseSeconds: 60)
-        worker.maxInFlight = Int(number("WORKER_MAX_IN_FLIGHT", in: 1...1000, default: 64))
+        var worker = WorkerSettings(runInServe: (value("RUN_WORKER") ?? "true").lowercased() != "false",
+                                    maxInFlight: Int(number("WORKER_MAX_IN_FLIGHT", in: 1...1000, default: 64)), leaseSeconds: 60)
         worker.shutdownGraceSeconds = number("WORKER_SHUTDOWN_SECONDS", in: 0...600, default: 20)
         let cacheSeconds = number("TOKEN_CACHE_SECONDS", in: 0...10, default: 2)
         let poolSize = Int(number("DATABASE_MAX_CONNECTIONS_PER_LOOP", in: 1...100, default: 4))

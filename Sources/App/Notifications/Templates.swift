@@ -75,10 +75,6 @@ struct EmailTemplates: Sendable {
         return Rendered(subject: subject, text: Self.fill(p.text, all, escape: false) + Self.fill(p.footer, all, escape: false), html: html)
     }
 
-    func render(kind: String, values: [String: String?]) -> Rendered? {
-        prepare(kind: kind, shared: [:]).map { render($0, values: values) }
-    }
-
     /// A template split once into lines of literal text and `{{name}}` slots (rendering runs
     /// for every email; scanning the text each time was the fan-out's largest cost).
     struct Compiled: Sendable {
