@@ -35,13 +35,19 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
     let reminders = Reminders(lead: config.reminderLead, queue: jobs, clock: clock, metrics: metrics)
     let agoraClient = MeteredClient(base: app.client, metrics: metrics, system: .agora)
     let kicking = config.cloudRecording.map { KickingRules(settings: $0, appID: config.agora.appId, client: agoraClient) }
+    let recordings = Recordings(
+        store: config.s3.map { ObjectStore(settings: $0, client: MeteredClient(base: app.client, metrics: metrics, system: .s3), clock: clock) },
+        cloud: config.cloudRecording.map { CloudRecordingClient(settings: $0, appID: config.agora.appId, client: agoraClient) })
+    let lifecycle = StreamLifecycle(
+        clock: clock, events: overrides.streamEvents ?? NotifyingStreamEvents(queue: jobs, reminders: reminders),
+        recordings: recordings, jobs: jobs, hostGrace: config.hostGrace, logger: app.logger)
     let worker = Worker(
         db: app.db, clock: clock, logger: app.logger, sender: sender,
         handlers: [
-            FanOut.jobKind: { job, db in try await FanOut.run(job, db: db, now: clock.now, wake: { wake.wake() }) },
-            Reminders.jobKind: { job, db in try await reminders.runJob(job, on: db) },
-            ChannelEvents.graceJobKind: { [app] job, db in try await ChannelEvents.graceExpired(job, deps: app.deps, db: db) },
-            KickingRules.jobKind: { job, db in
+            .fanout: { job, db in try await FanOut.run(job, db: db, now: clock.now, wake: { wake.wake() }) },
+            .reminder: { job, db in try await reminders.runJob(job, on: db) },
+            .hostGrace: { job, db in try await lifecycle.graceExpired(job, on: db) },
+            .kickingRule: { job, db in
                 guard let kicking else { return .skipped("Agora REST credentials not configured") }
                 return try await kicking.run(job, on: db)
             },
@@ -53,15 +59,14 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
         jwt: await JWTVerifier.make(config.jwt, clock: clock),
         tokens: AgoraTokenIssuer(settings: config.agora, clock: clock),
         uids: UidAllocator(random: overrides.randomUID),
-        streamEvents: overrides.streamEvents ?? NotifyingStreamEvents(queue: jobs, reminders: reminders),
         jobs: jobs,
         wake: wake,
         worker: worker,
         unsubscribe: unsubscribe,
         reminders: reminders,
-        objectStore: config.s3.map { ObjectStore(settings: $0, client: MeteredClient(base: app.client, metrics: metrics, system: .s3), clock: clock) },
-        cloudRecording: config.cloudRecording.map { CloudRecordingClient(settings: $0, appID: config.agora.appId, client: agoraClient) },
+        recordings: recordings,
         kickingRules: kicking,
+        lifecycle: lifecycle,
         rateLimiter: RateLimiter(clock: clock),
         mailTransport: transport,
         metrics: metrics,

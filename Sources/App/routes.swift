@@ -5,27 +5,31 @@ func routes(_ app: Application) throws {
     app.get("health") { _ in ["status": "ok"] }
     app.get("ready", use: ReadinessController.ready)
     app.get("metrics") { req async -> Response in
-        let text = await req.deps.metrics.render(sql: req.db as? any SQLDatabase, now: req.now)
+        let text = await req.deps.metrics.render(sql: req.db.sql, now: req.now)
         var headers = HTTPHeaders()
         headers.contentType = HTTPMediaType(type: "text", subType: "plain", parameters: ["version": "0.0.4", "charset": "utf-8"])
         return Response(status: .ok, headers: headers, body: .init(string: text))
     }
     try app.register(collection: APIDocsController(resources: app.directory.resourcesDirectory))
 
+    let deps = app.deps
+    let lifecycle = deps.lifecycle
     let api = app.grouped("api")
     try api.register(collection: UnsubscribeController())
     try api.register(collection: CronController())
-    try api.register(collection: FeedController(authed: false))
-    try api.register(collection: WebhookController())
+    try api.register(collection: FeedController(authed: false, lifecycle: lifecycle))
+    try api.register(collection: WebhookController(
+        ncsSecret: deps.config.ncsSecret, channelEvents: ChannelEvents(lifecycle: lifecycle),
+        recordingEvents: RecordingEvents(recordings: deps.recordings), clock: deps.clock))
     if app.deps.config.devOutbox { try app.grouped("dev").register(collection: OutboxController()) }
     try api.grouped("admin").grouped(AdminAuthMiddleware()).register(collection: AdminController())
 
     let authed = api.grouped(UserAuthMiddleware())
-    try authed.register(collection: StreamController())
+    try authed.register(collection: StreamController(lifecycle: lifecycle, recordings: deps.recordings, tokens: deps.tokens))
     try authed.register(collection: TokenController())
-    try authed.register(collection: NotifyController())
+    try authed.register(collection: NotifyController(lifecycle: lifecycle, jobs: deps.jobs))
     try authed.register(collection: PreferencesController())
-    try authed.register(collection: RecordingController())
-    try authed.register(collection: ModerationController())
-    try authed.register(collection: FeedController(authed: true))
+    try authed.register(collection: RecordingController(lifecycle: lifecycle, recordings: deps.recordings))
+    try authed.register(collection: ModerationController(lifecycle: lifecycle, jobs: deps.jobs, kickingEnabled: deps.kickingRules != nil))
+    try authed.register(collection: FeedController(authed: true, lifecycle: lifecycle))
 }

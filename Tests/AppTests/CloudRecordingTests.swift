@@ -106,9 +106,9 @@ import VaporTesting
             #expect(try await LiveStream.find(id, on: t.app.db)?.resourceId == nil)
         }
         #expect(CloudRecordingClient.AgoraFailure(status: 404, code: 404, message: "failed to find worker").status == 404)
-        #expect(RecordingController.apiError(.init(status: 404, code: 404, message: "failed to find worker")).code == "recording_not_found")
-        #expect(RecordingController.apiError(.init(status: 206, code: 435, message: "no recorded data")).status == .conflict)
-        #expect(RecordingController.apiError(.init(status: 400, code: 53, message: "task conflict")).code == "recording_conflict")
+        #expect(Recordings.apiError(.init(status: 404, code: 404, message: "failed to find worker")).code == "recording_not_found")
+        #expect(Recordings.apiError(.init(status: 206, code: 435, message: "no recorded data")).status == .conflict)
+        #expect(Recordings.apiError(.init(status: 400, code: 53, message: "task conflict")).code == "recording_conflict")
     }
 
     @Test func offWithoutAgoraCredentials() async throws {

@@ -112,7 +112,7 @@ import VaporTesting
             #expect(notify.json["emailsSent"] as? Int == 3) // reminders still on for m2
             try await t.send(.PATCH, "api/creator/streams/\(stream)/status", bearer: owner, json: ["isLive": true])
             try await t.drainWorker()
-            let live = Dictionary(uniqueKeysWithValues: try await t.deliveries(stream).filter { $0.kind == "live_now" }.map { ($0.recipientID, $0.status) })
+            let live = Dictionary(uniqueKeysWithValues: try await t.deliveries(stream).filter { $0.kind == .liveNow }.map { ($0.recipientID, $0.status) })
             #expect(live == ["m1": Delivery.Status.sent, "m2": Delivery.Status.skipped, "both": Delivery.Status.sent])
             let m2Subjects = await transport.messages(to: "m2@example.com").map(\.subject)
             #expect(m2Subjects.isEmpty, "\(m2Subjects)") // scheduled/reminder fan-outs found the stream already live

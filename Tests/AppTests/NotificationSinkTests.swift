@@ -98,7 +98,7 @@ struct NotificationSinkTests {
             let stored = MailPeers.sinkMessages(containing: "-\(run)@")
             #expect(Set(stored.keys) == ["keen-\(run)@example.com"])
             let statuses = Dictionary(uniqueKeysWithValues: try await t.deliveries(stream).map { ($0.recipientID, $0.status) })
-            #expect(statuses == ["keen": "sent", "muted": "skipped", "noscheduled": "skipped"])
+            #expect(statuses == ["keen": .sent, "muted": .skipped, "noscheduled": .skipped])
 
             let parsed = try #require(try MailPeers.parse(stored.values.compactMap(\.first)).first)
             let unsubscribe = (parsed["headers"] as? [[String]])?.first { $0[0] == "List-Unsubscribe" }?[1]

@@ -114,6 +114,10 @@ extension TestApp {
             #expect(s.scheduleRevision == 1 && s.reminderSent == false && s.title == "Moved session")
             #expect(try await t.reminderJob(id)?.runAt == second.addingTimeInterval(-900))
             try await t.drainWorker()
+            // Coalesced: the notice waits for further edits, then goes out once.
+            #expect(await transport.sent.filter { $0.subject == "📅 Name creator rescheduled a live stream" }.isEmpty)
+            t.setNow(t.start.addingTimeInterval(FanOut.rescheduleCoalesceSeconds))
+            try await t.drainWorker()
             let notices = await transport.sent.filter { $0.subject == "📅 Name creator rescheduled a live stream" }
             #expect(Set(notices.compactMap { $0.to.first?.address }) == ["m1@example.com", "m2@example.com", "both@example.com"])
             let m2 = try #require(notices.first { $0.to.first?.address == "m2@example.com" })
@@ -225,7 +229,7 @@ extension TestApp {
                 try await t.drainWorker()
             }
             for (id, at) in triggered { #expect(at >= due[id]!, "stream \(id) reminded at \(at), due \(due[id]!)") }
-            let reminders = try await Delivery.query(on: t.app.db).filter(\.$kind == "reminder").all()
+            let reminders = try await Delivery.query(on: t.app.db).filter(\.$kind == .reminder).all()
             #expect(reminders.count == due.count * 3)
             #expect(Set(reminders.map { "\($0.streamID)/\($0.recipientID)" }).count == reminders.count)
             for r in reminders { #expect(r.createdAt.map { $0 >= due[r.streamID]! } ?? false) }

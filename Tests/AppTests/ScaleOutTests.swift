@@ -43,7 +43,7 @@ struct ScaleOutTests {
             defer { servers.forEach { if $0.isRunning { kill($0.processIdentifier, SIGKILL) } } }
 
             let sql = t.app.db as! any SQLDatabase
-            struct Row: Decodable { let stream_id: String; let status: String; let created_at: Date; let sent_at: Date? }
+            struct Row: Decodable { let stream_id: String; let status: DeliveryStatus; let created_at: Date; let sent_at: Date? }
             func reminders() async throws -> [Row] {
                 try await sql.raw("SELECT stream_id, status, created_at, sent_at FROM deliveries WHERE kind = 'reminder'").all(decoding: Row.self)
             }

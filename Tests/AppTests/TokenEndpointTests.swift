@@ -48,9 +48,16 @@ import VaporTesting
             #expect(try await t.send(.GET, "api/streams/\(id)/token", bearer: try await t.token("ghost")).status == .notFound)
             let inactive = try await t.send(.GET, "api/streams/\(id)/token", bearer: try await t.token("gone"))
             #expect(inactive.status == .forbidden && inactive.errorCode == "user_inactive")
-            try await t.send(.POST, "api/creator/streams/\(id)/stop", bearer: try await t.token("creator"))
+            let owner = try await t.token("creator")
+            try await t.send(.PATCH, "api/creator/streams/\(id)/status", bearer: owner, json: ["isLive": true])
+            try await t.send(.POST, "api/creator/streams/\(id)/stop", bearer: owner)
             let ended = try await t.send(.GET, "api/streams/\(id)/token", bearer: member)
             #expect(ended.status == .conflict && ended.errorCode == "stream_ended")
+            // Stopping a stream that never went live cancels it.
+            let never = try await t.createStream()
+            try await t.send(.POST, "api/creator/streams/\(never)/stop", bearer: owner)
+            let cancelled = try await t.send(.GET, "api/streams/\(never)/token", bearer: member)
+            #expect(cancelled.status == .conflict && cancelled.errorCode == "stream_cancelled")
         }
     }
 

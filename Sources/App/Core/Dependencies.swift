@@ -1,25 +1,25 @@
 import Vapor
 
-/// Everything outside the request that handlers need, built once in `configure` and injectable
-/// by tests (clock, uid source, stream event hooks). No globals.
+/// The object graph, built once in `configure` (tests swap the clock, uid source, stream event
+/// hooks and mail transport through `Overrides`). Controllers get the services they use through
+/// their initializers in `routes`; no globals.
 struct Dependencies: Sendable {
     var config: AppConfig
     var clock: AppClock
     var jwt: JWTVerifier
     var tokens: AgoraTokenIssuer
     var uids: UidAllocator
-    var streamEvents: any StreamEvents
     var jobs: JobQueue
     var wake: WakeSignal
     var worker: Worker
     var unsubscribe: UnsubscribeTokens
     var reminders: Reminders
-    /// nil when S3 is not configured.
-    var objectStore: ObjectStore?
-    /// nil unless AGORA_CUSTOMER_ID/SECRET (and S3, where recordings land) are set.
-    var cloudRecording: CloudRecordingClient?
+    /// S3 and Agora Cloud Recording (each nil until configured).
+    var recordings: Recordings
     /// nil unless AGORA_CUSTOMER_ID/SECRET are set.
     var kickingRules: KickingRules?
+    /// Every change of a stream's state.
+    var lifecycle: StreamLifecycle
     var rateLimiter: RateLimiter
     /// nil when no relay is configured (deliveries wait in the queue).
     var mailTransport: (any MailTransport)?

@@ -45,11 +45,11 @@ final class AppMetrics: Sendable {
     /// The text exposition, with queue depth and oldest due age read now.
     func render(sql: (any SQLDatabase)?, now: Date) async -> String {
         if let sql {
-            for table in ["jobs", "deliveries"] {
+            for (table, queued) in [(Job.schema, JobStatus.queued.rawValue), (Delivery.schema, DeliveryStatus.queued.rawValue)] {
                 struct Row: Decodable { let depth: Int; let oldest: Date? }
                 let query: SQLQueryString = """
                     SELECT COUNT(*) AS depth, MIN(run_at) AS oldest FROM \(ident: table)
-                    WHERE status = 'queued' AND run_at <= \(bind: now)
+                    WHERE status = \(bind: queued) AND run_at <= \(bind: now)
                     """
                 guard let row = try? await sql.raw(query).first(decoding: Row.self) else { continue }
                 registry.makeGauge(descriptor: d("queue_depth", "", "Due rows waiting to be claimed"), labels: [("queue", table)])

@@ -16,7 +16,7 @@ enum ReadinessController {
     }
 
     @Sendable static func ready(req: Request) async throws -> Response {
-        let sql = req.db as! any SQLDatabase
+        let sql = req.db.sql
         var databaseOK = true
         do { _ = try await sql.raw("SELECT 1 AS one").all() } catch { databaseOK = false }
         let migrations = databaseOK ? await migrationState(sql) : "unknown"

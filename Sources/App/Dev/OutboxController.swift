@@ -22,7 +22,7 @@ struct OutboxController: RouteCollection {
     }
 
     @Sendable func list(req: Request) async throws -> Response {
-        let rows = try await (req.db as! any SQLDatabase).raw("""
+        let rows = try await req.db.sql.raw("""
             SELECT id, to_address, subject, raw, text_body, html_body, ics, created_at FROM outbox_messages ORDER BY id DESC LIMIT 200
             """).all(decoding: Row.self)
         let items = rows.map { r in
@@ -36,7 +36,7 @@ struct OutboxController: RouteCollection {
 
     @Sendable func show(req: Request) async throws -> Response {
         guard let id = req.parameters.get("id", as: Int64.self),
-              let r = try await (req.db as! any SQLDatabase).raw("""
+              let r = try await req.db.sql.raw("""
                 SELECT id, to_address, subject, raw, text_body, html_body, ics, created_at FROM outbox_messages WHERE id = \(bind: id)
                 """).first(decoding: Row.self) else {
             throw APIError.notFound("message_not_found", "No such outbox message")

@@ -8,6 +8,7 @@ import Vapor
 /// public iCalendar feed of a creator's schedule.
 struct FeedController: RouteCollection {
     let authed: Bool
+    let lifecycle: StreamLifecycle
 
     func boot(routes: any RoutesBuilder) throws {
         if authed {
@@ -49,7 +50,7 @@ struct FeedController: RouteCollection {
 
     @Sendable func details(req: Request) async throws -> One {
         _ = try req.caller
-        let stream = try await StreamController.findStream(req)
+        let stream = try await lifecycle.stream(req.parameters.get("streamId") ?? "", on: req.db)
         let creator = try await stream.$creator.get(on: req.db)
         return One(stream: Details(stream, creator: creator))
     }
@@ -82,14 +83,11 @@ struct FeedController: RouteCollection {
         let caller = try req.caller
         guard let me = try await User.find(caller.id, on: req.db) else { throw APIError.notFound("user_not_found", "Unknown user") }
         struct Row: Decodable { let id: String }
-        let creators = try await (req.db as! any SQLDatabase).raw("""
-            SELECT followed_id AS id FROM follows WHERE follower_id = \(bind: caller.id)
-            UNION SELECT creator_id AS id FROM subscriptions WHERE member_id = \(bind: caller.id) AND status = 'active'
-            """).all(decoding: Row.self).map(\.id)
+        let creators = try await req.db.sql.raw(Audience.creators(followedBy: caller.id)).all(decoding: Row.self).map(\.id)
         guard !creators.isEmpty else { return Many(streams: [], nextCursor: nil) }
         let now = req.now
         let streams = try await LiveStream.query(on: req.db).filter(\.$creator.$id ~~ creators)
-            .filter(\.$isLive == false).filter(\.$endTime == nil).filter(\.$cancelledAt == nil)
+            .filter(\.$isLive == false).filter(\.$wentLiveAt == nil).filter(\.$endTime == nil).filter(\.$cancelledAt == nil)
             .filter(\.$startTime >= now).filter(\.$startTime <= now.addingTimeInterval(14 * 86_400))
             .sort(\.$startTime).limit(500).with(\.$creator).all()
         return Many(streams: streams.map {

@@ -2,10 +2,20 @@ import Fluent
 import Foundation
 import Vapor
 
+/// What a moderation action takes away in the channel.
+enum ModerationKind: String, Codable, Sendable {
+    /// Out of the stream: Agora's `join_channel` privilege.
+    case block
+    /// Off stage: `publish_audio` + `publish_video`.
+    case mute
+
+    var privileges: [String] { self == .block ? ["join_channel"] : ["publish_audio", "publish_video"] }
+}
+
 /// Agora's kicking-rule API (agora.md §7), called from jobs so failures retry and never undo the
 /// local block or mute.
 struct KickingRules: Sendable {
-    static let jobKind = "kicking_rule"
+    static let jobKind = JobKind.kickingRule
     let settings: CloudRecordingSettings
     let appID: String
     let client: any Client
@@ -15,12 +25,11 @@ struct KickingRules: Sendable {
         let action: Action
         let streamId: String
         let userId: String
-        /// "block" (join_channel) or "mute" (publish_audio + publish_video).
-        let kind: String
+        let kind: ModerationKind
         var seconds: Int? = nil
     }
 
-    static func key(_ p: Payload) -> String { "kick:\(p.streamId):\(p.userId):\(p.kind)" }
+    static func key(_ p: Payload) -> String { "kick:\(p.streamId):\(p.userId):\(p.kind.rawValue)" }
 
     func run(_ job: Job, on db: any Database) async throws -> Worker.JobResult {
         let p = try job.decodePayload(Payload.self)
@@ -30,7 +39,7 @@ struct KickingRules: Sendable {
                 return .skipped("stream or user gone")
             }
             var body: [String: Any] = ["appid": appID, "cname": stream.agoraChannelId, "uid": Int(user.agoraUid),
-                                       "privileges": p.kind == "block" ? ["join_channel"] : ["publish_audio", "publish_video"]]
+                                       "privileges": p.kind.privileges]
             // time_in_seconds is clamped by Agora to 10…86 430; a block without end lasts the stream (max).
             body["time_in_seconds"] = min(max(p.seconds ?? 86_430, 10), 86_430)
             let reply = try await call(.POST, body)

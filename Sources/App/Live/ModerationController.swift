@@ -3,6 +3,10 @@ import SQLKit
 import Vapor
 
 struct ModerationController: RouteCollection {
+    let lifecycle: StreamLifecycle
+    let jobs: JobQueue
+    /// Whether Agora REST credentials are set (kicking rules are then queued too).
+    let kickingEnabled: Bool
     func boot(routes: any RoutesBuilder) throws {
         let stream = routes.grouped("creator", "streams", ":streamId", "moderation")
         stream.get(use: list)
@@ -17,7 +21,7 @@ struct ModerationController: RouteCollection {
     struct Target: Content { let userId: String; let minutes: Int? }
 
     private func target(_ req: Request) async throws -> (LiveStream, User, Target) {
-        let stream = try await StreamController.findOwnedStream(req)
+        let stream = try await lifecycle.ownedStream(req.parameters.get("streamId") ?? "", by: try req.caller.id, on: req.db)
         let body = try req.content.decode(Target.self)
         guard Validation.isValidUserID(body.userId), let user = try await User.find(body.userId, on: req.db) else {
             throw APIError.notFound("user_not_found", "No such user")
@@ -29,8 +33,8 @@ struct ModerationController: RouteCollection {
 
     /// Queues the Agora side, if configured; the local row is already the truth.
     private func kick(_ req: Request, _ payload: KickingRules.Payload, on db: any Database) async throws {
-        guard req.deps.kickingRules != nil else { return }
-        try await req.deps.jobs.enqueue(kind: KickingRules.jobKind, key: KickingRules.key(payload), payload: payload,
+        guard kickingEnabled else { return }
+        try await jobs.enqueue(kind: KickingRules.jobKind, key: KickingRules.key(payload), payload: payload,
                                         maxAttempts: 10, replace: .always, on: db)
     }
 
@@ -41,7 +45,7 @@ struct ModerationController: RouteCollection {
             try await StreamBlock.query(on: tx).filter(\.$streamID == stream.id!).filter(\.$userID == user.id!).delete()
             let b = StreamBlock(); b.streamID = stream.id!; b.userID = user.id!; b.expiresAt = expires
             try await b.create(on: tx)
-            try await kick(req, .init(action: .create, streamId: stream.id!, userId: user.id!, kind: "block", seconds: body.minutes.map { $0 * 60 }), on: tx)
+            try await kick(req, .init(action: .create, streamId: stream.id!, userId: user.id!, kind: .block, seconds: body.minutes.map { $0 * 60 }), on: tx)
         }
         return MessageResponse(message: "User blocked")
     }
@@ -50,7 +54,7 @@ struct ModerationController: RouteCollection {
         let (stream, user, _) = try await target(req)
         try await req.db.transaction { tx in
             try await StreamBlock.query(on: tx).filter(\.$streamID == stream.id!).filter(\.$userID == user.id!).delete()
-            try await kick(req, .init(action: .delete, streamId: stream.id!, userId: user.id!, kind: "block"), on: tx)
+            try await kick(req, .init(action: .delete, streamId: stream.id!, userId: user.id!, kind: .block), on: tx)
         }
         return MessageResponse(message: "User unblocked")
     }
@@ -62,7 +66,7 @@ struct ModerationController: RouteCollection {
                 let m = StreamMute(); m.streamID = stream.id!; m.userID = user.id!
                 try await m.create(on: tx)
             }
-            try await kick(req, .init(action: .create, streamId: stream.id!, userId: user.id!, kind: "mute"), on: tx)
+            try await kick(req, .init(action: .create, streamId: stream.id!, userId: user.id!, kind: .mute), on: tx)
         }
         return MessageResponse(message: "User muted")
     }
@@ -71,7 +75,7 @@ struct ModerationController: RouteCollection {
         let (stream, user, _) = try await target(req)
         try await req.db.transaction { tx in
             try await StreamMute.query(on: tx).filter(\.$streamID == stream.id!).filter(\.$userID == user.id!).delete()
-            try await kick(req, .init(action: .delete, streamId: stream.id!, userId: user.id!, kind: "mute"), on: tx)
+            try await kick(req, .init(action: .delete, streamId: stream.id!, userId: user.id!, kind: .mute), on: tx)
         }
         return MessageResponse(message: "User unmuted")
     }
@@ -85,7 +89,7 @@ struct ModerationController: RouteCollection {
     }
 
     @Sendable func list(req: Request) async throws -> ListResponse {
-        let stream = try await StreamController.findOwnedStream(req)
+        let stream = try await lifecycle.ownedStream(req.parameters.get("streamId") ?? "", by: try req.caller.id, on: req.db)
         let now = req.now
         let blocks = try await StreamBlock.query(on: req.db).filter(\.$streamID == stream.id!)
             .group(.or) { $0.filter(\.$expiresAt == nil).filter(\.$expiresAt > now) }.sort(\.$userID).all()
@@ -104,12 +108,12 @@ struct ModerationController: RouteCollection {
             throw APIError.notFound("user_not_found", "No such user")
         }
         guard body.userId != creator else { throw APIError.validation("A creator cannot ban themselves") }
-        try await (req.db as! any SQLDatabase).insert(into: CreatorBan.schema).columns("id", "creator_id", "user_id", "created_at")
+        try await req.db.sql.insert(into: CreatorBan.schema).columns("id", "creator_id", "user_id", "created_at")
             .values(SQLBind(UUID()), SQLBind(creator), SQLBind(body.userId), SQLBind(req.now))
             .ignoringConflicts(with: ["creator_id", "user_id"]).run()
         // Kick them out of any stream of this creator that is live right now.
-        for stream in try await LiveStream.query(on: req.db).filter(\.$creator.$id == creator).filter(\.$isLive == true).all() {
-            try await kick(req, .init(action: .create, streamId: stream.id!, userId: body.userId, kind: "block"), on: req.db)
+        for stream in try await LiveStream.query(on: req.db).filter(\.$creator.$id == creator).filter(\.$isLive == true).filter(\.$endTime == nil).all() {
+            try await kick(req, .init(action: .create, streamId: stream.id!, userId: body.userId, kind: .block), on: req.db)
         }
         return MessageResponse(message: "User banned from all your streams")
     }
@@ -119,10 +123,10 @@ struct ModerationController: RouteCollection {
         let user = req.parameters.get("userId") ?? ""
         guard Validation.isValidUserID(user) else { throw APIError.validation("Invalid user id") }
         try await CreatorBan.query(on: req.db).filter(\.$creatorID == creator).filter(\.$userID == user).delete()
-        for stream in try await LiveStream.query(on: req.db).filter(\.$creator.$id == creator).filter(\.$isLive == true).all() {
+        for stream in try await LiveStream.query(on: req.db).filter(\.$creator.$id == creator).filter(\.$isLive == true).filter(\.$endTime == nil).all() {
             // A per-stream block, if any, keeps its own rule.
             if try await StreamBlock.query(on: req.db).filter(\.$streamID == stream.id!).filter(\.$userID == user).count() == 0 {
-                try await kick(req, .init(action: .delete, streamId: stream.id!, userId: user, kind: "block"), on: req.db)
+                try await kick(req, .init(action: .delete, streamId: stream.id!, userId: user, kind: .block), on: req.db)
             }
         }
         return MessageResponse(message: "User unbanned")
@@ -130,8 +134,7 @@ struct ModerationController: RouteCollection {
 
     private func creatorCaller(_ req: Request) async throws -> String {
         let caller = try req.caller
-        guard let user = try await User.find(caller.id, on: req.db) else { throw APIError.notFound("user_not_found", "Unknown user") }
-        guard user.role == .creator else { throw APIError(.forbidden, "not_a_creator", "Only creators can ban") }
+        _ = try await lifecycle.activeCreator(caller.id, on: req.db)
         return caller.id
     }
 }

@@ -108,7 +108,7 @@ struct MemberImporter {
         guard !users.isEmpty else { return }
         let existing = try await existingUsers(users.map(\.id), on: tx)
         var fresh = try await uids.allocate(count: users.count - existing.count, on: tx).makeIterator()
-        let sql = tx as! any SQLDatabase
+        let sql = tx.sql
         for chunk in users.chunks(of: Self.chunkSize) {
             var insert = sql.insert(into: User.schema)
                 .columns("id", "name", "email", "timezone", "role", "is_active", "agora_uid", "created_at", "updated_at")
@@ -128,7 +128,7 @@ struct MemberImporter {
     }
 
     private func insertFollows(_ pairs: [(String, String)], on tx: any Database) async throws {
-        let sql = tx as! any SQLDatabase
+        let sql = tx.sql
         for chunk in pairs.chunks(of: Self.chunkSize) {
             var insert = sql.insert(into: Follow.schema).columns("id", "follower_id", "followed_id", "created_at")
             for (follower, followed) in chunk {
@@ -139,7 +139,7 @@ struct MemberImporter {
     }
 
     private func upsertSubscriptions(_ rows: [(String, String, SubscriptionStatus)], on tx: any Database) async throws {
-        let sql = tx as! any SQLDatabase
+        let sql = tx.sql
         for chunk in rows.chunks(of: Self.chunkSize) {
             var insert = sql.insert(into: Subscription.schema).columns("id", "member_id", "creator_id", "status", "created_at", "updated_at")
             for (member, creator, status) in chunk {
@@ -157,7 +157,7 @@ struct MemberImporter {
     private func existingUsers(_ ids: [String], on db: any Database) async throws -> [String: Existing] {
         var result: [String: Existing] = [:]
         for chunk in ids.chunks(of: Self.chunkSize) {
-            let rows = try await (db as! any SQLDatabase).select().columns("id", "agora_uid", "role", "is_active").from(User.schema)
+            let rows = try await db.sql.select().columns("id", "agora_uid", "role", "is_active").from(User.schema)
                 .where("id", .in, Array(chunk)).all(decoding: Existing.self)
             for r in rows { result[r.id] = r }
         }

@@ -23,32 +23,9 @@ final class NotificationMute: Model, @unchecked Sendable {
     init() {}
 
     static func mute(member: String, creator: String, on db: any Database) async throws {
-        try await (db as! any SQLDatabase).insert(into: schema).columns("id", "member_id", "creator_id", "created_at")
+        try await db.sql.insert(into: schema).columns("id", "member_id", "creator_id", "created_at")
             .values(SQLBind(UUID()), SQLBind(member), SQLBind(creator), SQLBind(Date()))
             .ignoringConflicts(with: ["member_id", "creator_id"]).run()
-    }
-}
-
-struct CreatePreferences: AsyncMigration {
-    func prepare(on db: any Database) async throws {
-        try await db.schema(NotificationPreference.schema)
-            .field("user_id", .string, .identifier(auto: false), .references("users", "id", onDelete: .cascade))
-            .field("live_now", .bool, .required)
-            .field("scheduled", .bool, .required)
-            .field("reminder", .bool, .required)
-            .field("updated_at", .datetime)
-            .create()
-        try await db.schema(NotificationMute.schema)
-            .id()
-            .field("member_id", .string, .required, .references("users", "id", onDelete: .cascade))
-            .field("creator_id", .string, .required, .references("users", "id", onDelete: .cascade))
-            .field("created_at", .datetime)
-            .unique(on: "member_id", "creator_id", name: "notification_mutes_pair_key")
-            .create()
-    }
-    func revert(on db: any Database) async throws {
-        try await db.schema(NotificationMute.schema).delete()
-        try await db.schema(NotificationPreference.schema).delete()
     }
 }
 
@@ -91,7 +68,7 @@ struct PreferencesController: RouteCollection {
         let now = req.now
         try await req.db.transaction { tx in
             // Insert-if-missing then update only what was sent: two concurrent first saves cannot collide.
-            let sql = tx as! any SQLDatabase
+            let sql = tx.sql
             try await sql.insert(into: NotificationPreference.schema).columns("user_id", "live_now", "scheduled", "reminder", "updated_at")
                 .values(SQLBind(userID), SQLBind(true), SQLBind(true), SQLBind(true), SQLBind(now))
                 .ignoringConflicts(with: ["user_id"]).run()

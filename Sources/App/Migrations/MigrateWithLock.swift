@@ -14,7 +14,7 @@ enum MigrateWithLock {
             if case .sqliteFile = app.deps.config.database {
                 // WAL: a worker process and a one-shot command can share the file without
                 // readers blocking the writer (the setting persists in the file).
-                _ = try await (app.db as! any SQLDatabase).raw("PRAGMA journal_mode=WAL").all()
+                _ = try await app.db.sql.raw("PRAGMA journal_mode=WAL").all()
             }
             try await app.autoMigrate()
             return

@@ -3,6 +3,12 @@ import Foundation
 
 enum NotificationKind: String, Codable, Sendable, CaseIterable {
     case liveNow = "live_now", scheduled, reminder, rescheduled, cancelled
+    /// A reminder the creator sent by hand (`notify {type: "reminder"}`): its own deliveries, so it
+    /// never takes the place of the automatic one.
+    case manualReminder = "manual_reminder"
+
+    /// The email template (a manual reminder reads like the automatic one).
+    var template: String { self == .manualReminder ? NotificationKind.reminder.rawValue : rawValue }
 
     /// Reschedule and cancel notices go to those who got the scheduled email, not the whole audience.
     var audienceIsScheduledRecipients: Bool { self == .rescheduled || self == .cancelled }
@@ -15,10 +21,10 @@ final class Delivery: Model, @unchecked Sendable {
 
     @ID(custom: "id", generatedBy: .database) var id: Int64?
     @Field(key: "stream_id") var streamID: String
-    @Field(key: "kind") var kind: String
+    @Field(key: "kind") var kind: NotificationKind
     @Field(key: "recipient_id") var recipientID: String
     @Field(key: "revision") var revision: Int
-    @Field(key: "status") var status: String
+    @Field(key: "status") var status: Status
     @Field(key: "run_at") var runAt: Date
     @Field(key: "attempts") var attempts: Int
     @OptionalField(key: "locked_until") var lockedUntil: Date?
@@ -31,8 +37,12 @@ final class Delivery: Model, @unchecked Sendable {
 
     init() {}
 
-    enum Status {
-        static let queued = "queued", sending = "sending", sent = "sent", failed = "failed", skipped = "skipped"
-        static let all = [queued, sending, sent, failed, skipped]
-    }
+    typealias Status = DeliveryStatus
+}
+
+/// A delivery's place in the outbox: queued → sending (leased) → sent | failed | skipped;
+/// a temporary failure puts it back to queued with a later run_at.
+enum DeliveryStatus: String, Codable, Sendable, CaseIterable, QueueStatus {
+    case queued, sending, sent, failed, skipped
+    static let active = DeliveryStatus.sending
 }

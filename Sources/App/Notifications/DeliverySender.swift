@@ -33,11 +33,11 @@ struct DeliverySender: Sendable {
         messageDomain = settings.from.address.split(separator: "@").last.map(String.init) ?? "localhost"
     }
 
-    /// What a delivery needs, in one query: recipient, stream, creator, and whether the recipient
-    /// is still eligible (unfollows and cancelled subscriptions take effect on the next email).
+    /// What a delivery needs, in one query: recipient, stream, creator, and `Audience`'s send-time
+    /// answer (unfollows, cancelled subscriptions, opt-outs and deactivations take effect on the next email).
     struct Row: Decodable, Sendable {
         let id: Int64
-        let kind: String
+        let kind: NotificationKind
         let attempts: Int
         let stream_id: String
         let recipient_id: String
@@ -46,14 +46,16 @@ struct DeliverySender: Sendable {
         let recipient_tz: String?
         let recipient_active: Bool
         let recipient_uid: Int64
-        let still_follows: Int
+        let in_audience: Int
         let opted_out: Int
+        let reminded_recently: Int
         let revision: Int
         let previous_start_time: Date?
         let schedule_revision: Int
         let is_live: Bool
-        let has_ended: Int
-        let is_cancelled: Int
+        let went_live_at: Date?
+        let end_time: Date?
+        let cancelled_at: Date?
         let title: String
         let description: String?
         let workout_type: String?
@@ -61,6 +63,8 @@ struct DeliverySender: Sendable {
         let creator_id: String
         let creator_name: String
         let creator_tz: String?
+        let creator_active: Bool
+        let creator_role: UserRole
     }
 
     func load(_ ids: [Int64], on sql: any SQLDatabase) async throws -> [Row] {
@@ -68,17 +72,14 @@ struct DeliverySender: Sendable {
         let idList = SQLList(ids.map { SQLBind($0) })
         let query: SQLQueryString = """
             SELECT d.id, d.kind, d.attempts, d.stream_id, d.recipient_id, d.revision,
-                   u.name AS recipient_name, u.email AS recipient_email, u.timezone AS recipient_tz, u.is_active AS recipient_active,
-                   u.agora_uid AS recipient_uid,
-                   (SELECT COUNT(*) FROM follows f WHERE f.follower_id = d.recipient_id AND f.followed_id = s.creator_id)
-                   + (SELECT COUNT(*) FROM subscriptions x WHERE x.member_id = d.recipient_id AND x.creator_id = s.creator_id AND x.status = 'active') AS still_follows,
-                   (SELECT COUNT(*) FROM notification_mutes m WHERE m.member_id = d.recipient_id AND m.creator_id = s.creator_id)
-                   + (SELECT COUNT(*) FROM notification_preferences p WHERE p.user_id = d.recipient_id AND (
-                        (d.kind = 'live_now' AND p.live_now = \(bind: false)) OR (d.kind = 'scheduled' AND p.scheduled = \(bind: false))
-                        OR (d.kind = 'reminder' AND p.reminder = \(bind: false)))) AS opted_out,
-                   d.previous_start_time, s.schedule_revision, s.is_live,
-                   (CASE WHEN s.end_time IS NULL THEN 0 ELSE 1 END) AS has_ended, (CASE WHEN s.cancelled_at IS NULL THEN 0 ELSE 1 END) AS is_cancelled,
-                   s.title, s.description, s.workout_type, s.start_time, s.creator_id, c.name AS creator_name, c.timezone AS creator_tz
+                   u.name AS recipient_name, u.email AS recipient_email, u.timezone AS recipient_tz,
+                   u.is_active AS recipient_active, u.agora_uid AS recipient_uid,
+                   (CASE WHEN \(Audience.follows(member: "d.recipient_id", creator: "s.creator_id")) THEN 1 ELSE 0 END) AS in_audience,
+                   \(Audience.optedOut(member: "d.recipient_id", creator: SQLColumn("creator_id", table: "s"), kind: .column("d.kind"))) AS opted_out,
+                   \(Audience.remindedRecently(member: "d.recipient_id", stream: "d.stream_id", since: clock.now().addingTimeInterval(-Audience.reminderSpacing), exceptID: "d.id")) AS reminded_recently,
+                   d.previous_start_time, s.schedule_revision, s.is_live, s.went_live_at, s.end_time, s.cancelled_at,
+                   s.title, s.description, s.workout_type, s.start_time, s.creator_id,
+                   c.name AS creator_name, c.timezone AS creator_tz, c.is_active AS creator_active, c.role AS creator_role
             FROM deliveries d
             JOIN users u ON u.id = d.recipient_id
             JOIN streams s ON s.id = d.stream_id
@@ -89,44 +90,35 @@ struct DeliverySender: Sendable {
     }
 
     /// Sends one delivery and records its outcome.
-    func process(_ row: Row, on db: any Database) async {
-        let sql = db as! any SQLDatabase
+    func process(_ row: Row, lease: Lease<DeliveryStatus>, on db: any Database) async {
+        let sql = db.sql
         do {
-            guard row.recipient_active, row.still_follows > 0, row.opted_out == 0 else {
-                let reason = row.opted_out > 0 ? "recipient opted out" : "recipient no longer eligible"
-                try await finish(row.id, status: Delivery.Status.skipped, reply: reason, on: sql)
-                metrics.email(kind: row.kind, status: Delivery.Status.skipped)
-                return
-            }
-            // The stream changed since the row was queued (e.g. cancelled before a reminder went out).
-            guard row.streamStillWants else {
-                try await finish(row.id, status: Delivery.Status.skipped, reply: "stream no longer \(row.kind == "live_now" ? "live" : "upcoming")", on: sql)
-                metrics.email(kind: row.kind, status: Delivery.Status.skipped)
+            if let reason = row.skipReason {
+                try await finish(row.id, status: .skipped, reply: reason, on: sql)
+                metrics.email(kind: row.kind.rawValue, status: DeliveryStatus.skipped.rawValue)
                 return
             }
             let message = compose(row)
             let outcome = await transport.send(message, recipientID: row.recipient_id, deliveryID: row.id, on: db)
             switch outcome {
             case .accepted(let reply):
-                try await finish(row.id, status: Delivery.Status.sent, reply: reply, sentAt: clock.now(), on: sql)
-                metrics.email(kind: row.kind, status: Delivery.Status.sent)
+                try await finish(row.id, status: .sent, reply: reply, sentAt: clock.now(), on: sql)
+                metrics.email(kind: row.kind.rawValue, status: DeliveryStatus.sent.rawValue)
             case .permanent(let reason):
-                try await finish(row.id, status: Delivery.Status.failed, reply: reason, on: sql)
+                try await finish(row.id, status: .failed, reply: reason, on: sql)
                 metrics.externalError(.smtp)
-                metrics.email(kind: row.kind, status: Delivery.Status.failed)
+                metrics.email(kind: row.kind.rawValue, status: DeliveryStatus.failed.rawValue)
             case .transient(let reason):
                 metrics.externalError(.smtp)
                 if row.attempts >= settings.maxAttempts {
-                    metrics.email(kind: row.kind, status: Delivery.Status.failed)
-                    try await finish(row.id, status: Delivery.Status.failed, reply: "gave up after \(row.attempts) attempts: \(reason)", on: sql)
+                    metrics.email(kind: row.kind.rawValue, status: DeliveryStatus.failed.rawValue)
+                    try await finish(row.id, status: .failed, reply: "gave up after \(row.attempts) attempts: \(reason)", on: sql)
                 } else {
-                    metrics.email(kind: row.kind, status: "retry")
-                    let delay = Backoff(base: settings.retryBaseSeconds).delay(afterAttempt: row.attempts)
-                    try await sql.update(Delivery.schema)
-                        .set("status", to: SQLBind(Delivery.Status.queued)).set("run_at", to: SQLBind(clock.now().addingTimeInterval(delay)))
-                        .set("last_reply", to: SQLBind(String(reason.prefix(500)))).set("locked_until", to: SQLLiteral.null)
-                        .set("locked_by", to: SQLLiteral.null).set("updated_at", to: SQLBind(clock.now()))
-                        .where("id", .equal, SQLBind(row.id)).run()
+                    metrics.email(kind: row.kind.rawValue, status: "retry")
+                    let now = clock.now()
+                    try await lease.finish(row.id, status: .queued, note: ("last_reply", reason),
+                                           retryAt: now.addingTimeInterval(Backoff(base: settings.retryBaseSeconds).delay(afterAttempt: row.attempts)),
+                                           now: now, on: sql)
                 }
             }
         } catch {
@@ -135,12 +127,13 @@ struct DeliverySender: Sendable {
         }
     }
 
-    private func finish(_ id: Int64, status: String, reply: String, sentAt: Date? = nil, on sql: any SQLDatabase) async throws {
+    private func finish(_ id: Int64, status: DeliveryStatus, reply: String, sentAt: Date? = nil, on sql: any SQLDatabase) async throws {
         try await outcomes.record(.init(id: id, status: status, reply: reply, sentAt: sentAt), on: sql)
     }
 
     func compose(_ row: Row) -> MailMessage {
         let creatorZone = row.creator_tz ?? "UTC"
+        // A member without a zone of their own reads the creator's, labelled as the creator's.
         let memberZone = row.recipient_tz ?? creatorZone
         let streamURL = "\(settings.frontendURL)/live/\(row.stream_id)"
         let unsubscribeURL = "\(settings.publicBaseURL)/api/unsubscribe/"
@@ -149,7 +142,7 @@ struct DeliverySender: Sendable {
             uid: "\(row.stream_id)@\(calendarHost)", sequence: row.schedule_revision,
             start: row.start_time, end: row.start_time.addingTimeInterval(3600), summary: "\(row.title) — \(row.creator_name)",
             description: [row.description, "Join: \(streamURL)"].compactMap { $0 }.joined(separator: "\n\n"), url: streamURL, stamp: clock.now())
-        let kind = NotificationKind(rawValue: row.kind)
+        let kind = row.kind
         let invite: MailMessage.Calendar.Method? = switch kind {
         case .scheduled, .rescheduled: .publish
         case .cancelled: .cancel
@@ -169,9 +162,13 @@ struct DeliverySender: Sendable {
             "previousStartMemberZone": row.previous_start_time.map { TimeFormatting.format($0, zoneID: memberZone) },
             "memberName": row.recipient_name,
             "startMemberZone": TimeFormatting.format(row.start_time, zoneID: memberZone),
-            "memberZone": memberZone,
+            "memberZone": row.recipient_tz,
+            "otherZoneNote": row.recipient_tz == nil
+                ? (row.creator_tz.map { "\(row.creator_name)'s timezone (\($0))" } ?? "UTC") : nil,
+            "startsIn": kind == .reminder || kind == .manualReminder
+                ? ReminderWording.startsIn(row.start_time, now: clock.now(), zoneID: memberZone) : nil,
         ]
-        let rendered = templates.prepare(kind: row.kind, shared: shared).map { templates.render($0, values: values) }
+        let rendered = templates.prepare(kind: kind.template, shared: shared).map { templates.render($0, values: values) }
             ?? EmailTemplates.Rendered(subject: row.title, text: row.title, html: HTML.escape(row.title))
         return MailMessage(
             from: settings.from, to: [MailAddress(row.recipient_email, name: row.recipient_name)],
@@ -183,14 +180,17 @@ struct DeliverySender: Sendable {
 }
 
 extension DeliverySender.Row {
-    /// Whether the stream is still in the state this kind of email is about.
-    var streamStillWants: Bool {
-        switch NotificationKind(rawValue: kind) {
-        case .liveNow: is_live && is_cancelled == 0
-        case .scheduled, .reminder, .rescheduled: !is_live && has_ended == 0 && is_cancelled == 0
-        case .cancelled: is_cancelled == 1
-        case nil: false
-        }
+    var streamState: StreamState { StreamState(isLive: is_live, wentLiveAt: went_live_at, endTime: end_time, cancelledAt: cancelled_at) }
+
+    /// Why this email must not go out now (nil: send it). The send-time half of `Audience`'s rule.
+    var skipReason: String? {
+        guard creator_active, creator_role == .creator else { return "creator no longer active" }
+        guard recipient_active, in_audience > 0 else { return "recipient no longer eligible" }
+        guard opted_out == 0 else { return "recipient opted out" }
+        // The stream changed since the row was queued (e.g. cancelled before a reminder went out).
+        guard streamState.wants(kind) else { return "stream no longer \(kind == .liveNow ? "live" : "upcoming")" }
+        guard reminded_recently == 0 else { return "reminded of this stream within the last \(Int(Audience.reminderSpacing / 60)) minutes" }
+        return nil
     }
 }
 

@@ -4,20 +4,26 @@ import SQLKit
 
 /// Queues deliveries for a stream notification. Runs as a job so the API call returns at once;
 /// inserts in pages of 500 (never every recipient in memory) and idempotently, so a crash or a
-/// second run only fills in what is missing.
+/// second run only fills in what is missing. Who is in each page is `Audience`'s rule.
 enum FanOut {
-    static let jobKind = "fanout"
+    static let jobKind = JobKind.fanout
     static let pageSize = 500
+    /// Reschedule notices wait this long after the last edit, so a burst of edits sends one email
+    /// per member, with the latest time (at most two minutes after the last edit, with the worker's poll).
+    static let rescheduleCoalesceSeconds: TimeInterval = 60
 
     struct Payload: Codable, Sendable {
         let streamId: String
         let kind: NotificationKind
         let revision: Int
-        /// For reschedule notices: the start time being replaced.
+        /// For reschedule notices: the start time members were last told.
         var previousStart: Date? = nil
     }
 
-    static func key(_ p: Payload) -> String { "fanout:\(p.streamId):\(p.kind.rawValue):\(p.revision)" }
+    static func key(_ p: Payload) -> String {
+        // One pending reschedule notice per stream: each edit replaces it (coalescing).
+        p.kind == .rescheduled ? "fanout:\(p.streamId):rescheduled" : "fanout:\(p.streamId):\(p.kind.rawValue):\(p.revision)"
+    }
 
     /// Enqueues the fan-out. `again: true` (the notify endpoint) re-runs a finished one so members
     /// who became eligible since are included; automatic triggers never repeat.
@@ -26,17 +32,31 @@ enum FanOut {
         try await queue.enqueue(kind: jobKind, key: key(p), payload: p, maxAttempts: 20, replace: again ? .ifFinished : .never, on: db)
     }
 
+    /// The reschedule notice for the stream's current revision, due `rescheduleCoalesceSeconds`
+    /// from now. If one is still waiting, it is replaced, and the time it said members were last
+    /// told (the start before the first edit of the burst) is kept.
+    static func enqueueReschedule(streamID: String, revision: Int, previousStart: Date, queue: JobQueue, on db: any Database) async throws {
+        var p = Payload(streamId: streamID, kind: .rescheduled, revision: revision, previousStart: previousStart)
+        if let waiting = try await Job.query(on: db).filter(\.$key == key(p)).filter(\.$status == .queued).first(),
+           let earlier = try? waiting.decodePayload(Payload.self).previousStart {
+            p.previousStart = earlier
+        }
+        try await queue.enqueue(kind: jobKind, key: key(p), payload: p, runAt: queue.clock.now().addingTimeInterval(rescheduleCoalesceSeconds),
+                                maxAttempts: 20, replace: .always, on: db)
+    }
+
     @discardableResult
     static func run(_ job: Job, db: any Database, now: @Sendable () -> Date, wake: @Sendable () -> Void = {}) async throws -> Worker.JobResult {
         let p = try job.decodePayload(Payload.self)
         guard let stream = try await LiveStream.find(p.streamId, on: db), stream.isEligible(for: p.kind) else {
             return .skipped("stream no longer fits a \(p.kind.rawValue) email")
         }
-        let creator = stream.$creator.id
-        let sql = db as! any SQLDatabase
+        let creator = try await stream.$creator.get(on: db)
+        guard creator.isActive, creator.role == .creator else { return .skipped("creator no longer active") }
+        let sql = db.sql
         var cursor = ""
         while true {
-            let page = try await Recipients.page(creator: creator, kind: p.kind, stream: p.streamId, after: cursor, limit: pageSize, on: sql)
+            let page = try await Audience.page(creator: creator.id!, kind: p.kind, stream: p.streamId, after: cursor, limit: pageSize, on: sql)
             guard let next = page.next else { break }
             cursor = next
             guard !page.rows.isEmpty else { continue }
@@ -45,8 +65,8 @@ enum FanOut {
                 .columns("stream_id", "kind", "recipient_id", "revision", "status", "run_at", "attempts", "created_at", "updated_at", "previous_start_time")
             for row in page.rows {
                 // Opted-out members get a `skipped` row: visible in the counts, never sent.
-                let status = row.opted_out == 1 ? Delivery.Status.skipped : Delivery.Status.queued
-                insert = insert.values(SQLBind(p.streamId), SQLBind(p.kind.rawValue), SQLBind(row.uid), SQLBind(p.revision),
+                let status: DeliveryStatus = row.opted_out == 1 ? .skipped : .queued
+                insert = insert.values(SQLBind(p.streamId), SQLBind(p.kind), SQLBind(row.uid), SQLBind(p.revision),
                                        SQLBind(status), SQLBind(t), SQLBind(0), SQLBind(t), SQLBind(t), SQLBind(p.previousStart))
             }
             try await insert.ignoringConflicts(with: ["stream_id", "kind", "recipient_id", "revision"]).run()
@@ -56,13 +76,17 @@ enum FanOut {
     }
 }
 
-extension LiveStream {
-    /// Whether an email of `kind` still makes sense for this stream.
-    func isEligible(for kind: NotificationKind) -> Bool {
+extension StreamState {
+    /// Whether an email of `kind` still makes sense for a stream in this state.
+    func wants(_ kind: NotificationKind) -> Bool {
         switch kind {
-        case .liveNow: isLive && !isCancelled
-        case .scheduled, .reminder, .rescheduled: isUpcoming
-        case .cancelled: isCancelled
+        case .liveNow: self == .live
+        case .scheduled, .reminder, .manualReminder, .rescheduled: self == .scheduled
+        case .cancelled: self == .cancelled
         }
     }
+}
+
+extension LiveStream {
+    func isEligible(for kind: NotificationKind) -> Bool { state.wants(kind) }
 }

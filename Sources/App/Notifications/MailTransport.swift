@@ -26,7 +26,7 @@ struct OutboxTransport: MailTransport {
 
     func send(_ message: MailMessage, recipientID: String, deliveryID: Int64, on db: any Database) async -> SMTPOutcome {
         do {
-            try await (db as! any SQLDatabase).insert(into: "outbox_messages")
+            try await db.sql.insert(into: "outbox_messages")
                 .columns("delivery_id", "recipient_id", "to_address", "subject", "raw", "text_body", "html_body", "ics", "created_at")
                 .values(SQLBind(deliveryID), SQLBind(recipientID), SQLBind(message.to.first?.address ?? ""),
                         SQLBind(message.subject), SQLBind(message.render()), SQLBind(message.text), SQLBind(message.html),

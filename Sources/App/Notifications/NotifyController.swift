@@ -2,7 +2,11 @@ import Fluent
 import SQLKit
 import Vapor
 
+/// A creator's manual notices and the delivery counts of a stream.
 struct NotifyController: RouteCollection {
+    let lifecycle: StreamLifecycle
+    let jobs: JobQueue
+
     func boot(routes: any RoutesBuilder) throws {
         routes.grouped(RateLimitMiddleware.notify).post("creator", "streams", ":streamId", "notify", use: notify)
         routes.get("creator", "streams", ":streamId", "notifications", use: notifications)
@@ -20,26 +24,32 @@ struct NotifyController: RouteCollection {
 
     /// POST /api/creator/streams/:streamId/notify {type} — queues the fan-out and returns at once.
     /// emailsSent counts eligible members not yet queued for this kind (0 on a repeat call).
+    /// `reminder` queues a manual reminder: its own kind of send, so the automatic one still goes out.
     @Sendable func notify(req: Request) async throws -> NotifyResponse {
-        let stream = try await StreamController.findOwnedStream(req)
+        let stream = try await lifecycle.ownedStream(req.parameters.get("streamId") ?? "", by: try req.caller.id, on: req.db)
         let body = try req.content.decode(NotifyRequest.self)
         if let id = body.streamId, id != stream.id { throw APIError.validation("streamId in the body does not match the URL") }
-        guard let kind = NotificationKind(rawValue: body.type), [.liveNow, .scheduled, .reminder].contains(kind) else {
-            throw APIError.validation("type must be live_now, scheduled or reminder")
+        let kind: NotificationKind
+        switch body.type {
+        case "live_now": kind = .liveNow
+        case "scheduled": kind = .scheduled
+        case "reminder": kind = .manualReminder
+        default: throw APIError.validation("type must be live_now, scheduled or reminder")
         }
-        try StreamController.requireNotCancelled(stream)
-        guard !stream.hasEnded else { throw APIError(.conflict, "stream_ended", "This stream has ended") }
-        guard stream.isEligible(for: kind) else {
+        switch stream.state {
+        case .cancelled: throw StreamLifecycle.cancelledError
+        case .ended: throw StreamLifecycle.endedError
+        case let state where !state.wants(kind):
             throw kind == .liveNow
                 ? APIError(.conflict, "stream_not_live", "live_now needs the stream to be live")
-                : APIError(.conflict, "stream_already_live", "\(kind.rawValue) emails are for streams that have not started")
+                : APIError(.conflict, "stream_already_live", "\(body.type) emails are for streams that have not started")
+        default: break
         }
         let revision = kind == .liveNow ? 0 : stream.scheduleRevision
         let payload = FanOut.Payload(streamId: stream.id!, kind: kind, revision: revision)
-        let queue = req.deps.jobs
         let count = try await req.db.transaction { tx -> Int in
-            guard try await FanOut.enqueue(payload, again: true, queue: queue, on: tx) else { return 0 }
-            return try await Recipients.countNotYetQueued(creator: stream.$creator.id, stream: stream.id!, kind: kind, revision: revision, on: tx as! any SQLDatabase)
+            guard try await FanOut.enqueue(payload, again: true, queue: jobs, on: tx) else { return 0 }
+            return try await Audience.countNotYetQueued(creator: stream.$creator.id, stream: stream.id!, kind: kind, revision: revision, on: tx.sql)
         }
         return NotifyResponse(emailsSent: count)
     }
@@ -53,14 +63,14 @@ struct NotifyController: RouteCollection {
 
     /// GET /api/creator/streams/:streamId/notifications
     @Sendable func notifications(req: Request) async throws -> CountsResponse {
-        let stream = try await StreamController.findOwnedStream(req)
+        let stream = try await lifecycle.ownedStream(req.parameters.get("streamId") ?? "", by: try req.caller.id, on: req.db)
         struct Row: Decodable { let kind: String; let status: String; let n: Int }
-        let rows = try await (req.db as! any SQLDatabase).raw("""
+        let rows = try await req.db.sql.raw("""
             SELECT kind, status, COUNT(*) AS n FROM deliveries WHERE stream_id = \(bind: stream.id!) GROUP BY kind, status
             """).all(decoding: Row.self)
         var result: [String: [String: Int]] = [:]
         for kind in NotificationKind.allCases {
-            result[kind.rawValue] = Dictionary(uniqueKeysWithValues: Delivery.Status.all.map { ($0, 0) })
+            result[kind.rawValue] = Dictionary(uniqueKeysWithValues: DeliveryStatus.allCases.map { ($0.rawValue, 0) })
         }
         for r in rows { result[r.kind, default: [:]][r.status] = r.n }
         return CountsResponse(streamId: stream.id!, notifications: result)

@@ -1,7 +1,8 @@
 import Fluent
 import Vapor
 
-/// The live StreamEvents: stream changes queue their fan-outs in the same transaction.
+/// The live StreamEvents: stream changes queue their fan-outs (and move the reminder) in the same
+/// transaction as the change.
 struct NotifyingStreamEvents: StreamEvents {
     let queue: JobQueue
     let reminders: Reminders
@@ -11,9 +12,9 @@ struct NotifyingStreamEvents: StreamEvents {
         try await reminders.schedule(stream, on: db)
     }
 
+    /// Coalesced: edits in a row send one notice with the latest time.
     func streamRescheduled(_ stream: LiveStream, from previous: Date, on db: any Database) async throws {
-        try await FanOut.enqueue(.init(streamId: stream.id!, kind: .rescheduled, revision: stream.scheduleRevision, previousStart: previous),
-                                 again: false, queue: queue, on: db)
+        try await FanOut.enqueueReschedule(streamID: stream.id!, revision: stream.scheduleRevision, previousStart: previous, queue: queue, on: db)
         try await reminders.schedule(stream, on: db)
     }
 
@@ -22,8 +23,9 @@ struct NotifyingStreamEvents: StreamEvents {
         try await FanOut.enqueue(.init(streamId: stream.id!, kind: .cancelled, revision: stream.scheduleRevision), again: false, queue: queue, on: db)
     }
 
-    /// Once per stream: going live again after a drop does not re-blast.
+    /// Once per stream: a stream resumed after a pause does not re-blast. Its reminder is retired.
     func streamWentLive(_ stream: LiveStream, on db: any Database) async throws {
+        try await reminders.cancel(stream.id!, on: db)
         try await FanOut.enqueue(.init(streamId: stream.id!, kind: .liveNow, revision: 0), again: false, queue: queue, on: db)
     }
 

@@ -9,7 +9,7 @@ import SQLKit
 final class OutcomeLog: Sendable {
     struct Outcome: Sendable {
         let id: Int64
-        let status: String
+        let status: DeliveryStatus
         let reply: String
         let sentAt: Date?
     }
@@ -73,7 +73,7 @@ final class OutcomeLog: Sendable {
         sentAt = outcomes.contains { $0.sentAt != nil } ? sentAt + " ELSE sent_at END" : "sent_at"
         let query: SQLQueryString = """
             UPDATE \(ident: Delivery.schema) SET status = \(cases { $0.status }), last_reply = \(cases { String($0.reply.prefix(500)) }),
-              sent_at = \(sentAt), locked_until = NULL, locked_by = NULL, updated_at = \(bind: now())
+              sent_at = \(sentAt), \(Lease<DeliveryStatus>.endingColumns), updated_at = \(bind: now())
             WHERE id IN (\(SQLList(outcomes.map { SQLLiteral.numeric("\($0.id)") })))
             """
         try await sql.raw(query).run()

@@ -11,7 +11,7 @@ struct EmailTemplates: Sendable {
     private let layout: Compiled
     private let footerText: Compiled
 
-    static let kinds = NotificationKind.allCases.map(\.rawValue)
+    static let kinds = Set(NotificationKind.allCases.map(\.template)).sorted()
 
     init(directory: String) throws {
         func read(_ name: String) throws -> String {

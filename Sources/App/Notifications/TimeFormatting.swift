@@ -6,13 +6,32 @@ enum TimeFormatting {
         let calendar = calendars.calendar(zoneID)
         // "MMMM d, yyyy 'at' h:mm a" by hand: a DateFormatter per email was the fan-out's hot spot.
         let c = calendar.dateComponents([.year, .month, .day, .hour, .minute], from: date)
+        let month = monthNames[max(0, min(11, (c.month ?? 1) - 1))]
+        return "\(month) \(c.day ?? 1), \(c.year ?? 1970) at " + time(date, zoneID: zoneID)
+    }
+
+    /// "7:30 AM EST"
+    static func time(_ date: Date, zoneID: String) -> String {
+        let calendar = calendars.calendar(zoneID)
+        let c = calendar.dateComponents([.hour, .minute], from: date)
         let hour24 = c.hour ?? 0, minute = c.minute ?? 0
         let hour12 = hour24 % 12 == 0 ? 12 : hour24 % 12
-        let month = monthNames[max(0, min(11, (c.month ?? 1) - 1))]
-        let minutes = minute < 10 ? "0\(minute)" : "\(minute)"
-        return "\(month) \(c.day ?? 1), \(c.year ?? 1970) at \(hour12):\(minutes) \(hour24 < 12 ? "AM" : "PM") "
-            + zoneLabel(calendar.timeZone, id: zoneID, at: date)
+        return "\(hour12):\(minute < 10 ? "0" : "")\(minute) \(hour24 < 12 ? "AM" : "PM") " + zoneLabel(calendar.timeZone, id: zoneID, at: date)
     }
+
+    /// "Monday"
+    static func weekday(_ date: Date, zoneID: String) -> String {
+        let day = calendars.calendar(zoneID).component(.weekday, from: date)
+        return weekdayNames[max(0, min(6, day - 1))]
+    }
+
+    /// "March 9"
+    static func monthDay(_ date: Date, zoneID: String) -> String {
+        let c = calendars.calendar(zoneID).dateComponents([.month, .day], from: date)
+        return "\(monthNames[max(0, min(11, (c.month ?? 1) - 1))]) \(c.day ?? 1)"
+    }
+
+    private static let weekdayNames = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
 
     private static let monthNames = ["January", "February", "March", "April", "May", "June", "July", "August",
                                      "September", "October", "November", "December"]

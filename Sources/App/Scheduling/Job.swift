@@ -8,10 +8,10 @@ final class Job: Model, @unchecked Sendable {
     static let schema = "jobs"
 
     @ID(custom: "id", generatedBy: .database) var id: Int64?
-    @Field(key: "kind") var kind: String
+    @Field(key: "kind") var kind: JobKind
     @Field(key: "key") var key: String
     @Field(key: "payload") var payload: String
-    @Field(key: "status") var status: String
+    @Field(key: "status") var status: Status
     @Field(key: "run_at") var runAt: Date
     @Field(key: "attempts") var attempts: Int
     @Field(key: "max_attempts") var maxAttempts: Int
@@ -23,11 +23,32 @@ final class Job: Model, @unchecked Sendable {
 
     init() {}
 
-    enum Status { static let queued = "queued", running = "running", done = "done", dead = "dead", skipped = "skipped" }
+    typealias Status = JobStatus
 
     func decodePayload<T: Decodable>(_ type: T.Type) throws -> T {
         try JSONDecoder().decode(T.self, from: Data(payload.utf8))
     }
+}
+
+/// What a job does; the worker has one handler per kind.
+enum JobKind: String, Codable, Sendable, CaseIterable {
+    /// Queue the deliveries of one notice (FanOut).
+    case fanout
+    /// A stream's automatic reminder falls due (Reminders).
+    case reminder
+    /// The host left a live stream and has not come back (StreamLifecycle).
+    case hostGrace = "host_grace"
+    /// Create or delete an Agora kicking rule (KickingRules).
+    case kickingRule = "kicking_rule"
+}
+
+/// A job's place in the queue: queued → running (leased) → done | skipped, or back to queued
+/// with backoff after a failure, dead after its last attempt.
+enum JobStatus: String, Codable, Sendable, CaseIterable, QueueStatus {
+    case queued, running, done, dead, skipped
+    static let active = JobStatus.running
+    /// Finished one way or another: `replace: .ifFinished` may queue such a job again.
+    static let finished: [JobStatus] = [.done, .dead, .skipped]
 }
 
 /// Enqueueing, idempotent by key.
@@ -46,14 +67,14 @@ struct JobQueue: Sendable {
     /// Inserts the job unless one with this key exists. With `.ifFinished`, a done/dead job with
     /// the key is queued again. Returns true if this call queued it.
     @discardableResult
-    func enqueue<P: Encodable>(kind: String, key: String, payload: P, runAt: Date? = nil, maxAttempts: Int = 8,
+    func enqueue<P: Encodable>(kind: JobKind, key: String, payload: P, runAt: Date? = nil, maxAttempts: Int = 8,
                                replace: Replace = .never, on db: any Database) async throws -> Bool {
         let now = clock.now()
         let json = String(decoding: try JSONEncoder().encode(payload), as: UTF8.self)
-        let sql = db as! any SQLDatabase
+        let sql = db.sql
         let insert = sql.insert(into: Job.schema)
             .columns("kind", "key", "payload", "status", "run_at", "attempts", "max_attempts", "created_at", "updated_at")
-            .values(SQLBind(kind), SQLBind(key), SQLBind(json), SQLBind(Job.Status.queued), SQLBind(runAt ?? now),
+            .values(SQLBind(kind), SQLBind(key), SQLBind(json), SQLBind(JobStatus.queued), SQLBind(runAt ?? now),
                     SQLBind(0), SQLBind(maxAttempts), SQLBind(now), SQLBind(now))
         let rows: [JobIDRow]
         switch replace {
@@ -62,11 +83,11 @@ struct JobQueue: Sendable {
         case .ifFinished, .always:
             rows = try await insert.onConflict(with: ["key"]) {
                 let update = $0.set(excludedValueOf: "payload").set(excludedValueOf: "run_at").set(excludedValueOf: "updated_at")
-                    .set("status", to: Job.Status.queued).set("attempts", to: 0).set("last_error", to: SQLLiteral.null)
+                    .set("status", to: SQLBind(JobStatus.queued)).set("attempts", to: 0).set("last_error", to: SQLLiteral.null)
                     .set("locked_by", to: SQLLiteral.null).set("locked_until", to: SQLLiteral.null)
                 guard replace == .ifFinished else { return update }
                 return update.where(SQLColumn("status", table: Job.schema), .in,
-                                    SQLGroupExpression(SQLList([SQLBind(Job.Status.done), SQLBind(Job.Status.dead), SQLBind(Job.Status.skipped)])))
+                                    SQLGroupExpression(SQLList(JobStatus.finished.map { SQLBind($0) })))
             }.returning("id").all(decoding: JobIDRow.self)
         }
         if !rows.isEmpty { wake() }

@@ -1,21 +1,26 @@
 import Foundation
 import SQLKit
 
-/// The one claim routine for every queue table (jobs, deliveries): rows that are due, or whose
-/// lease expired (a crashed worker), move to the active status under this worker's lease.
+/// The statuses of a queue table: `queued` rows wait for `run_at`, the `active` status is held
+/// under a lease (`locked_by`, `locked_until`); every other status is final.
+protocol QueueStatus: RawRepresentable<String>, Encodable, Sendable {
+    static var queued: Self { get }
+    static var active: Self { get }
+}
+
+/// The one lease routine for every queue table (jobs, deliveries): claiming due rows (or rows whose
+/// lease expired: a crashed worker), renewing, releasing, and ending a lease with an outcome.
 /// PostgreSQL: `FOR UPDATE SKIP LOCKED`, so replicas never wait on or take each other's rows.
 /// SQLite: the UPDATE is one write transaction, which serializes claimers on the file.
-struct Lease: Sendable {
+struct Lease<Status: QueueStatus>: Sendable {
     let table: String
-    /// "running" for jobs, "sending" for deliveries.
-    let activeStatus: String
     let workerID: String
     let duration: TimeInterval
 
-    struct Claimed: Decodable, Sendable {
-        let id: Int64
-        let attempts: Int
-    }
+    private var activeStatus: String { Status.active.rawValue }
+    private var queuedStatus: String { Status.queued.rawValue }
+
+    typealias Claimed = ClaimedRow
 
     func claim(limit: Int, now: Date, on sql: any SQLDatabase) async throws -> [Claimed] {
         guard limit > 0 else { return [] }
@@ -27,7 +32,7 @@ struct Lease: Sendable {
               SELECT id FROM \(ident: table) WHERE status = \(bind: activeStatus) AND locked_until < \(bind: now)
               ORDER BY locked_until LIMIT \(literal: limit)\(unsafeRaw: skipLocked)
             ), due AS (
-              SELECT id FROM \(ident: table) WHERE status = 'queued' AND run_at <= \(bind: now)
+              SELECT id FROM \(ident: table) WHERE status = \(bind: queuedStatus) AND run_at <= \(bind: now)
               ORDER BY run_at LIMIT \(literal: limit)\(unsafeRaw: skipLocked)
             )
             UPDATE \(ident: table) SET status = \(bind: activeStatus), locked_by = \(bind: workerID),
@@ -51,31 +56,57 @@ struct Lease: Sendable {
     /// Gives rows back to the queue, due now (a worker shutting down before finishing them).
     func release(_ ids: [Int64], now: Date, on sql: any SQLDatabase) async throws {
         for chunk in ids.chunks(of: 500) where !chunk.isEmpty {
-            try await sql.update(table)
-                .set("status", to: SQLBind("queued")).set("run_at", to: SQLBind(now))
-                .set("locked_until", to: SQLLiteral.null).set("locked_by", to: SQLLiteral.null)
+            try await ending(sql.update(table), status: Status.queued, now: now)
+                .set("run_at", to: SQLBind(now))
                 .where("id", .in, Array(chunk)).where("locked_by", .equal, SQLBind(workerID))
                 .where("status", .equal, SQLBind(activeStatus)).run()
         }
     }
 
+    /// Ends this worker's lease on one row with `status`; a queued status (a retry) is due at `retryAt`.
+    /// `note` goes to the table's note column (`last_error` for jobs, `last_reply` for deliveries).
+    /// Only while this worker still holds the row: a row taken over after an expired lease is not touched.
+    func finish(_ id: Int64, status: Status, note: (column: String, value: String?), retryAt: Date? = nil, now: Date,
+                on sql: any SQLDatabase) async throws {
+        var update = ending(sql.update(table), status: status, now: now)
+            .set(SQLIdentifier(note.column), to: SQLBind(note.value.map { String($0.prefix(500)) }))
+        if let retryAt { update = update.set("run_at", to: SQLBind(retryAt)) }
+        try await update.where("id", .equal, SQLBind(id)).where("locked_by", .equal, SQLBind(workerID)).run()
+    }
+
+    /// The columns every end of a lease sets: the new status, no lease holder.
+    func ending(_ update: SQLUpdateBuilder, status: Status, now: Date) -> SQLUpdateBuilder {
+        update.set("status", to: SQLBind(status)).set("locked_until", to: SQLLiteral.null)
+            .set("locked_by", to: SQLLiteral.null).set("updated_at", to: SQLBind(now))
+    }
+
+    /// The same, for statements written as SQL text (the delivery outcomes' group commit).
+    static var endingColumns: SQLQueryString { "locked_until = NULL, locked_by = NULL" }
+
     /// When the next row falls due (nil if nothing is waiting). Two index-served lookups, not one
     /// aggregate over every queued row: the worker asks after each pass, with 100k rows queued.
     func nextDue(on sql: any SQLDatabase) async throws -> Date? {
-        struct Row: Decodable { let due: Date? }
         let queued: SQLQueryString = """
-            SELECT run_at AS due FROM \(ident: table) WHERE status = 'queued' ORDER BY run_at LIMIT 1
+            SELECT run_at AS due FROM \(ident: table) WHERE status = \(bind: queuedStatus) ORDER BY run_at LIMIT 1
             """
         let leased: SQLQueryString = """
             SELECT MIN(locked_until) AS due FROM \(ident: table) WHERE status = \(bind: activeStatus)
             """
-        let a = try await sql.raw(queued).first(decoding: Row.self)?.due
-        let b = try await sql.raw(leased).first(decoding: Row.self)?.due
+        let a = try await sql.raw(queued).first(decoding: DueRow.self)?.due
+        let b = try await sql.raw(leased).first(decoding: DueRow.self)?.due
         switch (a, b) {
         case let (a?, b?): return min(a, b)
         default: return a ?? b
         }
     }
+}
+
+private struct DueRow: Decodable { let due: Date? }
+
+/// A row a claim leased.
+struct ClaimedRow: Decodable, Sendable {
+    let id: Int64
+    let attempts: Int
 }
 
 /// Exponential backoff with jitter: base·2^(attempt−1)·[0.5, 1.5), capped.

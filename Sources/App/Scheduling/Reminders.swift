@@ -8,7 +8,7 @@ import Vapor
 /// rule. Whoever gets there first flips `reminder_sent` in one conditional UPDATE and queues the
 /// fan-out; everyone else finds it flipped. So a reminder goes out once, never before it is due.
 struct Reminders: Sendable {
-    static let jobKind = "reminder"
+    static let jobKind = JobKind.reminder
     let lead: TimeInterval
     let queue: JobQueue
     let clock: AppClock
@@ -25,7 +25,7 @@ struct Reminders: Sendable {
         let due = stream.startTime.addingTimeInterval(-lead)
         if due <= clock.now() {
             try await cancel(id, on: db)
-            try await (db as! any SQLDatabase).update(LiveStream.schema).set("reminder_sent", to: SQLBind(true))
+            try await db.sql.update(LiveStream.schema).set("reminder_sent", to: SQLBind(true))
                 .where("id", .equal, SQLBind(id)).run()
             stream.reminderSent = true
         } else {
@@ -50,7 +50,7 @@ struct Reminders: Sendable {
             guard stream.startTime > now else { return .startPassed }
             guard stream.startTime.addingTimeInterval(-lead) <= now else { return .notDueYet }
             struct Row: Decodable { let id: String }
-            let flipped = try await (tx as! any SQLDatabase).update(LiveStream.schema)
+            let flipped = try await tx.sql.update(LiveStream.schema)
                 .set("reminder_sent", to: SQLBind(true))
                 .where("id", .equal, SQLBind(streamID)).where("reminder_sent", .equal, SQLBind(false))
                 .returning("id").all(decoding: Row.self)

@@ -9,6 +9,7 @@ import SQLKit
 /// Any number of workers, in any number of processes, can share one database.
 final class Worker: Sendable {
     typealias Handler = @Sendable (Job, any Database) async throws -> JobResult
+    typealias Handlers = [JobKind: Handler]
 
     enum JobResult: Sendable, Equatable { case done, skipped(String) }
 
@@ -16,14 +17,14 @@ final class Worker: Sendable {
     let clock: AppClock
     let logger: Logger
     let sender: DeliverySender?
-    let handlers: [String: Handler]
+    let handlers: Handlers
     let settings: AppConfig.WorkerSettings
     let wake: WakeSignal
     let id: String
     let jobRetry: Backoff
 
-    private let jobLease: Lease
-    private let deliveryLease: Lease
+    private let jobLease: Lease<JobStatus>
+    let deliveryLease: Lease<DeliveryStatus>
     private let held = HeldRows()
     private let stopRequested = NIOLockedValueBox(false)
     private let running = NIOLockedValueBox(false)
@@ -40,7 +41,7 @@ final class Worker: Sendable {
         wake.wake()
     }
 
-    init(db: any Database, clock: AppClock, logger: Logger, sender: DeliverySender?, handlers: [String: Handler],
+    init(db: any Database, clock: AppClock, logger: Logger, sender: DeliverySender?, handlers: Handlers,
          settings: AppConfig.WorkerSettings, wake: WakeSignal, jobRetry: Backoff = Backoff(base: 5, cap: 600)) {
         self.db = db
         self.clock = clock
@@ -51,11 +52,11 @@ final class Worker: Sendable {
         self.wake = wake
         self.jobRetry = jobRetry
         id = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(UUID().uuidString.prefix(8))"
-        jobLease = Lease(table: Job.schema, activeStatus: Job.Status.running, workerID: id, duration: settings.leaseSeconds)
-        deliveryLease = Lease(table: Delivery.schema, activeStatus: Delivery.Status.sending, workerID: id, duration: settings.leaseSeconds)
+        jobLease = Lease(table: Job.schema, workerID: id, duration: settings.leaseSeconds)
+        deliveryLease = Lease(table: Delivery.schema, workerID: id, duration: settings.leaseSeconds)
     }
 
-    private var sql: any SQLDatabase { db as! any SQLDatabase }
+    private var sql: any SQLDatabase { db.sql }
 
     /// Runs until `stop()` (or cancellation), then drains as `stop()` describes.
     func run() async {
@@ -133,7 +134,7 @@ final class Worker: Sendable {
         for c in claimed where !found.contains(c.id) { held.remove(.deliveries, c.id) } // deleted meanwhile
         for row in rows {
             group.addTask {
-                await sender.process(row, on: self.db)
+                await sender.process(row, lease: self.deliveryLease, on: self.db)
                 self.held.remove(.deliveries, row.id)
                 self.wake.wake()
             }
@@ -145,24 +146,18 @@ final class Worker: Sendable {
         do {
             guard let job = try await Job.find(id, on: db), job.lockedBy == self.id else { return }
             do {
-                guard let handler = handlers[job.kind] else { throw WorkerError.unknownKind(job.kind) }
-                let result = try await handler(job, db)
-                let (status, note): (String, String?) = switch result {
-                case .done: (Job.Status.done, nil)
-                case .skipped(let why): (Job.Status.skipped, why)
+                guard let handler = handlers[job.kind] else { throw WorkerError.unknownKind(job.kind.rawValue) }
+                let (status, note): (JobStatus, String?) = switch try await handler(job, db) {
+                case .done: (.done, nil)
+                case .skipped(let why): (.skipped, why)
                 }
-                try await sql.update(Job.schema).set("status", to: SQLBind(status)).set("locked_until", to: SQLLiteral.null)
-                    .set("locked_by", to: SQLLiteral.null).set("last_error", to: SQLBind(note)).set("updated_at", to: SQLBind(clock.now()))
-                    .where("id", .equal, SQLBind(id)).where("locked_by", .equal, SQLBind(self.id)).run()
+                try await jobLease.finish(id, status: status, note: ("last_error", note), now: clock.now(), on: sql)
             } catch {
                 let dead = job.attempts >= job.maxAttempts
                 logger.warning("job failed", metadata: ["job": "\(job.key)", "attempt": "\(job.attempts)", "dead": "\(dead)"])
-                try await sql.update(Job.schema)
-                    .set("status", to: SQLBind(dead ? Job.Status.dead : Job.Status.queued))
-                    .set("run_at", to: SQLBind(clock.now().addingTimeInterval(jobRetry.delay(afterAttempt: job.attempts))))
-                    .set("last_error", to: SQLBind(String(String(describing: error).prefix(500))))
-                    .set("locked_until", to: SQLLiteral.null).set("locked_by", to: SQLLiteral.null).set("updated_at", to: SQLBind(clock.now()))
-                    .where("id", .equal, SQLBind(id)).where("locked_by", .equal, SQLBind(self.id)).run()
+                let now = clock.now()
+                try await jobLease.finish(id, status: dead ? .dead : .queued, note: ("last_error", String(describing: error)),
+                                          retryAt: now.addingTimeInterval(jobRetry.delay(afterAttempt: job.attempts)), now: now, on: sql)
             }
         } catch {
             logger.error("job bookkeeping failed", metadata: ["job": "\(id)"])

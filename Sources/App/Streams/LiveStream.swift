@@ -25,6 +25,8 @@ final class LiveStream: Model, @unchecked Sendable {
     /// Bumped on every reschedule/cancel; emails about the new schedule are new deliveries.
     @Field(key: "schedule_revision") var scheduleRevision: Int
     @OptionalField(key: "cancelled_at") var cancelledAt: Date?
+    /// When it first went live (nil while scheduled or if cancelled before).
+    @OptionalField(key: "went_live_at") var wentLiveAt: Date?
     @Timestamp(key: "created_at", on: .create) var createdAt: Date?
     @Timestamp(key: "updated_at", on: .update) var updatedAt: Date?
     @Parent(key: "creator_id") var creator: User
@@ -34,9 +36,11 @@ final class LiveStream: Model, @unchecked Sendable {
     /// New ids are random UUIDs: collision-resistant, unguessable, and under Agora's 64-byte channel limit.
     static func newID() -> String { UUID().uuidString.lowercased() }
 
-    /// Ended = stopped after (or instead of) going live; it can never be joined again.
-    var hasEnded: Bool { endTime != nil && !isLive }
-    var isCancelled: Bool { cancelledAt != nil }
+    /// The state the columns describe (see `StreamState` for the transitions).
+    var state: StreamState { StreamState(isLive: isLive, wentLiveAt: wentLiveAt, endTime: endTime, cancelledAt: cancelledAt) }
+
+    var hasEnded: Bool { state == .ended }
+    var isCancelled: Bool { state == .cancelled }
     /// Not started, not ended, not cancelled: the schedule may still change.
-    var isUpcoming: Bool { !isLive && endTime == nil && cancelledAt == nil }
+    var isUpcoming: Bool { state == .scheduled }
 }

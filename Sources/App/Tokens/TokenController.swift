@@ -113,7 +113,7 @@ struct TokenController: RouteCollection {
     private static func issue(_ req: Request, _ input: Input, stream: TokenCache.StreamState?, account: TokenCache.Account?,
                               moderation: TokenCache.ModerationState?) throws -> TokenResponse {
         guard let stream else { throw APIError.notFound("stream_not_found", "Stream not found") }
-        if stream.cancelled { throw StreamController.cancelledError }
+        if stream.cancelled { throw StreamLifecycle.cancelledError }
         guard !stream.ended else { throw APIError(.conflict, "stream_ended", "This stream has ended") }
         guard let account else { throw APIError.notFound("user_not_found", "The authenticated user is not known to this server") }
         guard account.isActive else { throw APIError(.forbidden, "user_inactive", "This account is inactive") }

@@ -30,7 +30,7 @@ struct UidAllocator: Sendable {
     }
 
     private static func existing(_ uids: [Int64], on db: any Database) async throws -> Set<Int64> {
-        let sql = db as! any SQLDatabase
+        let sql = db.sql
         var taken = Set<Int64>()
         for chunk in uids.chunks(of: 500) {
             struct Row: Decodable { let agora_uid: Int64 }

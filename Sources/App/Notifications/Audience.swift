@@ -1,0 +1,166 @@
+import Foundation
+import SQLKit
+
+/// Who gets which notification — the one rule, as SQL that fan-out, counts, the send-time
+/// re-check and the feeds all use:
+///
+/// - A creator's audience: their followers ∪ their active subscribers, one row per person, only
+///   active accounts, never the creator.
+/// - Per kind, a member is opted out when they muted the creator or switched the kind off in their
+///   preferences (`NotificationKind.preferenceColumn`: rescheduled and cancelled follow the
+///   `scheduled` switch; both reminder kinds follow `reminder`). Opted-out members get a `skipped`
+///   delivery at fan-out, and a queued one turns `skipped` if they opt out before it is sent.
+/// - Rescheduled and cancelled notices go only to those who were sent the stream's scheduled email.
+/// - At send time the same rule is asked again (an unfollow, a cancelled subscription, a
+///   deactivated account or an opt-out after the fan-out takes effect), the creator must still be an
+///   active creator, and a reminder is not sent to someone reminded of the same stream within
+///   `reminderSpacing`.
+/// - Erasure: a user deleted by the admin API takes their follows, subscriptions, preferences and
+///   deliveries with them (foreign keys cascade).
+enum Audience {
+    /// Two reminders of one stream to one member are at least this far apart.
+    static let reminderSpacing: TimeInterval = 15 * 60
+
+    /// A kind fixed in the query, or read from a column of each row (the sender's batch mixes kinds).
+    enum KindRef {
+        case fixed(NotificationKind)
+        case column(String)
+    }
+
+    /// Member ids (`uid`) of `creator`'s audience.
+    static func members(of creator: String) -> SQLQueryString {
+        """
+        SELECT u.id AS uid FROM (
+          SELECT f.follower_id AS rid FROM follows f WHERE f.followed_id = \(bind: creator)
+          UNION
+          SELECT s.member_id AS rid FROM subscriptions s WHERE s.creator_id = \(bind: creator) AND s.status = \(bind: SubscriptionStatus.active)
+        ) r JOIN users u ON u.id = r.rid
+        WHERE \(activeMember(user: "u", creator: SQLBind(creator)))
+        """
+    }
+
+    /// The audience of a notice of `kind` about `stream` (see the rules above), opt-outs included.
+    static func eligible(creator: String, kind: NotificationKind, stream: String) -> SQLQueryString {
+        guard kind.audienceIsScheduledRecipients else { return members(of: creator) }
+        return """
+            SELECT a.uid FROM (\(members(of: creator))) a WHERE \(receivedSchedule(member: "a.uid", stream: SQLBind(stream)))
+            """
+    }
+
+    /// An account that may receive a creator's notices: active and not the creator themself.
+    static func activeMember(user alias: String, creator: any SQLExpression) -> SQLQueryString {
+        "\(unsafeRaw: alias).is_active = \(bind: true) AND \(unsafeRaw: alias).id <> \(creator)"
+    }
+
+    /// True while `member` follows or actively subscribes to `creator`.
+    static func follows(member: String, creator: String) -> SQLQueryString {
+        """
+        (EXISTS (SELECT 1 FROM follows f WHERE f.follower_id = \(unsafeRaw: member) AND f.followed_id = \(unsafeRaw: creator))
+         OR EXISTS (SELECT 1 FROM subscriptions x WHERE x.member_id = \(unsafeRaw: member) AND x.creator_id = \(unsafeRaw: creator)
+                    AND x.status = \(bind: SubscriptionStatus.active)))
+        """
+    }
+
+    /// True when the stream's scheduled email was sent to `member`.
+    static func receivedSchedule(member: String, stream: any SQLExpression) -> SQLQueryString {
+        """
+        EXISTS (SELECT 1 FROM deliveries g WHERE g.stream_id = \(stream) AND g.kind = \(bind: NotificationKind.scheduled)
+                AND g.status = \(bind: DeliveryStatus.sent) AND g.recipient_id = \(unsafeRaw: member))
+        """
+    }
+
+    /// 1 when `member` muted `creator` or switched `kind` off, else 0.
+    static func optedOut(member: String, creator: any SQLExpression, kind: KindRef) -> SQLQueryString {
+        let switchedOff: SQLQueryString
+        switch kind {
+        case .fixed(let k):
+            switchedOff = "p.\(unsafeRaw: k.preferenceColumn) = \(bind: false)"
+        case .column(let column):
+            var choice: SQLQueryString = "(CASE \(unsafeRaw: column)"
+            for k in NotificationKind.allCases { choice += " WHEN \(bind: k.rawValue) THEN p.\(unsafeRaw: k.preferenceColumn)" }
+            switchedOff = choice + " END) = \(bind: false)"
+        }
+        return """
+            (CASE WHEN EXISTS (SELECT 1 FROM notification_mutes m WHERE m.member_id = \(unsafeRaw: member) AND m.creator_id = \(creator))
+              OR EXISTS (SELECT 1 FROM notification_preferences p WHERE p.user_id = \(unsafeRaw: member) AND \(switchedOff))
+             THEN 1 ELSE 0 END)
+            """
+    }
+
+    /// 1 when `member` was sent a reminder (either kind) of `stream` since `since`, other than delivery `exceptID`.
+    static func remindedRecently(member: String, stream: String, since: Date, exceptID: String) -> SQLQueryString {
+        """
+        (CASE WHEN EXISTS (SELECT 1 FROM deliveries r WHERE r.stream_id = \(unsafeRaw: stream) AND r.recipient_id = \(unsafeRaw: member)
+                           AND r.kind IN (\(bind: NotificationKind.reminder), \(bind: NotificationKind.manualReminder))
+                           AND r.status = \(bind: DeliveryStatus.sent) AND r.sent_at >= \(bind: since) AND r.id <> \(unsafeRaw: exceptID))
+         THEN 1 ELSE 0 END)
+        """
+    }
+
+    /// Eligible, not opted-out members with no delivery of this kind/revision for the stream yet.
+    static func countNotYetQueued(creator: String, stream: String, kind: NotificationKind, revision: Int, on sql: any SQLDatabase) async throws -> Int {
+        struct Row: Decodable { let n: Int }
+        let query: SQLQueryString = """
+            SELECT COUNT(*) AS n FROM (\(eligible(creator: creator, kind: kind, stream: stream))) e
+            WHERE \(optedOut(member: "e.uid", creator: SQLBind(creator), kind: .fixed(kind))) = 0
+              AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.stream_id = \(bind: stream) AND d.kind = \(bind: kind)
+                              AND d.revision = \(bind: revision) AND d.recipient_id = e.uid)
+            """
+        return try await sql.raw(query).first(decoding: Row.self)?.n ?? 0
+    }
+
+    struct PageRow: Decodable, Sendable { let uid: String; let opted_out: Int }
+
+    struct Page: Sendable {
+        /// Eligible members of this page (opt-outs marked).
+        let rows: [PageRow]
+        /// Where the next page starts; nil when no candidates are left.
+        let next: String?
+    }
+
+    /// The next page of a notice's audience after `cursor`, in id order. Keyset pagination *inside*
+    /// each branch of the union (each reads at most `limit` ids from its index), so every page costs
+    /// the same however large the audience is; the rule's filters apply after, which is why the
+    /// cursor is the last candidate rather than the last row.
+    static func page(creator: String, kind: NotificationKind, stream: String, after cursor: String, limit: Int, on sql: any SQLDatabase) async throws -> Page {
+        let scheduledOnly: SQLQueryString = kind.audienceIsScheduledRecipients
+            ? "AND \(receivedSchedule(member: "u.id", stream: SQLBind(stream)))" : ""
+        let query: SQLQueryString = """
+            SELECT c.rid AS candidate, u.id AS uid, \(optedOut(member: "u.id", creator: SQLBind(creator), kind: .fixed(kind))) AS opted_out
+            FROM (
+              SELECT rid FROM (
+                SELECT rid FROM (SELECT f.follower_id AS rid FROM follows f WHERE f.followed_id = \(bind: creator) AND f.follower_id > \(bind: cursor)
+                                 ORDER BY f.follower_id LIMIT \(literal: limit)) fa
+                UNION
+                SELECT rid FROM (SELECT s.member_id AS rid FROM subscriptions s WHERE s.creator_id = \(bind: creator)
+                                 AND s.status = \(bind: SubscriptionStatus.active)
+                                 AND s.member_id > \(bind: cursor) ORDER BY s.member_id LIMIT \(literal: limit)) sa
+              ) both_ ORDER BY rid LIMIT \(literal: limit)
+            ) c
+            LEFT JOIN users u ON u.id = c.rid AND \(activeMember(user: "u", creator: SQLBind(creator))) \(scheduledOnly)
+            ORDER BY c.rid
+            """
+        struct Row: Decodable { let candidate: String; let uid: String?; let opted_out: Int }
+        let rows = try await sql.raw(query).all(decoding: Row.self)
+        return Page(rows: rows.compactMap { r in r.uid.map { PageRow(uid: $0, opted_out: r.opted_out) } }, next: rows.last?.candidate)
+    }
+
+    /// The creators whose audience `member` is in (the member's feeds).
+    static func creators(followedBy member: String) -> SQLQueryString {
+        """
+        SELECT followed_id AS id FROM follows WHERE follower_id = \(bind: member)
+        UNION SELECT creator_id AS id FROM subscriptions WHERE member_id = \(bind: member) AND status = \(bind: SubscriptionStatus.active)
+        """
+    }
+}
+
+extension NotificationKind {
+    /// The notification_preferences column that switches this kind on or off.
+    var preferenceColumn: String {
+        switch self {
+        case .liveNow: "live_now"
+        case .scheduled, .rescheduled, .cancelled: "scheduled"
+        case .reminder, .manualReminder: "reminder"
+        }
+    }
+}
