@@ -23,10 +23,16 @@ struct NotifyingStreamEvents: StreamEvents {
         try await FanOut.enqueue(.init(streamId: stream.id!, kind: .cancelled, revision: stream.scheduleRevision), again: false, queue: queue, on: db)
     }
 
-    /// Once per stream: a stream resumed after a pause does not re-blast. Its reminder is retired.
+    /// The live-now notice (once per member per stream); the reminder is retired.
     func streamWentLive(_ stream: LiveStream, on db: any Database) async throws {
         try await reminders.cancel(stream.id!, on: db)
         try await FanOut.enqueue(.init(streamId: stream.id!, kind: .liveNow, revision: 0), again: false, queue: queue, on: db)
+    }
+
+    /// Whoever has not had the live-now email yet (the stream paused before its fan-out ran, or
+    /// they joined the audience since) gets it now; nobody gets it twice (one delivery per member).
+    func streamResumed(_ stream: LiveStream, on db: any Database) async throws {
+        try await FanOut.enqueue(.init(streamId: stream.id!, kind: .liveNow, revision: 0), again: true, queue: queue, on: db)
     }
 
     func streamEnded(_ stream: LiveStream, on db: any Database) async throws {

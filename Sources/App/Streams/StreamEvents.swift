@@ -1,18 +1,21 @@
 import Fluent
 import Vapor
 
-/// The hook where notifications and reminders attach: called after a stream change is committed.
-/// The notification pipeline (emails, reminder jobs) will provide the real implementation;
-/// until then the server only logs the event.
+/// What `StreamLifecycle` tells the rest of the system about a transition, inside the transaction
+/// that makes it (so a notice is queued exactly when the change commits). Live implementation:
+/// `NotifyingStreamEvents`; tests record or log.
 protocol StreamEvents: Sendable {
     func streamScheduled(_ stream: LiveStream, on db: any Database) async throws
     func streamWentLive(_ stream: LiveStream, on db: any Database) async throws
+    /// Back on air after a pause (not a second "live now" for those who had one).
+    func streamResumed(_ stream: LiveStream, on db: any Database) async throws
     func streamEnded(_ stream: LiveStream, on db: any Database) async throws
     func streamRescheduled(_ stream: LiveStream, from previous: Date, on db: any Database) async throws
     func streamCancelled(_ stream: LiveStream, on db: any Database) async throws
 }
 
 extension StreamEvents {
+    func streamResumed(_ stream: LiveStream, on db: any Database) async throws {}
     func streamRescheduled(_ stream: LiveStream, from previous: Date, on db: any Database) async throws {}
     func streamCancelled(_ stream: LiveStream, on db: any Database) async throws {}
 }

@@ -120,7 +120,10 @@ struct StreamLifecycle: Sendable {
                     try await events.streamWentLive(try await reload(id, on: tx), on: tx)
                     return .wentLive
                 }
-                if try await transition(id, from: [.paused], now: now, on: tx, { $0.set("is_live", to: SQLBind(true)) }) { return .resumed }
+                if try await transition(id, from: [.paused], now: now, on: tx, { $0.set("is_live", to: SQLBind(true)) }) {
+                    try await events.streamResumed(try await reload(id, on: tx), on: tx)
+                    return .resumed
+                }
             } else if try await transition(id, from: [.live], now: now, on: tx, { $0.set("is_live", to: SQLBind(false)) }) {
                 return .paused
             }
