@@ -40,7 +40,7 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
         cloud: config.cloudRecording.map { CloudRecordingClient(settings: $0, appID: config.agora.appId, client: agoraClient) })
     let lifecycle = StreamLifecycle(
         clock: clock, events: overrides.streamEvents ?? NotifyingStreamEvents(queue: jobs, reminders: reminders),
-        recordings: recordings, jobs: jobs, hostGrace: config.hostGrace, logger: app.logger)
+        recordings: overrides.streamRecordings ?? recordings, jobs: jobs, hostGrace: config.hostGrace, logger: app.logger)
     let worker = Worker(
         db: app.db, clock: clock, logger: app.logger, sender: sender,
         handlers: [

@@ -15,21 +15,21 @@ func routes(_ app: Application) throws {
     let deps = app.deps
     let lifecycle = deps.lifecycle
     let api = app.grouped("api")
-    try api.register(collection: UnsubscribeController())
-    try api.register(collection: CronController())
-    try api.register(collection: FeedController(authed: false, lifecycle: lifecycle))
+    try api.register(collection: UnsubscribeController(tokens: deps.unsubscribe))
+    try api.register(collection: CronController(reminders: deps.reminders))
+    try api.register(collection: FeedController(authed: false, lifecycle: lifecycle, mail: deps.config.mail))
     try api.register(collection: WebhookController(
         ncsSecret: deps.config.ncsSecret, channelEvents: ChannelEvents(lifecycle: lifecycle),
         recordingEvents: RecordingEvents(recordings: deps.recordings), clock: deps.clock))
     if app.deps.config.devOutbox { try app.grouped("dev").register(collection: OutboxController()) }
-    try api.grouped("admin").grouped(AdminAuthMiddleware()).register(collection: AdminController())
+    try api.grouped("admin").grouped(AdminAuthMiddleware()).register(collection: AdminController(uids: deps.uids, clock: deps.clock))
 
     let authed = api.grouped(UserAuthMiddleware())
     try authed.register(collection: StreamController(lifecycle: lifecycle, recordings: deps.recordings, tokens: deps.tokens))
-    try authed.register(collection: TokenController())
+    try authed.register(collection: TokenController(cache: deps.cache, tokens: deps.tokens, appID: deps.config.agora.appId, clock: deps.clock))
     try authed.register(collection: NotifyController(lifecycle: lifecycle, jobs: deps.jobs))
     try authed.register(collection: PreferencesController())
-    try authed.register(collection: RecordingController(lifecycle: lifecycle, recordings: deps.recordings))
+    try authed.register(collection: RecordingController(lifecycle: lifecycle, recordings: deps.recordings, agora: deps.config.agora))
     try authed.register(collection: ModerationController(lifecycle: lifecycle, jobs: deps.jobs, kickingEnabled: deps.kickingRules != nil))
-    try authed.register(collection: FeedController(authed: true, lifecycle: lifecycle))
+    try authed.register(collection: FeedController(authed: true, lifecycle: lifecycle, mail: deps.config.mail))
 }

@@ -295,4 +295,49 @@ import VaporTesting
             #expect(m2?.status == .skipped && m2?.lastReply == "recipient opted out")
         }
     }
+
+    /// A recorder whose stop always fails (Agora down), counting the attempts.
+    actor FailingRecordings: StreamRecordings {
+        private(set) var stops: [String] = []
+        struct Down: Error {}
+        nonisolated func stopActive(_ stream: LiveStream, on db: any Database) async throws {
+            await record(stream.id!)
+            throw Down()
+        }
+        private func record(_ id: String) { stops.append(id) }
+    }
+
+    /// Every way a stream ends (stop, Agora's channel-destroyed event, the host-grace job) is the
+    /// same transition: the recording is stopped once, and its failure never keeps the stream live.
+    @Test func everyEndingIsOneTransitionAndARecordingFailureNeverKeepsAStreamLive() async throws {
+        let recordings = FailingRecordings()
+        try await TestApp.run(streamRecordings: recordings, adjust: { $0.ncsSecret = WebhookTests.secret }) { t in
+            try await NotificationPipelineTests.seedAudience(t)
+            var ids: [String] = []
+            for _ in 0..<3 {
+                let id = try await t.createStream(scheduled: false)
+                try await t.app.db.sql.update(LiveStream.schema).set("resource_id", to: SQLBind("res-\(id)")).where("id", .equal, SQLBind(id)).run()
+                ids.append(id)
+            }
+            let owner = try await t.token("creator")
+            // 1. The creator stops it (twice: the second finds it ended).
+            #expect(try await t.send(.POST, "api/creator/streams/\(ids[0])/stop", bearer: owner).json["message"] as? String == "Stream ended successfully")
+            #expect(try await t.send(.POST, "api/creator/streams/\(ids[0])/stop", bearer: owner).json["message"] as? String == "Stream already ended")
+            // 2. Agora destroys the channel (and says so twice).
+            let destroyed = ["noticeId": "d1", "productId": 1, "eventType": 102, "payload": ["channelName": ids[1], "ts": 1]] as [String: Any]
+            #expect(try await WebhookTests.post(t, destroyed).status == .ok)
+            #expect(try await WebhookTests.post(t, destroyed.merging(["noticeId": "d2"]) { $1 }).status == .ok)
+            // 3. The host leaves and does not come back.
+            let creatorUID = try await User.find("creator", on: t.app.db)!.agoraUid
+            #expect(try await WebhookTests.post(t, WebhookTests.event("h1", 104, channel: ids[2], uid: creatorUID, seq: 1)).status == .ok)
+            t.setNow(t.start.addingTimeInterval(t.app.deps.config.hostGrace + 1))
+            try await t.drainWorker()
+            for id in ids {
+                let s = try await t.stream(id)
+                #expect(s.state == .ended && !s.isLive && s.endTime != nil, "\(id): \(s.state)")
+            }
+            #expect(await recordings.stops.sorted() == ids.sorted())
+        }
+    }
 }
+

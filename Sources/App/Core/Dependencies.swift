@@ -35,6 +35,8 @@ struct Overrides: Sendable {
     var streamEvents: (any StreamEvents)? = nil
     var mailTransport: (any MailTransport)? = nil
     var templatesDirectory: String? = nil
+    /// What stops a stream's recording when it ends (default: the configured `Recordings`).
+    var streamRecordings: (any StreamRecordings)? = nil
 }
 
 extension Application {

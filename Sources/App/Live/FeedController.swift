@@ -9,6 +9,8 @@ import Vapor
 struct FeedController: RouteCollection {
     let authed: Bool
     let lifecycle: StreamLifecycle
+    /// Links and calendar ids in the public feed.
+    let mail: AppConfig.MailSettings
 
     func boot(routes: any RoutesBuilder) throws {
         if authed {
@@ -21,38 +23,14 @@ struct FeedController: RouteCollection {
         }
     }
 
-    struct Details: Content {
-        let id: String
-        let title: String
-        @NullEncodable var description: String?
-        @NullEncodable var workoutType: String?
-        @NullEncodable var thumbnail: String?
-        let startTime: Date
-        @NullEncodable var endTime: Date?
-        let isLive: Bool
-        let viewerCount: Int
-        @NullEncodable var replayUrl: String?
-        @NullEncodable var cancelledAt: Date?
-        let creator: Creator
-        /// Only in /api/me/upcoming: the start in the caller's zone.
-        @NullEncodable var startTimeLocal: String?
-        struct Creator: Content { let id: String; let name: String }
-
-        init(_ s: LiveStream, creator: User, local: String? = nil) {
-            id = s.id!; title = s.title; description = s.details; workoutType = s.workoutType; thumbnail = s.thumbnail
-            startTime = s.startTime; endTime = s.endTime; isLive = s.isLive; viewerCount = s.viewerCount; replayUrl = s.replayUrl
-            cancelledAt = s.cancelledAt; self.creator = Creator(id: creator.id!, name: creator.name); startTimeLocal = local
-        }
-    }
-
-    struct One: Content { var success = true; let stream: Details }
-    struct Many: Content { var success = true; let streams: [Details]; @NullEncodable var nextCursor: String? }
+    struct One: Content { var success = true; let stream: StreamDetails }
+    struct Many: Content { var success = true; let streams: [StreamDetails]; @NullEncodable var nextCursor: String? }
 
     @Sendable func details(req: Request) async throws -> One {
         _ = try req.caller
         let stream = try await lifecycle.stream(req.parameters.get("streamId") ?? "", on: req.db)
         let creator = try await stream.$creator.get(on: req.db)
-        return One(stream: Details(stream, creator: creator))
+        return One(stream: StreamDetails(stream, creator: creator))
     }
 
     /// GET /api/streams/live?limit&cursor — most viewers first; the cursor is opaque.
@@ -75,7 +53,7 @@ struct FeedController: RouteCollection {
         let page = try await query.sort(\.$viewerCount, .descending).sort(\.$id, .ascending).limit(limit + 1).all()
         let shown = Array(page.prefix(limit))
         let next = page.count > limit ? shown.last.map { Data("\($0.viewerCount):\($0.id!)".utf8).base64EncodedString() } : nil
-        return Many(streams: shown.map { Details($0, creator: $0.creator) }, nextCursor: next)
+        return Many(streams: shown.map { StreamDetails($0, creator: $0.creator) }, nextCursor: next)
     }
 
     /// GET /api/me/upcoming — the next 14 days from creators I follow or subscribe to.
@@ -91,7 +69,7 @@ struct FeedController: RouteCollection {
             .filter(\.$startTime >= now).filter(\.$startTime <= now.addingTimeInterval(14 * 86_400))
             .sort(\.$startTime).limit(500).with(\.$creator).all()
         return Many(streams: streams.map {
-            Details($0, creator: $0.creator, local: TimeFormatting.format($0.startTime, zoneID: me.timezone ?? $0.creator.timezone ?? "UTC"))
+            StreamDetails($0, creator: $0.creator, local: TimeFormatting.format($0.startTime, zoneID: me.timezone ?? $0.creator.timezone ?? "UTC"))
         }, nextCursor: nil)
     }
 
@@ -105,7 +83,6 @@ struct FeedController: RouteCollection {
         let streams = try await LiveStream.query(on: req.db).filter(\.$creator.$id == creatorID)
             .filter(\.$endTime == nil).filter(\.$cancelledAt == nil).filter(\.$startTime >= now.addingTimeInterval(-86_400))
             .sort(\.$startTime).limit(500).all()
-        let mail = req.deps.config.mail
         let host = URL(string: mail.publicBaseURL)?.host ?? "localhost"
         // DTSTAMP is the stream's last change, so the feed (and its ETag) only changes when the schedule does.
         let events = streams.map { s in

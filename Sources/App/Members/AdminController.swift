@@ -3,6 +3,9 @@ import Vapor
 
 /// The host platform's sync API (guarded by AdminAuthMiddleware).
 struct AdminController: RouteCollection {
+    let uids: UidAllocator
+    let clock: AppClock
+
     func boot(routes: any RoutesBuilder) throws {
         // 10,000 users + 10,000 follows is about 2.5 MB; leave room.
         routes.grouped(RateLimitMiddleware.adminImport).on(.POST, "import", body: .collect(maxSize: "16mb"), use: importMembers)
@@ -13,7 +16,7 @@ struct AdminController: RouteCollection {
 
     @Sendable func importMembers(req: Request) async throws -> ImportResponse {
         let body = try req.content.decode(ImportRequest.self)
-        return try await MemberImporter(db: req.db, uids: req.deps.uids, now: req.now).run(body)
+        return try await MemberImporter(db: req.db, uids: uids, now: clock.now()).run(body)
     }
 
     /// PUT /api/admin/users/:id — create or update one user (incremental sync).
@@ -22,7 +25,7 @@ struct AdminController: RouteCollection {
         let body = try req.content.decode(UpsertUserRequest.self)
         if let bodyID = body.id, bodyID != id { throw APIError.validation("id in the body does not match the URL") }
         let input = ImportRequest.UserInput(id: id, name: body.name, email: body.email, timezone: body.timezone, role: body.role, isActive: body.isActive)
-        _ = try await MemberImporter(db: req.db, uids: req.deps.uids, now: req.now).run(ImportRequest(users: [input], follows: nil, subscriptions: nil))
+        _ = try await MemberImporter(db: req.db, uids: uids, now: clock.now()).run(ImportRequest(users: [input], follows: nil, subscriptions: nil))
         guard let user = try await User.find(id, on: req.db) else { throw APIError(.internalServerError, "internal_error", "User vanished") }
         return UserResponse(user)
     }

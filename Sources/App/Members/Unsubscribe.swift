@@ -1,6 +1,7 @@
 import Crypto
 import Fluent
 import Foundation
+import Mailer
 import Vapor
 
 /// One-click unsubscribe tokens: `base64url(member \n creator \n member's agora uid)` + "." +
@@ -56,6 +57,8 @@ struct UnsubscribeTokens: Sendable {
 /// `GET/POST /api/unsubscribe/:token` — no login. GET only shows a page with a button (link scanners
 /// follow GETs); POST (RFC 8058 one-click, or that button) mutes the creator for the member.
 struct UnsubscribeController: RouteCollection {
+    let tokens: UnsubscribeTokens
+
     func boot(routes: any RoutesBuilder) throws {
         let limited = routes.grouped(RateLimitMiddleware.unsubscribe)
         limited.get("unsubscribe", ":token", use: page)
@@ -63,7 +66,7 @@ struct UnsubscribeController: RouteCollection {
     }
 
     private func resolve(_ req: Request) async throws -> (member: User, creator: User) {
-        guard let claims = req.deps.unsubscribe.verify(req.parameters.get("token") ?? "") else {
+        guard let claims = tokens.verify(req.parameters.get("token") ?? "") else {
             throw APIError(.badRequest, "invalid_token", "This unsubscribe link is not valid")
         }
         guard let member = try await User.find(claims.member, on: req.db), member.agoraUid == claims.memberUID,
@@ -77,9 +80,9 @@ struct UnsubscribeController: RouteCollection {
         let (member, creator) = try await resolve(req)
         let muted = try await NotificationMute.query(on: req.db).filter(\.$member.$id == member.id!).filter(\.$creator.$id == creator.id!).count() > 0
         let body = muted
-            ? "<p>You no longer get emails about <strong>\(HTMLText.escape(creator.name))</strong>'s live streams.</p>"
+            ? "<p>You no longer get emails about <strong>\(HTML.escape(creator.name))</strong>'s live streams.</p>"
             : """
-              <p>Stop emails about <strong>\(HTMLText.escape(creator.name))</strong>'s live streams?</p>
+              <p>Stop emails about <strong>\(HTML.escape(creator.name))</strong>'s live streams?</p>
               <form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">
               <button type="submit">Unsubscribe</button></form>
               """
@@ -89,21 +92,16 @@ struct UnsubscribeController: RouteCollection {
     @Sendable func unsubscribe(req: Request) async throws -> Response {
         let (member, creator) = try await resolve(req)
         try await NotificationMute.mute(member: member.id!, creator: creator.id!, on: req.db)
-        return HTMLText.page(title: "Unsubscribed", body: "<p>Done: you will no longer get emails about <strong>\(HTMLText.escape(creator.name))</strong>'s live streams.</p>")
+        return HTMLText.page(title: "Unsubscribed", body: "<p>Done: you will no longer get emails about <strong>\(HTML.escape(creator.name))</strong>'s live streams.</p>")
     }
 }
 
 /// Tiny HTML pages for people (not API clients).
 enum HTMLText {
-    static func escape(_ s: String) -> String {
-        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
-            .replacingOccurrences(of: "\"", with: "&quot;").replacingOccurrences(of: "'", with: "&#39;")
-    }
-
     static func page(title: String, body: String, status: HTTPResponseStatus = .ok) -> Response {
         let html = """
             <!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-            <meta name="robots" content="noindex"><title>\(escape(title))</title>
+            <meta name="robots" content="noindex"><title>\(HTML.escape(title))</title>
             <style>body{font-family:-apple-system,Segoe UI,Roboto,sans-serif;max-width:640px;margin:48px auto;padding:0 16px;color:#1d1d1f}
             button{font-size:16px;padding:10px 18px;border-radius:8px;border:0;background:#1d1d1f;color:#fff;cursor:pointer}</style>
             </head><body>\(body)</body></html>

@@ -30,7 +30,17 @@ struct CloudRecordingSettings: Sendable {
     }
 }
 
-struct CloudRecordingClient: Sendable {
+/// Agora Cloud Recording as the service uses it (live: `CloudRecordingClient`; contract-tested
+/// against the FakeAgora HTTP server).
+protocol CloudRecorder: Sendable {
+    func acquire(channel: String, uid: UInt32) async throws -> String
+    func start(resourceID: String, channel: String, uid: UInt32, token: String, storage: S3Settings, keyPrefix: [String]) async throws -> String
+    func query(resourceID: String, sid: String) async throws -> [String: Any]
+    /// Returns the recorded file names (HLS playlist and/or MP4s).
+    func stop(resourceID: String, sid: String, channel: String, uid: UInt32) async throws -> [String]
+}
+
+struct CloudRecordingClient: CloudRecorder {
     let settings: CloudRecordingSettings
     let appID: String
     let client: any Client

@@ -6,6 +6,7 @@ import Vapor
 struct RecordingController: RouteCollection {
     let lifecycle: StreamLifecycle
     let recordings: Recordings
+    let agora: AppConfig.AgoraSettings
     func boot(routes: any RoutesBuilder) throws {
         routes.post("creator", "streams", ":streamId", "recording", "upload-url", use: uploadURL)
         routes.put("creator", "streams", ":streamId", "replay", use: setReplay)
@@ -34,7 +35,7 @@ struct RecordingController: RouteCollection {
         try await lifecycle.ownedStream(req.parameters.get("streamId") ?? "", by: try req.caller.id, on: req.db)
     }
 
-    func cloud() throws -> (CloudRecordingClient, ObjectStore) {
+    func cloud() throws -> (any CloudRecorder, ObjectStore) {
         guard let cloud = recordings.cloud, let store = recordings.store else {
             throw APIError.featureDisabled("Cloud recording (AGORA_CUSTOMER_ID/SECRET and S3 storage)")
         }
@@ -51,7 +52,7 @@ struct RecordingController: RouteCollection {
         // The recorder's own uid, not any member's; its token outlives the recording (it cannot renew).
         var uid: UInt32 = 0
         repeat { uid = UInt32.random(in: 1...UInt32.max) } while try await User.query(on: req.db).filter(\.$agoraUid == Int64(uid)).count() > 0
-        let token = try RTCTokenBuilder.build(appId: req.deps.config.agora.appId, appCertificate: req.deps.config.agora.appCertificate,
+        let token = try RTCTokenBuilder.build(appId: agora.appId, appCertificate: agora.appCertificate,
                                               channel: stream.agoraChannelId, uid: uid, role: .subscriber,
                                               tokenExpire: RTCTokenBuilder.maxLifetimeSeconds, privilegeExpire: RTCTokenBuilder.maxLifetimeSeconds,
                                               issuedAt: req.now)

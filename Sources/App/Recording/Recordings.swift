@@ -9,7 +9,7 @@ struct Recordings: StreamRecordings {
     /// nil when S3 is not configured.
     let store: ObjectStore?
     /// nil unless AGORA_CUSTOMER_ID/SECRET (and S3, where recordings land) are set.
-    let cloud: CloudRecordingClient?
+    let cloud: (any CloudRecorder)?
 
     /// With S3 on: ours, under this stream's prefix, and existing. Without: any https URL.
     func validatedReplay(_ raw: String, streamID: String) async throws -> String {

@@ -4,6 +4,8 @@ import Vapor
 /// The original design's cron entry points, now on top of the reminder rule (idempotent, safe to
 /// run together and alongside the worker): `Authorization: Bearer {CRON_SECRET}`.
 struct CronController: RouteCollection {
+    let reminders: Reminders
+
     func boot(routes: any RoutesBuilder) throws {
         let cron = routes.grouped("cron").grouped(CronAuthMiddleware())
         cron.post("trigger-stream-emails", use: run)
@@ -18,7 +20,7 @@ struct CronController: RouteCollection {
     }
 
     @Sendable func run(req: Request) async throws -> Response {
-        let sent = try await req.deps.reminders.runDue(on: req.db)
+        let sent = try await reminders.runDue(on: req.db)
         return Response(remindersSent: sent.count, streams: sent.map { .init(id: $0.id!, title: $0.title, startTime: $0.startTime) })
     }
 }

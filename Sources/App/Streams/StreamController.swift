@@ -101,14 +101,14 @@ struct StreamController: RouteCollection {
         }
         // Served by the (creator_id, start_time) index.
         var query = sql.select()
-            .columns("id", "title", "description", "workout_type", "thumbnail", "start_time", "end_time", "is_live", "cancelled_at")
+            .columns("id", "title", "description", "workout_type", "thumbnail", "start_time", "end_time", "is_live", "went_live_at", "cancelled_at")
             .from(LiveStream.schema).where("creator_id", .equal, SQLBind(creatorID))
         if req.query[String.self, at: "includeCancelled"] != "true" { query = query.where("cancelled_at", .is, SQLLiteral.null) }
         if let start { query = query.where("start_time", .greaterThanOrEqual, SQLBind(start)) }
         if let end { query = query.where("start_time", .lessThanOrEqual, SQLBind(end)) }
         let rows = try await query.orderBy("start_time", .ascending).orderBy("id", .ascending).limit(limit)
             .all(decoding: ScheduledStreamsResponse.Row.self)
-        return ScheduledStreamsResponse(streams: rows.map(ScheduledStreamsResponse.Item.init))
+        return ScheduledStreamsResponse(streams: rows.map(StreamSummary.init))
     }
 
     /// PATCH /api/creator/streams/:streamId — edit an upcoming stream. A new startTime moves the

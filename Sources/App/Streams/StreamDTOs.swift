@@ -44,7 +44,7 @@ struct UpdateStreamRequest: Content {
 
 struct UpdateStreamResponse: Content {
     var success = true
-    let stream: ScheduledStreamsResponse.Item
+    let stream: StreamSummary
     let message: String
 }
 
@@ -53,30 +53,74 @@ struct MessageResponse: Content {
     let message: String
 }
 
-struct ScheduledStreamsResponse: Content {
-    struct Item: Content {
-        let id: String
-        let title: String
-        @NullEncodable var description: String?
-        @NullEncodable var workoutType: String?
-        @NullEncodable var thumbnail: String?
-        let startTime: Date
-        @NullEncodable var endTime: Date?
-        let isLive: Bool
-        /// Present (null unless cancelled); cancelled streams are listed only with includeCancelled=true.
-        @NullEncodable var cancelledAt: Date?
+/// A stream as clients see it everywhere (schedule, edits); `StreamDetails` adds the page's fields.
+struct StreamSummary: Content {
+    let id: String
+    let title: String
+    @NullEncodable var description: String?
+    @NullEncodable var workoutType: String?
+    @NullEncodable var thumbnail: String?
+    let startTime: Date
+    @NullEncodable var endTime: Date?
+    let isLive: Bool
+    /// Present (null unless cancelled); cancelled streams are listed only with includeCancelled=true.
+    @NullEncodable var cancelledAt: Date?
+    /// scheduled, live, paused, ended or cancelled (`StreamState`).
+    let state: StreamState
 
-        init(_ s: LiveStream) {
-            (id, title, description, workoutType, thumbnail, startTime, endTime, isLive, cancelledAt) =
-                (s.id ?? "", s.title, s.details, s.workoutType, s.thumbnail, s.startTime, s.endTime, s.isLive, s.cancelledAt)
-        }
-
-        init(_ r: Row) {
-            (id, title, description, workoutType, thumbnail, startTime, endTime, isLive, cancelledAt) =
-                (r.id, r.title, r.description, r.workout_type, r.thumbnail, r.start_time, r.end_time, r.is_live, r.cancelled_at)
-        }
+    init(_ s: LiveStream) {
+        (id, title, description, workoutType, thumbnail, startTime, endTime, isLive, cancelledAt, state) =
+            (s.id ?? "", s.title, s.details, s.workoutType, s.thumbnail, s.startTime, s.endTime, s.isLive, s.cancelledAt, s.state)
     }
 
+    init(_ r: ScheduledStreamsResponse.Row) {
+        (id, title, description, workoutType, thumbnail, startTime, endTime, isLive, cancelledAt) =
+            (r.id, r.title, r.description, r.workout_type, r.thumbnail, r.start_time, r.end_time, r.is_live, r.cancelled_at)
+        state = StreamState(isLive: r.is_live, wentLiveAt: r.went_live_at, endTime: r.end_time, cancelledAt: r.cancelled_at)
+    }
+}
+
+/// A stream's page: the summary's fields, then viewers, replay, creator and (in /api/me/upcoming)
+/// the start in the caller's zone — one JSON object.
+struct StreamDetails: Content {
+    let summary: StreamSummary
+    let viewerCount: Int
+    @NullEncodable var replayUrl: String?
+    let creator: Creator
+    /// Only in /api/me/upcoming: the start in the caller's zone.
+    @NullEncodable var startTimeLocal: String?
+    struct Creator: Content { let id: String; let name: String }
+
+    init(_ s: LiveStream, creator: User, local: String? = nil) {
+        summary = StreamSummary(s)
+        viewerCount = s.viewerCount
+        replayUrl = s.replayUrl
+        self.creator = Creator(id: creator.id!, name: creator.name)
+        startTimeLocal = local
+    }
+
+    private enum Keys: String, CodingKey { case viewerCount, replayUrl, creator, startTimeLocal }
+
+    func encode(to encoder: any Encoder) throws {
+        try summary.encode(to: encoder)
+        var c = encoder.container(keyedBy: Keys.self)
+        try c.encode(viewerCount, forKey: .viewerCount)
+        try c.encode(replayUrl, forKey: .replayUrl)
+        try c.encode(creator, forKey: .creator)
+        try c.encode(startTimeLocal, forKey: .startTimeLocal)
+    }
+
+    init(from decoder: any Decoder) throws {
+        summary = try StreamSummary(from: decoder)
+        let c = try decoder.container(keyedBy: Keys.self)
+        viewerCount = try c.decode(Int.self, forKey: .viewerCount)
+        replayUrl = try c.decodeIfPresent(String.self, forKey: .replayUrl)
+        creator = try c.decode(Creator.self, forKey: .creator)
+        startTimeLocal = try c.decodeIfPresent(String.self, forKey: .startTimeLocal)
+    }
+}
+
+struct ScheduledStreamsResponse: Content {
     /// The columns the schedule reads, straight from SQL.
     struct Row: Decodable, Sendable {
         let id: String
@@ -87,8 +131,9 @@ struct ScheduledStreamsResponse: Content {
         let start_time: Date
         let end_time: Date?
         let is_live: Bool
+        let went_live_at: Date?
         let cancelled_at: Date?
     }
     var success = true
-    let streams: [Item]
+    let streams: [StreamSummary]
 }

@@ -3,16 +3,21 @@ import Fluent
 import Vapor
 
 struct TokenController: RouteCollection {
+    let cache: TokenCache
+    let tokens: AgoraTokenIssuer
+    let appID: String
+    let clock: AppClock
+
     func boot(routes: any RoutesBuilder) throws {
         // Served synchronously when the cache holds everything (no task hop, no database), else
         // through the async path that fills it.
         routes.grouped(RateLimitMiddleware.token).get("streams", ":streamId", "token") { req -> EventLoopFuture<Response> in
             do {
-                if let ready = try Self.fromCache(req) { return req.eventLoop.makeSucceededFuture(ready.response()) }
+                if let ready = try fromCache(req) { return req.eventLoop.makeSucceededFuture(ready.response()) }
             } catch {
                 return req.eventLoop.makeFailedFuture(error)
             }
-            return req.eventLoop.makeFutureWithTask { try await Self.token(req).response() }
+            return req.eventLoop.makeFutureWithTask { try await token(req).response() }
         }
     }
 
@@ -56,7 +61,7 @@ struct TokenController: RouteCollection {
     }
 
     /// GET /api/streams/:streamId/token?role=publisher|subscriber[&userId=]
-    static func input(_ req: Request) throws -> Input {
+    func input(_ req: Request) throws -> Input {
         let caller = try req.caller
         let query = Self.query(req.url.query)
         if let claimed = query["userId"], claimed != caller.id {
@@ -87,9 +92,8 @@ struct TokenController: RouteCollection {
     }
 
     /// Everything from the cache, or nil if something is not cached.
-    static func fromCache(_ req: Request) throws -> TokenResponse? {
+    func fromCache(_ req: Request) throws -> TokenResponse? {
         let input = try input(req)
-        let cache = req.deps.cache
         guard let stream = cache.peek(stream: input.streamID), let account = cache.peek(account: input.caller) else { return nil }
         var moderation: TokenCache.ModerationState?
         if let stream, stream.creatorID != input.caller {
@@ -100,9 +104,8 @@ struct TokenController: RouteCollection {
     }
 
     /// The same decision, loading what the cache lacks (and caching it).
-    static func token(_ req: Request) async throws -> TokenResponse {
+    func token(_ req: Request) async throws -> TokenResponse {
         let input = try input(req)
-        let cache = req.deps.cache
         let stream = try await cache.stream(input.streamID, on: req.db)
         let account = try await cache.account(input.caller, on: req.db)
         var moderation: TokenCache.ModerationState?
@@ -110,16 +113,16 @@ struct TokenController: RouteCollection {
         return try issue(req, input, stream: stream, account: account, moderation: moderation)
     }
 
-    private static func issue(_ req: Request, _ input: Input, stream: TokenCache.StreamState?, account: TokenCache.Account?,
+    private func issue(_ req: Request, _ input: Input, stream: TokenCache.StreamState?, account: TokenCache.Account?,
                               moderation: TokenCache.ModerationState?) throws -> TokenResponse {
         guard let stream else { throw APIError.notFound("stream_not_found", "Stream not found") }
         if stream.cancelled { throw StreamLifecycle.cancelledError }
         guard !stream.ended else { throw APIError(.conflict, "stream_ended", "This stream has ended") }
         guard let account else { throw APIError.notFound("user_not_found", "The authenticated user is not known to this server") }
         guard account.isActive else { throw APIError(.forbidden, "user_inactive", "This account is inactive") }
-        if let refusal = moderation?.refusal(user: input.caller, publisher: input.role == .publisher, now: req.now) { throw refusal }
-        let issued = try req.deps.tokens.issue(channel: stream.channel, uid: account.uid, role: input.role)
+        if let refusal = moderation?.refusal(user: input.caller, publisher: input.role == .publisher, now: clock.now()) { throw refusal }
+        let issued = try tokens.issue(channel: stream.channel, uid: account.uid, role: input.role)
         return TokenResponse(token: issued.token, uid: account.uid, channelId: stream.channel,
-                             appId: req.deps.config.agora.appId, expiresAt: issued.expiresAt)
+                             appId: appID, expiresAt: issued.expiresAt)
     }
 }

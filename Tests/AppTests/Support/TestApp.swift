@@ -30,6 +30,7 @@ struct TestApp {
         randomUID: (@Sendable () -> UInt32)? = nil,
         streamEvents: (any StreamEvents)? = nil,
         mailTransport: (any MailTransport)? = nil,
+        streamRecordings: (any StreamRecordings)? = nil,
         realClock: Bool = false,
         fileDatabase: Bool = false,
         adjust: (inout AppConfig) -> Void = { _ in },
@@ -39,6 +40,7 @@ struct TestApp {
         let clock = realClock ? AppClock.system : manual
         var overrides = Overrides(clock: clock, streamEvents: streamEvents, mailTransport: mailTransport)
         if let randomUID { overrides.randomUID = randomUID }
+        overrides.streamRecordings = streamRecordings
         let scratch = try await ScratchDatabase.make(file: fileDatabase)
         var config = AppConfig(
             database: scratch.choice,
