@@ -8,7 +8,7 @@ import VaporTesting
 
 /// The stream state machine and the notification rules of issue 15, each reproduced against the
 /// app (every test here failed before StreamLifecycle / Audience existed).
-@Suite struct LifecycleRulesTests {
+@Suite(.serialized) struct LifecycleRulesTests {
     static let liveSubject = "🔴 Name creator is LIVE NOW!"
     static let cancelSubject = "❌ Name creator cancelled a live stream"
     static let rescheduleSubject = "📅 Name creator rescheduled a live stream"
@@ -339,5 +339,31 @@ import VaporTesting
             #expect(await recordings.stops.sorted() == ids.sorted())
         }
     }
-}
 
+    /// Concurrent edits: every accepted one is its own revision, none is lost, one email per member.
+    @Test func concurrentReschedulesAreEachOneRevision() async throws {
+        let transport = RecordingTransport()
+        try await TestApp.run(mailTransport: transport, fileDatabase: true) { t in
+            try await NotificationPipelineTests.seedAudience(t)
+            let first = t.start.addingTimeInterval(86_400)
+            let id = try await t.createStream(start: first)
+            try await t.drainWorker()
+            let owner = try await t.token("creator")
+            let statuses = try await withThrowingTaskGroup(of: HTTPStatus.self) { group in
+                for i in 1...20 {
+                    group.addTask {
+                        try await t.send(.PATCH, "api/creator/streams/\(id)", bearer: owner,
+                                         json: ["startTime": ISO8601.string(first.addingTimeInterval(Double(i) * 600))]).status
+                    }
+                }
+                return try await group.reduce(into: [HTTPStatus]()) { $0.append($1) }
+            }
+            #expect(statuses.allSatisfy { $0 == .ok || $0 == .conflict }, "\(statuses)")
+            #expect(try await t.stream(id).scheduleRevision == statuses.filter { $0 == .ok }.count)
+            t.setNow(t.start.addingTimeInterval(FanOut.rescheduleCoalesceSeconds))
+            try await t.drainWorker()
+            let notices = await transport.sent.filter { $0.subject == Self.rescheduleSubject }
+            #expect(notices.count == 3 && Set(notices.compactMap { $0.to.first?.address }) == Self.members)
+        }
+    }
+}

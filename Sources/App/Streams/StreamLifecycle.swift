@@ -204,35 +204,44 @@ struct StreamLifecycle: Sendable {
 
     /// PATCH: edits an upcoming stream. A new start time bumps the schedule revision, re-arms the
     /// reminder and queues one reschedule notice (coalesced with the edits that follow it).
+    /// Optimistic: the write applies only to the revision it was computed from (every transaction
+    /// starts with its write, so SQLite never has to upgrade a read snapshot).
     func edit(_ stream: LiveStream, _ edits: StreamEdits, on db: any Database) async throws -> (stream: LiveStream, rescheduled: Bool) {
         let id = try stream.requireID()
         if let start = edits.startTime, start <= clock.now() { throw APIError.validation("startTime must be in the future") }
-        return try await db.transaction { tx in
-            let current = try await reload(id, on: tx)
-            let moved = edits.startTime.flatMap { $0 == current.startTime ? nil : $0 }
-            let changed = try await transition(id, from: [.scheduled], now: clock.now(), on: tx) { update in
-                var u = update
-                if let title = edits.title { u = u.set("title", to: SQLBind(title)) }
-                if let details = edits.details { u = u.set("description", to: SQLBind(details)) }
-                if let workoutType = edits.workoutType { u = u.set("workout_type", to: SQLBind(workoutType)) }
-                if let thumbnail = edits.thumbnail { u = u.set("thumbnail", to: SQLBind(thumbnail)) }
-                if let moved {
-                    u = u.set("start_time", to: SQLBind(moved)).set("reminder_sent", to: SQLBind(false))
-                        .set("schedule_revision", to: SQLQueryString("schedule_revision + 1"))
-                }
-                return u
+        var current = stream
+        for _ in 0..<4 {
+            switch current.state {
+            case .cancelled: throw Self.cancelledError
+            case .ended: throw APIError(.conflict, "stream_ended", "Only upcoming streams can be edited")
+            case .live, .paused: throw APIError(.conflict, "stream_live", "Only upcoming streams can be edited")
+            case .scheduled: break
             }
-            guard changed else {
-                switch current.state {
-                case .cancelled: throw Self.cancelledError
-                case .ended: throw APIError(.conflict, "stream_ended", "Only upcoming streams can be edited")
-                case .live, .paused, .scheduled: throw APIError(.conflict, "stream_live", "Only upcoming streams can be edited")
+            let previous = current.startTime, revision = current.scheduleRevision
+            let moved = edits.startTime.flatMap { $0 == previous ? nil : $0 }
+            let fresh: LiveStream? = try await db.transaction { tx in
+                let applied = try await transition(id, from: [.scheduled], now: clock.now(), on: tx,
+                                                   also: "schedule_revision = \(bind: revision)") { update in
+                    var u = update
+                    if let title = edits.title { u = u.set("title", to: SQLBind(title)) }
+                    if let details = edits.details { u = u.set("description", to: SQLBind(details)) }
+                    if let workoutType = edits.workoutType { u = u.set("workout_type", to: SQLBind(workoutType)) }
+                    if let thumbnail = edits.thumbnail { u = u.set("thumbnail", to: SQLBind(thumbnail)) }
+                    if let moved {
+                        u = u.set("start_time", to: SQLBind(moved)).set("reminder_sent", to: SQLBind(false))
+                            .set("schedule_revision", to: SQLBind(revision + 1))
+                    }
+                    return u
                 }
+                guard applied else { return nil }
+                let fresh = try await reload(id, on: tx)
+                if moved != nil { try await events.streamRescheduled(fresh, from: previous, on: tx) }
+                return fresh
             }
-            let fresh = try await reload(id, on: tx)
-            if moved != nil { try await events.streamRescheduled(fresh, from: current.startTime, on: tx) }
-            return (fresh, moved != nil)
+            if let fresh { return (fresh, moved != nil) }
+            current = try await reload(id, on: db) // changed meanwhile: judge the new state
         }
+        throw APIError(.conflict, "stream_busy", "The stream changed during the request; try again")
     }
 
     /// Saves a replay URL (already validated) on a stream that was not cancelled.
@@ -272,11 +281,12 @@ struct StreamLifecycle: Sendable {
 
     /// One conditional write: `set` applies only if the row is in one of `states` now.
     private func transition(_ id: String, from states: [StreamState], now: Date, on db: any Database,
-                            _ set: (SQLUpdateBuilder) -> SQLUpdateBuilder) async throws -> Bool {
+                            also condition: SQLQueryString? = nil, _ set: (SQLUpdateBuilder) -> SQLUpdateBuilder) async throws -> Bool {
         struct Row: Decodable { let id: String }
-        let rows = try await set(db.sql.update(LiveStream.schema)).set("updated_at", to: SQLBind(now))
+        var update = set(db.sql.update(LiveStream.schema)).set("updated_at", to: SQLBind(now))
             .where("id", .equal, SQLBind(id)).where(StreamState.any(of: states))
-            .returning("id").all(decoding: Row.self)
+        if let condition { update = update.where(condition) }
+        let rows = try await update.returning("id").all(decoding: Row.self)
         return !rows.isEmpty
     }
 
