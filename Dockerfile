@@ -31,9 +31,14 @@ WORKDIR /build
 # This creates a cached layer that can be reused
 # as long as your Package.swift/Package.resolved
 # files do not change.
+# Package.resolved pins every package (versions and revisions). Its revisions are those of the
+# package copies the project is developed and tested with; where a copy's commit ids differ from
+# upstream's, the pinned revision cannot be checked out from github.com, and the build resolves the
+# same Package.swift requirements afresh — saying so loudly in the build log.
 COPY ./Package.* ./
-RUN swift package resolve \
-        $([ -f ./Package.resolved ] && echo "--force-resolved-versions" || true)
+RUN swift package resolve --force-resolved-versions \
+    || { echo "WARNING: Package.resolved revisions not found upstream; resolving Package.swift requirements afresh" >&2; \
+         rm -f Package.resolved && swift package resolve; }
 
 # Copy entire repo into container (minus what .dockerignore excludes)
 COPY . .
