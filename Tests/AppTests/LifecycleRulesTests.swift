@@ -14,14 +14,20 @@ import VaporTesting
     static let rescheduleSubject = "📅 Name creator rescheduled a live stream"
     static let members: Set<String> = ["m1@example.com", "m2@example.com", "both@example.com"]
 
+    /// The audience seeded and a stream scheduled for `start`, its scheduled emails sent; returns its id.
+    static func announced(_ t: TestApp, start: Date) async throws -> String {
+        try await NotificationPipelineTests.seedAudience(t)
+        let id = try await t.createStream(start: start)
+        try await t.drainWorker()
+        return id
+    }
+
     /// 1. POST stop racing PATCH status {isLive:true}: never live *and* ended, one set of emails.
     @Test func stopRacingGoLiveNeverLeavesAnImpossibleState() async throws {
         for trial in 0..<4 {
             let transport = RecordingTransport()
             try await TestApp.run(mailTransport: transport, fileDatabase: true) { t in
-                try await NotificationPipelineTests.seedAudience(t)
-                let id = try await t.createStream(start: t.start.addingTimeInterval(7200))
-                try await t.drainWorker() // the scheduled emails
+                let id = try await Self.announced(t, start: t.start.addingTimeInterval(7200)) // the scheduled emails
                 let owner = try await t.token("creator")
                 let statuses = try await withThrowingTaskGroup(of: HTTPStatus.self) { group in
                     for i in 0..<24 {
@@ -58,10 +64,8 @@ import VaporTesting
     @Test func goingLiveEarlyRetiresTheReminderAndPausingIsNotUpcoming() async throws {
         let transport = RecordingTransport()
         try await TestApp.run(mailTransport: transport) { t in
-            try await NotificationPipelineTests.seedAudience(t)
             let start = t.start.addingTimeInterval(7200)
-            let id = try await t.createStream(start: start)
-            try await t.drainWorker()
+            let id = try await Self.announced(t, start: start)
             var owner = try await t.token("creator")
             t.setNow(t.start.addingTimeInterval(600))
             #expect(try await t.send(.PATCH, "api/creator/streams/\(id)/status", bearer: owner, json: ["isLive": true]).status == .ok)
@@ -95,9 +99,7 @@ import VaporTesting
     @Test func stoppingAStreamThatNeverWentLiveCancelsIt() async throws {
         let transport = RecordingTransport()
         try await TestApp.run(mailTransport: transport) { t in
-            try await NotificationPipelineTests.seedAudience(t)
-            let id = try await t.createStream(start: t.start.addingTimeInterval(7200))
-            try await t.drainWorker()
+            let id = try await Self.announced(t, start: t.start.addingTimeInterval(7200))
             let owner = try await t.token("creator")
             let r = try await t.send(.POST, "api/creator/streams/\(id)/stop", bearer: owner)
             #expect(r.status == .ok && (r.json["message"] as? String)?.hasPrefix("Stream cancelled") == true)
@@ -115,10 +117,8 @@ import VaporTesting
     @Test func manualRemindersAreSeparateAndNeverDoubleUp() async throws {
         let transport = RecordingTransport()
         try await TestApp.run(mailTransport: transport) { t in
-            try await NotificationPipelineTests.seedAudience(t)
             let start = t.start.addingTimeInterval(3 * 3600)
-            let id = try await t.createStream(start: start)
-            try await t.drainWorker()
+            let id = try await Self.announced(t, start: start)
             // Two hours ahead: a manual reminder to the three members.
             t.setNow(start.addingTimeInterval(-2 * 3600))
             let manual = try await t.send(.POST, "api/creator/streams/\(id)/notify", bearer: try await t.token("creator"), json: ["type": "reminder"])
@@ -195,9 +195,7 @@ import VaporTesting
     @Test func membersWithoutAZoneReadTheCreatorsZoneLabelledAsSuch() async throws {
         let transport = RecordingTransport()
         try await TestApp.run(mailTransport: transport) { t in
-            try await NotificationPipelineTests.seedAudience(t)
-            let id = try await t.createStream(start: t.start.addingTimeInterval(7200))
-            try await t.drainWorker()
+            let id = try await Self.announced(t, start: t.start.addingTimeInterval(7200))
             try await t.send(.PATCH, "api/creator/streams/\(id)", bearer: try await t.token("creator"),
                              json: ["startTime": ISO8601.string(t.start.addingTimeInterval(3 * 3600))])
             t.setNow(t.start.addingTimeInterval(FanOut.rescheduleCoalesceSeconds))
@@ -247,10 +245,8 @@ import VaporTesting
     @Test func rescheduleBurstsAreCoalesced() async throws {
         let transport = RecordingTransport()
         try await TestApp.run(mailTransport: transport) { t in
-            try await NotificationPipelineTests.seedAudience(t)
             let first = t.start.addingTimeInterval(86_400)
-            let id = try await t.createStream(start: first)
-            try await t.drainWorker()
+            let id = try await Self.announced(t, start: first)
             let owner = try await t.token("creator")
             var last = first
             for i in 1...30 {
@@ -278,9 +274,7 @@ import VaporTesting
     @Test func optingOutAfterTheFanOutSkipsRescheduleAndCancelNotices() async throws {
         let transport = RecordingTransport()
         try await TestApp.run(mailTransport: transport) { t in
-            try await NotificationPipelineTests.seedAudience(t)
-            let id = try await t.createStream(start: t.start.addingTimeInterval(7200))
-            try await t.drainWorker()
+            let id = try await Self.announced(t, start: t.start.addingTimeInterval(7200))
             let owner = try await t.token("creator")
             try await t.send(.POST, "api/creator/streams/\(id)/cancel", bearer: owner)
             // The cancellation fan-out runs (rows queued), then m2 switches scheduled emails off.
@@ -344,10 +338,8 @@ import VaporTesting
     @Test func concurrentReschedulesAreEachOneRevision() async throws {
         let transport = RecordingTransport()
         try await TestApp.run(mailTransport: transport, fileDatabase: true) { t in
-            try await NotificationPipelineTests.seedAudience(t)
             let first = t.start.addingTimeInterval(86_400)
-            let id = try await t.createStream(start: first)
-            try await t.drainWorker()
+            let id = try await Self.announced(t, start: first)
             let owner = try await t.token("creator")
             let statuses = try await withThrowingTaskGroup(of: HTTPStatus.self) { group in
                 for i in 1...20 {

@@ -41,7 +41,7 @@ struct FeedController: RouteCollection {
             guard let n = Int(raw), (1...200).contains(n) else { throw APIError.validation("limit must be 1–200") }
             limit = n
         }
-        var query = LiveStream.query(on: req.db).filter(\.$isLive == true).filter(\.$cancelledAt == nil).with(\.$creator)
+        var query = LiveStream.query(on: req.db).filter(state: .live).with(\.$creator)
         if let cursor = req.query[String.self, at: "cursor"] {
             guard let data = Data(base64Encoded: cursor), let text = String(data: data, encoding: .utf8),
                   let sep = text.firstIndex(of: ":"), let count = Int(text[..<sep]) else { throw APIError.validation("Invalid cursor") }
@@ -65,7 +65,7 @@ struct FeedController: RouteCollection {
         guard !creators.isEmpty else { return Many(streams: [], nextCursor: nil) }
         let now = req.now
         let streams = try await LiveStream.query(on: req.db).filter(\.$creator.$id ~~ creators)
-            .filter(\.$isLive == false).filter(\.$wentLiveAt == nil).filter(\.$endTime == nil).filter(\.$cancelledAt == nil)
+            .filter(state: .scheduled)
             .filter(\.$startTime >= now).filter(\.$startTime <= now.addingTimeInterval(14 * 86_400))
             .sort(\.$startTime).limit(500).with(\.$creator).all()
         return Many(streams: streams.map {
@@ -81,7 +81,7 @@ struct FeedController: RouteCollection {
         }
         let now = req.now
         let streams = try await LiveStream.query(on: req.db).filter(\.$creator.$id == creatorID)
-            .filter(\.$endTime == nil).filter(\.$cancelledAt == nil).filter(\.$startTime >= now.addingTimeInterval(-86_400))
+            .filter(state: .scheduled, .live, .paused).filter(\.$startTime >= now.addingTimeInterval(-86_400))
             .sort(\.$startTime).limit(500).all()
         let host = URL(string: mail.publicBaseURL)?.host ?? "localhost"
         // DTSTAMP is the stream's last change, so the feed (and its ETag) only changes when the schedule does.

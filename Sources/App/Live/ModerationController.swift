@@ -112,7 +112,7 @@ struct ModerationController: RouteCollection {
             .values(SQLBind(UUID()), SQLBind(creator), SQLBind(body.userId), SQLBind(req.now))
             .ignoringConflicts(with: ["creator_id", "user_id"]).run()
         // Kick them out of any stream of this creator that is live right now.
-        for stream in try await LiveStream.query(on: req.db).filter(\.$creator.$id == creator).filter(\.$isLive == true).filter(\.$endTime == nil).all() {
+        for stream in try await LiveStream.query(on: req.db).filter(\.$creator.$id == creator).filter(state: .live).all() {
             try await kick(req, .init(action: .create, streamId: stream.id!, userId: body.userId, kind: .block), on: req.db)
         }
         return MessageResponse(message: "User banned from all your streams")
@@ -123,7 +123,7 @@ struct ModerationController: RouteCollection {
         let user = req.parameters.get("userId") ?? ""
         guard Validation.isValidUserID(user) else { throw APIError.validation("Invalid user id") }
         try await CreatorBan.query(on: req.db).filter(\.$creatorID == creator).filter(\.$userID == user).delete()
-        for stream in try await LiveStream.query(on: req.db).filter(\.$creator.$id == creator).filter(\.$isLive == true).filter(\.$endTime == nil).all() {
+        for stream in try await LiveStream.query(on: req.db).filter(\.$creator.$id == creator).filter(state: .live).all() {
             // A per-stream block, if any, keeps its own rule.
             if try await StreamBlock.query(on: req.db).filter(\.$streamID == stream.id!).filter(\.$userID == user).count() == 0 {
                 try await kick(req, .init(action: .delete, streamId: stream.id!, userId: user, kind: .block), on: req.db)

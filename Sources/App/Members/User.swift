@@ -21,6 +21,11 @@ final class User: Model, @unchecked Sendable {
     init() {}
 
     var agoraUid32: UInt32 { UInt32(clamping: agoraUid) }
+
+    var isActiveCreator: Bool { Self.isActiveCreator(role: role, isActive: isActive) }
+
+    /// Who controls streams and may have notices sent in their name: an active account with the creator role.
+    static func isActiveCreator(role: UserRole, isActive: Bool) -> Bool { role == .creator && isActive }
 }
 
 final class Follow: Model, @unchecked Sendable {

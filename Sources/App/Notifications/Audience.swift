@@ -87,14 +87,17 @@ enum Audience {
             """
     }
 
-    /// 1 when `member` was sent a reminder (either kind) of `stream` since `since`, other than delivery `exceptID`.
-    static func remindedRecently(member: String, stream: String, since: Date, exceptID: String) -> SQLQueryString {
-        """
-        (CASE WHEN EXISTS (SELECT 1 FROM deliveries r WHERE r.stream_id = \(unsafeRaw: stream) AND r.recipient_id = \(unsafeRaw: member)
-                           AND r.kind IN (\(bind: NotificationKind.reminder), \(bind: NotificationKind.manualReminder))
-                           AND r.status = \(bind: DeliveryStatus.sent) AND r.sent_at >= \(bind: since) AND r.id <> \(unsafeRaw: exceptID))
-         THEN 1 ELSE 0 END)
-        """
+    /// 1 when the delivery (table alias `d`) is a reminder and its member was sent another reminder
+    /// (either kind) of the same stream since `since`; other kinds never look.
+    static func remindedRecently(delivery d: String, since: Date) -> SQLQueryString {
+        let reminderKinds = SQLList(NotificationKind.reminders.map { SQLBind($0) })
+        return """
+            (CASE WHEN \(unsafeRaw: d).kind IN (\(reminderKinds)) AND EXISTS (
+                SELECT 1 FROM deliveries r WHERE r.stream_id = \(unsafeRaw: d).stream_id AND r.recipient_id = \(unsafeRaw: d).recipient_id
+                AND r.kind IN (\(reminderKinds)) AND r.status = \(bind: DeliveryStatus.sent) AND r.sent_at >= \(bind: since)
+                AND r.id <> \(unsafeRaw: d).id)
+             THEN 1 ELSE 0 END)
+            """
     }
 
     /// Eligible, not opted-out members with no delivery of this kind/revision for the stream yet.

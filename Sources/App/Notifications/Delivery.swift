@@ -10,6 +10,10 @@ enum NotificationKind: String, Codable, Sendable, CaseIterable {
     /// The email template (a manual reminder reads like the automatic one).
     var template: String { self == .manualReminder ? NotificationKind.reminder.rawValue : rawValue }
 
+    /// The automatic and the manual reminder.
+    static let reminders: [NotificationKind] = [.reminder, .manualReminder]
+    var isReminder: Bool { Self.reminders.contains(self) }
+
     /// Reschedule and cancel notices go to those who got the scheduled email, not the whole audience.
     var audienceIsScheduledRecipients: Bool { self == .rescheduled || self == .cancelled }
 }

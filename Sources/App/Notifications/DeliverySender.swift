@@ -76,7 +76,7 @@ struct DeliverySender: Sendable {
                    u.is_active AS recipient_active, u.agora_uid AS recipient_uid,
                    (CASE WHEN \(Audience.follows(member: "d.recipient_id", creator: "s.creator_id")) THEN 1 ELSE 0 END) AS in_audience,
                    \(Audience.optedOut(member: "d.recipient_id", creator: SQLColumn("creator_id", table: "s"), kind: .column("d.kind"))) AS opted_out,
-                   \(Audience.remindedRecently(member: "d.recipient_id", stream: "d.stream_id", since: clock.now().addingTimeInterval(-Audience.reminderSpacing), exceptID: "d.id")) AS reminded_recently,
+                   \(Audience.remindedRecently(delivery: "d", since: clock.now().addingTimeInterval(-Audience.reminderSpacing))) AS reminded_recently,
                    d.previous_start_time, s.schedule_revision, s.is_live, s.went_live_at, s.end_time, s.cancelled_at,
                    s.title, s.description, s.workout_type, s.start_time, s.creator_id,
                    c.name AS creator_name, c.timezone AS creator_tz, c.is_active AS creator_active, c.role AS creator_role
@@ -165,7 +165,7 @@ struct DeliverySender: Sendable {
             "memberZone": row.recipient_tz,
             "otherZoneNote": row.recipient_tz == nil
                 ? (row.creator_tz.map { "\(row.creator_name)'s timezone (\($0))" } ?? "UTC") : nil,
-            "startsIn": kind == .reminder || kind == .manualReminder
+            "startsIn": kind.isReminder
                 ? ReminderWording.startsIn(row.start_time, now: clock.now(), zoneID: memberZone) : nil,
         ]
         let rendered = templates.prepare(kind: kind.template, shared: shared).map { templates.render($0, values: values) }
@@ -184,7 +184,7 @@ extension DeliverySender.Row {
 
     /// Why this email must not go out now (nil: send it). The send-time half of `Audience`'s rule.
     var skipReason: String? {
-        guard creator_active, creator_role == .creator else { return "creator no longer active" }
+        guard User.isActiveCreator(role: creator_role, isActive: creator_active) else { return "creator no longer active" }
         guard recipient_active, in_audience > 0 else { return "recipient no longer eligible" }
         guard opted_out == 0 else { return "recipient opted out" }
         // The stream changed since the row was queued (e.g. cancelled before a reminder went out).

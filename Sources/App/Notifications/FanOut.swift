@@ -52,7 +52,7 @@ enum FanOut {
             return .skipped("stream no longer fits a \(p.kind.rawValue) email")
         }
         let creator = try await stream.$creator.get(on: db)
-        guard creator.isActive, creator.role == .creator else { return .skipped("creator no longer active") }
+        guard creator.isActiveCreator else { return .skipped("creator no longer active") }
         let sql = db.sql
         var cursor = ""
         while true {

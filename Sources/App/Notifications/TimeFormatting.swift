@@ -7,13 +7,16 @@ enum TimeFormatting {
         // "MMMM d, yyyy 'at' h:mm a" by hand: a DateFormatter per email was the fan-out's hot spot.
         let c = calendar.dateComponents([.year, .month, .day, .hour, .minute], from: date)
         let month = monthNames[max(0, min(11, (c.month ?? 1) - 1))]
-        return "\(month) \(c.day ?? 1), \(c.year ?? 1970) at " + time(date, zoneID: zoneID)
+        return "\(month) \(c.day ?? 1), \(c.year ?? 1970) at " + clockTime(c, calendar: calendar, zoneID: zoneID, at: date)
     }
 
     /// "7:30 AM EST"
     static func time(_ date: Date, zoneID: String) -> String {
         let calendar = calendars.calendar(zoneID)
-        let c = calendar.dateComponents([.hour, .minute], from: date)
+        return clockTime(calendar.dateComponents([.hour, .minute], from: date), calendar: calendar, zoneID: zoneID, at: date)
+    }
+
+    private static func clockTime(_ c: DateComponents, calendar: Calendar, zoneID: String, at date: Date) -> String {
         let hour24 = c.hour ?? 0, minute = c.minute ?? 0
         let hour12 = hour24 % 12 == 0 ? 12 : hour24 % 12
         return "\(hour12):\(minute < 10 ? "0" : "")\(minute) \(hour24 < 12 ? "AM" : "PM") " + zoneLabel(calendar.timeZone, id: zoneID, at: date)

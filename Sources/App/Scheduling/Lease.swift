@@ -20,9 +20,8 @@ struct Lease<Status: QueueStatus>: Sendable {
     private var activeStatus: String { Status.active.rawValue }
     private var queuedStatus: String { Status.queued.rawValue }
 
-    typealias Claimed = ClaimedRow
 
-    func claim(limit: Int, now: Date, on sql: any SQLDatabase) async throws -> [Claimed] {
+    func claim(limit: Int, now: Date, on sql: any SQLDatabase) async throws -> [ClaimedRow] {
         guard limit > 0 else { return [] }
         let skipLocked = sql.dialect.name == "postgresql" ? " FOR UPDATE SKIP LOCKED" : ""
         // Two index-served picks (never an OR across columns, which made PostgreSQL scan every row
@@ -40,7 +39,7 @@ struct Lease<Status: QueueStatus>: Sendable {
             WHERE id IN (SELECT id FROM (SELECT id FROM expired UNION ALL SELECT id FROM due) picked LIMIT \(literal: limit))
             RETURNING id, attempts
             """
-        return try await sql.raw(query).all(decoding: Claimed.self)
+        return try await sql.raw(query).all(decoding: ClaimedRow.self)
     }
 
     /// Extends the lease on rows this worker is still working on.

@@ -79,7 +79,7 @@ struct Reminders: Sendable {
     func runDue(on db: any Database) async throws -> [LiveStream] {
         let now = clock.now()
         let candidates = try await LiveStream.query(on: db)
-            .filter(\.$isLive == false).filter(\.$endTime == nil).filter(\.$cancelledAt == nil).filter(\.$reminderSent == false)
+            .filter(state: .scheduled).filter(\.$reminderSent == false)
             .filter(\.$startTime > now).filter(\.$startTime <= now.addingTimeInterval(lead))
             .sort(\.$startTime).limit(1000).all()
         var sent: [LiveStream] = []

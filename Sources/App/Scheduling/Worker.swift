@@ -24,7 +24,7 @@ final class Worker: Sendable {
     let jobRetry: Backoff
 
     private let jobLease: Lease<JobStatus>
-    let deliveryLease: Lease<DeliveryStatus>
+    private let deliveryLease: Lease<DeliveryStatus>
     private let held = HeldRows()
     private let stopRequested = NIOLockedValueBox(false)
     private let running = NIOLockedValueBox(false)

@@ -68,8 +68,10 @@ struct StreamLifecycle: Sendable {
     /// Only an active account with the creator role controls streams.
     func activeCreator(_ userID: String, on db: any Database) async throws -> User {
         guard let user = try await User.find(userID, on: db) else { throw APIError.notFound("user_not_found", "Creator not found") }
-        guard user.role == .creator else { throw APIError(.forbidden, "not_a_creator", "Only creators can manage streams") }
-        guard user.isActive else { throw APIError(.forbidden, "creator_inactive", "This creator account is inactive") }
+        guard user.isActiveCreator else {
+            throw user.role == .creator ? APIError(.forbidden, "creator_inactive", "This creator account is inactive")
+                : APIError(.forbidden, "not_a_creator", "Only creators can manage streams")
+        }
         return user
     }
 
@@ -151,7 +153,7 @@ struct StreamLifecycle: Sendable {
             case .scheduled, .live, .paused: continue
             }
         }
-        throw APIError(.conflict, "stream_busy", "The stream changed state during the request; try again")
+        throw Self.busyError
     }
 
     /// live/paused → ended, for every reason a stream ends (creator, host gone, channel destroyed).
@@ -185,11 +187,9 @@ struct StreamLifecycle: Sendable {
     func cancel(_ stream: LiveStream, on db: any Database) async throws -> CancelOutcome {
         let id = try stream.requireID()
         if try await cancelIfScheduled(id, on: db) { return .cancelled }
-        switch try await reload(id, on: db).state {
-        case .cancelled: return .alreadyCancelled
-        case .ended: throw APIError(.conflict, "stream_ended", "Only upcoming streams can be cancelled")
-        case .live, .paused, .scheduled: throw APIError(.conflict, "stream_live", "Only upcoming streams can be cancelled")
-        }
+        let state = try await reload(id, on: db).state
+        if state == .cancelled { return .alreadyCancelled }
+        throw Self.notUpcoming(state, "cancelled")
     }
 
     private func cancelIfScheduled(_ id: String, on db: any Database) async throws -> Bool {
@@ -211,12 +211,7 @@ struct StreamLifecycle: Sendable {
         if let start = edits.startTime, start <= clock.now() { throw APIError.validation("startTime must be in the future") }
         var current = stream
         for _ in 0..<4 {
-            switch current.state {
-            case .cancelled: throw Self.cancelledError
-            case .ended: throw APIError(.conflict, "stream_ended", "Only upcoming streams can be edited")
-            case .live, .paused: throw APIError(.conflict, "stream_live", "Only upcoming streams can be edited")
-            case .scheduled: break
-            }
+            guard current.state == .scheduled else { throw Self.notUpcoming(current.state, "edited") }
             let previous = current.startTime, revision = current.scheduleRevision
             let moved = edits.startTime.flatMap { $0 == previous ? nil : $0 }
             let fresh: LiveStream? = try await db.transaction { tx in
@@ -241,7 +236,7 @@ struct StreamLifecycle: Sendable {
             if let fresh { return (fresh, moved != nil) }
             current = try await reload(id, on: db) // changed meanwhile: judge the new state
         }
-        throw APIError(.conflict, "stream_busy", "The stream changed during the request; try again")
+        throw Self.busyError
     }
 
     /// Saves a replay URL (already validated) on a stream that was not cancelled.
@@ -278,6 +273,17 @@ struct StreamLifecycle: Sendable {
 
     static let cancelledError = APIError(.conflict, "stream_cancelled", "This stream was cancelled")
     static let endedError = APIError(.conflict, "stream_ended", "This stream has ended")
+    static let busyError = APIError(.conflict, "stream_busy", "The stream changed state during the request; try again")
+
+    /// The 409 for a change only upcoming streams allow (`action`: "edited", "cancelled").
+    private static func notUpcoming(_ state: StreamState, _ action: String) -> APIError {
+        switch state {
+        case .cancelled: cancelledError
+        case .ended: APIError(.conflict, "stream_ended", "Only upcoming streams can be \(action)")
+        case .live, .paused: APIError(.conflict, "stream_live", "Only upcoming streams can be \(action)")
+        case .scheduled: busyError
+        }
+    }
 
     /// One conditional write: `set` applies only if the row is in one of `states` now.
     private func transition(_ id: String, from states: [StreamState], now: Date, on db: any Database,

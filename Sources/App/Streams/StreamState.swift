@@ -1,3 +1,5 @@
+import FluentKit
+import FluentSQL
 import Foundation
 import SQLKit
 
@@ -44,4 +46,9 @@ enum StreamState: String, Codable, Sendable, CaseIterable {
 
     /// Started and not over: members may join (tokens), viewers are counted.
     var isOnAir: Bool { self == .live || self == .paused }
+}
+
+extension QueryBuilder where Model == LiveStream {
+    /// Streams in any of `states`: the same predicate the lifecycle's conditional writes use.
+    func filter(state states: StreamState...) -> Self { filter(.sql(StreamState.any(of: states))) }
 }
