@@ -11,7 +11,8 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
     switch config.database {
     case .sqliteFile(let path):
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try PrivateFiles.directory(dir)
+        try PrivateFiles.touch(path)
         app.databases.use(.sqlite(.file(path)), as: .sqlite)
     case .sqliteMemory:
         app.databases.use(.sqlite(.memory), as: .sqlite)
@@ -37,7 +38,8 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
     let kicking = config.cloudRecording.map { KickingRules(settings: $0, appID: config.agora.appId, client: agoraClient) }
     let recordings = Recordings(
         store: config.s3.map { ObjectStore(settings: $0, client: MeteredClient(base: app.client, metrics: metrics, system: .s3), clock: clock) },
-        cloud: config.cloudRecording.map { CloudRecordingClient(settings: $0, appID: config.agora.appId, client: agoraClient) })
+        cloud: config.cloudRecording.map { CloudRecordingClient(settings: $0, appID: config.agora.appId, client: agoraClient) },
+        externalOrigins: config.replayOrigins)
     let lifecycle = StreamLifecycle(
         clock: clock, events: overrides.streamEvents ?? NotifyingStreamEvents(queue: jobs, reminders: reminders),
         recordings: overrides.streamRecordings ?? recordings, jobs: jobs, hostGrace: config.hostGrace, logger: app.logger)
@@ -78,7 +80,8 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
 
     // Wire format: ISO 8601 UTC with Z and milliseconds, everywhere.
     let encoder = JSONEncoder()
-    encoder.outputFormatting = [.withoutEscapingSlashes]
+    // Sorted keys: the same resource always serialises the same way (stable, diffable responses).
+    encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
     encoder.dateEncodingStrategy = .custom { date, enc in
         var c = enc.singleValueContainer()
         try c.encode(ISO8601.string(date))
@@ -89,6 +92,7 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
     // Render and most PaaS hosts pass PORT; --hostname/--port flags still override.
     if let port = Environment.get("PORT").flatMap(Int.init) { app.http.server.configuration.port = port }
     if app.environment == .production { app.http.server.configuration.hostname = "0.0.0.0" }
+    app.http.server.configuration.shutdownTimeout = .milliseconds(Int64(config.shutdownDrainSeconds * 1000))
     app.middleware = Middlewares()
     // Request id + access log + metrics outermost (they see the final status), then CORS so
     // that error responses carry its headers too, then errors in the API's shape.
@@ -110,7 +114,7 @@ private func makeTransport(_ mail: AppConfig.MailSettings, clock: AppClock) thro
 }
 
 private func corsMiddleware(_ config: AppConfig) -> CORSMiddleware? {
-    let origins = ([config.frontendURL].compactMap { $0 } + config.corsAllowedOrigins)
+    let origins = config.allowedOrigins
     guard !origins.isEmpty else { return nil }
     return CORSMiddleware(configuration: .init(
         allowedOrigin: .any(origins),

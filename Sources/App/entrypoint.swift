@@ -22,19 +22,32 @@ enum Entrypoint {
         }
 
         let app = try await Application.make(env)
+        let config: AppConfig
         do {
-            let config: AppConfig
-            do {
-                config = try AppConfig.load(environment: env)
-            } catch let error as AppConfig.Error {
-                app.logger.critical("\(error.description)")
-                try? await app.asyncShutdown()
-                exit(1)
-            }
+            config = try AppConfig.load(environment: env)
+        } catch let error as AppConfig.Error {
+            app.logger.critical("\(error.description)")
+            try? await app.asyncShutdown()
+            exit(1)
+        }
+        do {
             try await configure(app, config: config)
             app.asyncCommands.use(DevTokenCommand(), as: "dev-token")
             app.asyncCommands.use(WorkerCommand(), as: "worker")
             app.asyncCommands.use(RemindersCommand(), as: "reminders")
+            if isServe(env.arguments), config.isDevelopment {
+                // Demo data, printed tokens and the unauthenticated outbox page are for this machine only.
+                let host = AppConfig.listeningHost(arguments: env.arguments, default: app.http.server.configuration.hostname)
+                guard AppConfig.isLoopback(host) else {
+                    app.logger.critical("""
+                        Refusing to start: development mode (demo users, printed tokens, /dev/outbox without auth) \
+                        bound to \(host), which is not a loopback address. Deploy with --env production \
+                        (e.g. `App serve --env production --hostname 0.0.0.0`), or bind 127.0.0.1 for local development.
+                        """)
+                    try? await app.asyncShutdown()
+                    exit(1)
+                }
+            }
             if isServe(env.arguments) {
                 try await MigrateWithLock.run(app)
                 if config.worker.runInServe { app.lifecycle.use(WorkerService()) }
@@ -44,6 +57,8 @@ enum Entrypoint {
                 }
             }
             try await app.execute()
+            // Order on SIGTERM: HTTP drains first, then the worker stops, then the database closes.
+            if isServe(env.arguments) { await GracefulShutdown.drainHTTP(app, seconds: config.shutdownDrainSeconds) }
         } catch {
             app.logger.report(error: error)
             try? await app.asyncShutdown()

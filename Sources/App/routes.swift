@@ -3,8 +3,11 @@ import Vapor
 
 func routes(_ app: Application) throws {
     app.get("health") { _ in ["status": "ok"] }
-    app.get("ready", use: ReadinessController.ready)
-    app.get("metrics") { req async -> Response in
+    // /health is the public liveness probe (Render's health check); /ready and /metrics tell
+    // more about the deployment and take METRICS_TOKEN as a bearer token when it is set.
+    let probes = app.grouped(MetricsAuthMiddleware())
+    probes.get("ready", use: ReadinessController.ready)
+    probes.get("metrics") { req async -> Response in
         let text = await req.deps.metrics.render(sql: req.db.sql, now: req.now)
         var headers = HTTPHeaders()
         headers.contentType = HTTPMediaType(type: "text", subType: "plain", parameters: ["version": "0.0.4", "charset": "utf-8"])

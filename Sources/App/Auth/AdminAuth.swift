@@ -13,6 +13,20 @@ struct AdminAuthMiddleware: AsyncMiddleware {
     }
 }
 
+/// `/metrics` and `/ready`: public unless METRICS_TOKEN is set, then `Authorization: Bearer <it>`.
+struct MetricsAuthMiddleware: Middleware {
+    func respond(to request: Request, chainingTo next: any Responder) -> EventLoopFuture<Response> {
+        if let token = request.deps.config.metricsToken {
+            guard let bearer = request.headers.bearerAuthorization, SecretCompare.equal(bearer.token, token) else {
+                var error = APIError.unauthorized("This probe needs the METRICS_TOKEN bearer token")
+                error.headers.replaceOrAdd(name: .wwwAuthenticate, value: "Bearer")
+                return request.eventLoop.makeFailedFuture(error)
+            }
+        }
+        return next.respond(to: request)
+    }
+}
+
 enum SecretCompare {
     /// Constant-time in the secret's content: compares fixed-size digests.
     static func equal(_ a: String, _ b: String) -> Bool {

@@ -12,12 +12,17 @@ struct UserClaims: JWTPayload {
     var exp: ExpirationClaim
     var iss: IssuerClaim?
     var aud: AudienceClaim?
+    var iat: IssuedAtClaim?
+    var nbf: NotBeforeClaim?
 
     /// Time-based checks happen in `JWTVerifier` against the injected clock.
     func verify(using algorithm: some JWTAlgorithm) async throws {}
 }
 
-/// Verifies host-platform JWTs (HS256, JWT_SECRET), checking exp and, when configured, iss/aud.
+/// Verifies host-platform JWTs: the header must say HS256 (nothing else is accepted, whatever
+/// the signature), the HMAC must match JWT_SECRET, `exp` must be in the future, `nbf` and `iat`
+/// not in the future (60 s leeway), the lifetime at most JWT_MAX_AGE_SECONDS, and iss/aud
+/// when configured.
 struct JWTVerifier: Sendable {
     let keys: JWTKeyCollection
     let settings: AppConfig.JWTSettings
@@ -47,13 +52,26 @@ struct JWTVerifier: Sendable {
     }
 
     private func verifyFully(_ token: String) async throws -> AuthUser {
+        guard Self.headerIsHS256(token) else { throw APIError.unauthorized("Invalid bearer token") }
         let claims: UserClaims
         do {
             claims = try await keys.verify(token, as: UserClaims.self)
         } catch {
             throw APIError.unauthorized("Invalid bearer token")
         }
-        guard claims.exp.value > clock.now() else { throw APIError(.unauthorized, "token_expired", "Bearer token has expired") }
+        let now = clock.now()
+        guard claims.exp.value > now else { throw APIError(.unauthorized, "token_expired", "Bearer token has expired") }
+        let leeway = settings.leewaySeconds
+        if let nbf = claims.nbf?.value, nbf > now.addingTimeInterval(leeway) {
+            throw APIError(.unauthorized, "token_not_yet_valid", "Bearer token is not valid yet (nbf)")
+        }
+        if let iat = claims.iat?.value, iat > now.addingTimeInterval(leeway) {
+            throw APIError.unauthorized("Bearer token was issued in the future (iat)")
+        }
+        let issued = min(claims.iat?.value ?? now, now)
+        guard claims.exp.value.timeIntervalSince(issued) <= settings.maxAgeSeconds + leeway else {
+            throw APIError.unauthorized("Bearer token lives longer than this service accepts (JWT_MAX_AGE_SECONDS)")
+        }
         if let issuer = settings.issuer, claims.iss?.value != issuer {
             throw APIError.unauthorized("Bearer token has the wrong issuer")
         }
@@ -72,12 +90,27 @@ struct JWTVerifier: Sendable {
         return user
     }
 
+    /// The header, decoded: exactly `"alg": "HS256"` (a token naming `none`, HS384 or RS256 is
+    /// refused even if its signature happens to be an HS256 MAC), `typ` JWT if present, no `crit`.
+    static func headerIsHS256(_ token: String) -> Bool {
+        guard let dot = token.utf8.firstIndex(of: UInt8(ascii: ".")) else { return false }
+        var b64 = String(token[..<dot]).replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        guard b64.utf8.count <= 1024 else { return false }
+        while b64.utf8.count % 4 != 0 { b64 += "=" }
+        guard let data = Data(base64Encoded: b64),
+              let header = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return false }
+        guard header["alg"] as? String == "HS256", header["crit"] == nil else { return false }
+        if let typ = header["typ"] { return (typ as? String)?.uppercased() == "JWT" }
+        return true
+    }
+
     /// Signs a token as the host platform would (dev tokens, tests).
     func sign(userID: String, expiresIn: TimeInterval) async throws -> String {
-        let exp = Date(timeIntervalSince1970: (clock.now().timeIntervalSince1970 + expiresIn).rounded(.down))
+        let now = Date(timeIntervalSince1970: clock.now().timeIntervalSince1970.rounded(.down))
         let claims = UserClaims(
-            sub: .init(value: userID), exp: .init(value: exp),
-            iss: settings.issuer.map { .init(value: $0) }, aud: settings.audience.map { .init(value: [$0]) }
+            sub: .init(value: userID), exp: .init(value: now.addingTimeInterval(expiresIn.rounded(.down))),
+            iss: settings.issuer.map { .init(value: $0) }, aud: settings.audience.map { .init(value: [$0]) },
+            iat: .init(value: now)
         )
         return try await keys.sign(claims)
     }

@@ -4,7 +4,7 @@ import Vapor
 struct DevTokenCommand: AsyncCommand {
     struct Signature: CommandSignature {
         @Argument(name: "userId") var userId: String
-        @Option(name: "days", help: "Lifetime in days (default 30)") var days: Int?
+        @Option(name: "days", help: "Lifetime in days (default and most: JWT_MAX_AGE_SECONDS, 7 days)") var days: Int?
     }
 
     var help: String { "Print a bearer JWT for USER_ID (development and testing)." }
@@ -17,8 +17,9 @@ struct DevTokenCommand: AsyncCommand {
         guard Validation.isValidUserID(signature.userId) else {
             context.console.error("Invalid user id"); throw ExitCode(1)
         }
-        let days = max(1, min(signature.days ?? 30, 365))
-        context.console.print(try await context.application.deps.jwt.sign(userID: signature.userId, expiresIn: TimeInterval(days) * 86_400))
+        let maxAge = context.application.deps.config.jwt.maxAgeSeconds
+        let lifetime = signature.days.map { min(TimeInterval(max(1, $0)) * 86_400, maxAge) } ?? maxAge
+        context.console.print(try await context.application.deps.jwt.sign(userID: signature.userId, expiresIn: lifetime))
     }
 }
 

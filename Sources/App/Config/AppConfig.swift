@@ -37,6 +37,21 @@ struct AppConfig: Sendable {
     var tokenCacheSeconds: Double = 2
     /// DATABASE_MAX_CONNECTIONS_PER_LOOP (PostgreSQL pool size per event loop).
     var databaseConnectionsPerLoop = 4
+    /// SHUTDOWN_DRAIN_SECONDS: on SIGTERM, how long requests in flight may take to finish.
+    var shutdownDrainSeconds: TimeInterval = 10
+    /// TRUSTED_PROXIES: peers whose X-Forwarded-For is believed (empty: key on the peer address).
+    var trustedProxies: [CIDR] = []
+    /// METRICS_TOKEN: bearer token for /metrics and /ready (nil: both public, as in development).
+    var metricsToken: String? = nil
+    /// REPLAY_URL_ORIGINS (plus the S3 bucket / S3_PUBLIC_BASE_URL): where a creator's replay URL may point.
+    var replayOrigins: [String] = []
+    /// The origins CORS allows: FRONTEND_URL (in development, its default) and CORS_ALLOWED_ORIGINS.
+    var allowedOrigins: [String] {
+        var origins = frontendURL.map { [$0] } ?? (isDevelopment ? [AppConfig.developmentFrontend] : [])
+        for origin in corsAllowedOrigins where !origins.contains(origin) { origins.append(origin) }
+        return origins
+    }
+    static let developmentFrontend = "http://localhost:3000"
     /// GET /dev/outbox: development only.
     var devOutbox: Bool { isDevelopment }
 
@@ -73,6 +88,10 @@ struct AppConfig: Sendable {
         var secret: String
         var issuer: String?
         var audience: String?
+        /// JWT_MAX_AGE_SECONDS: the longest lifetime a token may claim (exp − iat, or exp − now without iat).
+        var maxAgeSeconds: TimeInterval = 7 * 86_400
+        /// Clock skew tolerated on nbf and iat.
+        var leewaySeconds: TimeInterval = 60
     }
 
     struct AgoraSettings: Sendable {
@@ -89,7 +108,14 @@ struct AppConfig: Sendable {
 
     /// Production needs JWT_SECRET, AGORA_APP_ID and AGORA_APP_CERTIFICATE; development fills
     /// the gaps with secrets generated once and kept under `dataDirectory`.
-    static func load(environment: Environment, dataDirectory: String = "data", get: (String) -> String? = Environment.get) throws -> AppConfig {
+    static func load(environment: Environment, dataDirectory: String? = nil, get: (String) -> String? = Environment.get) throws -> AppConfig {
+        try load(environment: environment, arguments: environment.arguments,
+                 dataDirectory: dataDirectory ?? get("DATA_DIRECTORY").flatMap { $0.isEmpty ? nil : $0 } ?? "data", get: get)
+    }
+
+    /// `arguments`: the command line (`serve --port 9000`), for the default public URL.
+    static func load(environment: Environment, arguments: [String], dataDirectory: String = "data",
+                     get: (String) -> String? = Environment.get) throws -> AppConfig {
         func value(_ name: String) -> String? {
             guard let v = get(name)?.trimmingCharacters(in: .whitespacesAndNewlines), !v.isEmpty else { return nil }
             return v
@@ -144,7 +170,8 @@ struct AppConfig: Sendable {
         let origins = (value("CORS_ALLOWED_ORIGINS") ?? "").split(separator: ",")
             .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
 
-        let mail = loadMail(value: value, production: production, frontend: frontend, problems: &problems)
+        let localBase = "http://localhost:\(listeningPort(arguments: arguments, environmentPort: value("PORT")))"
+        let mail = loadMail(value: value, production: production, frontend: frontend, localBase: localBase, problems: &problems)
         var worker = WorkerSettings(runInServe: (value("RUN_WORKER") ?? "true").lowercased() != "false",
                                     maxInFlight: Int(number("WORKER_MAX_IN_FLIGHT", in: 1...1000, default: 64)), leaseSeconds: 60)
         worker.shutdownGraceSeconds = number("WORKER_SHUTDOWN_SECONDS", in: 0...600, default: 20)
@@ -160,10 +187,27 @@ struct AppConfig: Sendable {
         let cron = value("CRON_SECRET")
         if let cron, cron.utf8.count < 16 { problems.append("CRON_SECRET must be at least 16 characters") }
 
+        let jwtMaxAge = number("JWT_MAX_AGE_SECONDS", in: 60...31_536_000, default: 7 * 86_400)
+        var trusted: [CIDR] = []
+        for item in (value("TRUSTED_PROXIES") ?? "").split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !item.isEmpty {
+            if let list = CIDR.named(item) { trusted += list } else if let cidr = CIDR(item) { trusted.append(cidr) } else {
+                problems.append("TRUSTED_PROXIES: '\(item.prefix(64))' is not an IP address or CIDR range (or 'private')")
+            }
+        }
+        let drain = number("SHUTDOWN_DRAIN_SECONDS", in: 0...300, default: 10)
+        let metricsToken = value("METRICS_TOKEN")
+        if let metricsToken, metricsToken.utf8.count < 16 { problems.append("METRICS_TOKEN must be at least 16 characters") }
+        var replayOrigins: [String] = []
+        for item in (value("REPLAY_URL_ORIGINS") ?? "").split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !item.isEmpty {
+            if let origin = ReplayOrigins.origin(of: item) { replayOrigins.append(origin) } else {
+                problems.append("REPLAY_URL_ORIGINS: '\(item.prefix(64))' is not an https origin")
+            }
+        }
+
         guard problems.isEmpty else { throw Error(problems: problems) }
         return AppConfig(
             database: database,
-            jwt: JWTSettings(secret: jwtSecret!, issuer: value("JWT_ISSUER"), audience: value("JWT_AUDIENCE")),
+            jwt: JWTSettings(secret: jwtSecret!, issuer: value("JWT_ISSUER"), audience: value("JWT_AUDIENCE"), maxAgeSeconds: jwtMaxAge),
             adminAPIKey: adminKey,
             agora: AgoraSettings(appId: appId!, appCertificate: certificate!, tokenTTLSeconds: ttl),
             frontendURL: frontend,
@@ -179,11 +223,52 @@ struct AppConfig: Sendable {
             reminderLead: lead,
             cronSecret: cron,
             tokenCacheSeconds: cacheSeconds,
-            databaseConnectionsPerLoop: poolSize
+            databaseConnectionsPerLoop: poolSize,
+            shutdownDrainSeconds: drain,
+            trustedProxies: trusted,
+            metricsToken: metricsToken,
+            replayOrigins: replayOrigins
         )
     }
 
-    private static func loadMail(value: (String) -> String?, production: Bool, frontend: String?, problems: inout [String]) -> MailSettings {
+    /// The port `serve` will listen on: `--port N` / `-p N` / `--bind host:N`, else PORT, else 8080.
+    static func listeningPort(arguments: [String], environmentPort: String?) -> Int {
+        var port = environmentPort.flatMap(Int.init) ?? 8080
+        var i = arguments.startIndex
+        while i < arguments.endIndex {
+            let arg = arguments[i]
+            let next = i + 1 < arguments.endIndex ? arguments[i + 1] : nil
+            if arg == "--port" || arg == "-p", let n = next.flatMap(Int.init) { port = n }
+            if arg.hasPrefix("--port="), let n = Int(arg.dropFirst(7)) { port = n }
+            if arg == "--bind" || arg == "-b", let n = next?.split(separator: ":").last.flatMap({ Int($0) }) { port = n }
+            i += 1
+        }
+        return port
+    }
+
+    /// The address `serve` will bind: `--hostname H` / `-H H` / `--bind H:port`, else Vapor's
+    /// default (127.0.0.1, or 0.0.0.0 as configure sets in production).
+    static func listeningHost(arguments: [String], default fallback: String) -> String {
+        var host = fallback
+        for (i, arg) in arguments.enumerated() {
+            let next = i + 1 < arguments.count ? arguments[i + 1] : nil
+            if arg == "--hostname" || arg == "-H", let next { host = next }
+            if arg.hasPrefix("--hostname=") { host = String(arg.dropFirst(11)) }
+            if arg == "--bind" || arg == "-b", let next, let h = next.split(separator: ":").first { host = String(h) }
+            if arg == "--unix-socket" { host = "localhost" } // a socket file is as local as it gets
+        }
+        return host
+    }
+
+    /// 127.0.0.0/8, ::1 and "localhost": development conveniences are only for this machine.
+    static func isLoopback(_ host: String) -> Bool {
+        let h = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).lowercased()
+        if h == "localhost" { return true }
+        return ["127.0.0.0/8", "::1/128"].compactMap(CIDR.init).contains { $0.contains(h) }
+    }
+
+    private static func loadMail(value: (String) -> String?, production: Bool, frontend: String?, localBase: String,
+                                 problems: inout [String]) -> MailSettings {
         var env: [String: String] = [:]
         for key in ["SMTP_HOST", "SMTP_PORT", "SMTP_SECURITY", "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_CA_FILE", "SMTP_HELO_NAME",
                     "EMAIL_SERVICE_API_KEY", "EMAIL_PROVIDER", "EMAIL_FROM"] {
@@ -221,8 +306,8 @@ struct AppConfig: Sendable {
         if let raw = value("SMTP_MAX_CONNECTIONS") {
             if let n = Int(raw), (1...64).contains(n) { connections = n } else { problems.append("SMTP_MAX_CONNECTIONS must be 1–64") }
         }
-        return MailSettings(transport: transport, from: from, frontendURL: frontend ?? "http://localhost:3000",
-                            publicBaseURL: publicBase ?? "http://localhost:8080",
+        return MailSettings(transport: transport, from: from, frontendURL: frontend ?? developmentFrontend,
+                            publicBaseURL: publicBase ?? localBase,
                             retryBaseSeconds: retryBase, maxAttempts: 8, smtpConnections: connections)
     }
 

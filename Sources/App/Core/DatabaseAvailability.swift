@@ -15,7 +15,7 @@ enum DatabaseAvailability {
             }
             return false
         }
-        if let e = error as? SQLiteError { return e.reason == .busy || e.reason == .locked }
+        if let e = error as? SQLiteError { return SQLiteWrites.isBusy(e) }
         return error is ConnectionPoolTimeoutError || error is ConnectionPoolError
     }
 

@@ -26,6 +26,8 @@ struct Dependencies: Sendable {
     var metrics: AppMetrics
     /// Short-lived snapshots for the token path (streams, users, moderation).
     var cache: TokenCache
+    /// Requests being answered now (graceful shutdown waits for them before closing the database).
+    var inFlight = InFlightRequests()
 }
 
 /// What tests (or `entrypoint`) may swap before `configure` builds the rest.

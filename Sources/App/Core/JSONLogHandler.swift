@@ -23,10 +23,12 @@ struct JSONLogHandler: LogHandler {
     /// One writer at a time, so lines from different threads never interleave.
     private static let lock = NSLock()
 
-    func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+    func log(event: LogEvent) {
         var fields = metadata
         if let provided = metadataProvider?.get() { fields.merge(provided) { $1 } }
-        if let explicit { fields.merge(explicit) { $1 } }
+        if let explicit = event.metadata { fields.merge(explicit) { $1 } }
+        if let error = event.error { fields["error"] = .string(String(describing: error)) }
+        let level = event.level, message = event.message
         var object: [String: Any] = [:]
         for (k, v) in fields { object[k] = Self.plain(v) }
         object["level"] = level.rawValue

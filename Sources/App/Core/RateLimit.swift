@@ -72,15 +72,6 @@ struct RateLimitMiddleware: Middleware {
         "\((try? $0.caller.id) ?? "anonymous"):\($0.parameters.get("streamId") ?? "")"
     }
     static let adminImport = RateLimitMiddleware(name: "import", limit: { $0.importPerMinute }) { _ in "admin" }
-    static let unsubscribe = RateLimitMiddleware(name: "unsubscribe", limit: { $0.unsubscribePerMinute }) { clientIP($0) }
+    static let unsubscribe = RateLimitMiddleware(name: "unsubscribe", limit: { $0.unsubscribePerMinute }) { ClientAddress.of($0) }
 
-    /// Behind Render's (or any) proxy every connection comes from the proxy: the client is the
-    /// address the nearest proxy appended to X-Forwarded-For (the last entry, which a client cannot forge).
-    static func clientIP(_ req: Request) -> String {
-        if let forwarded = req.headers[.xForwardedFor].last?.split(separator: ",").last {
-            let ip = forwarded.trimmingCharacters(in: .whitespaces)
-            if !ip.isEmpty { return ip }
-        }
-        return req.remoteAddress?.ipAddress ?? "unknown"
-    }
 }

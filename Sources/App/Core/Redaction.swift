@@ -10,19 +10,60 @@ enum Redaction {
         (#"(?i)bearer\s+[A-Za-z0-9._~+/=-]+"#, "Bearer [redacted]"),
         (#"/unsubscribe/[^\s"?;/\]]+"#, "/unsubscribe/[redacted]"),
         (#"(?i)(X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token)=[^&\s"]+"#, "$1=[redacted]"),
+        (#"(?i)([?&](?:access_token|token|secret|key|api_key|apikey|password|signature|code)=)[^&\s"]+"#, "$1[redacted]"),
         (#"[A-Za-z0-9._%+-]+@([A-Za-z0-9.-]+\.[A-Za-z]{2,})"#, "***@$1"),
     ].map { (try! NSRegularExpression(pattern: $0.0), $0.1) }
 
     /// Cheap pre-check so ordinary lines (access logs) skip the regular expressions.
-    private static let triggers = ["@", "earer", "uthorization", "ignature", "/unsubscribe/", "X-Amz-", "ookie", "ecurity-"]
+    private static let triggers = ["@", "earer", "uthorization", "ignature", "/unsubscribe/", "X-Amz-", "ookie", "ecurity-", "=", "HTTPRequestHead"]
 
     static func scrub(_ text: String) -> String {
         guard triggers.contains(where: { text.contains($0) }) else { return text }
-        var out = text
+        var out = text.contains("HTTPRequestHead {") ? requestHead(text) : text
         for (regex, template) in rules {
             out = regex.stringByReplacingMatches(in: out, range: NSRange(out.startIndex..., in: out), withTemplate: template)
         }
         return out
+    }
+
+    /// Headers whose values may appear in a log (Vapor's trace log prints every request head).
+    /// Everything else — credentials, secrets a confused client put in a custom header, cookies,
+    /// forwarding chains — is logged by name only.
+    static let loggableHeaders: Set<String> = [
+        "host", "user-agent", "accept", "accept-encoding", "accept-language", "content-type", "content-length",
+        "connection", "transfer-encoding", "expect", "cache-control", "x-request-id", "origin", "x-forwarded-proto",
+    ]
+
+    /// `HTTPRequestHead { method: GET, uri: "/p?a=b", version: HTTP/1.1, headers: A: 1; B: 2 }` →
+    /// query values and the values of headers not on the allow-list replaced by [redacted].
+    static func requestHead(_ text: String) -> String {
+        guard let start = text.range(of: "HTTPRequestHead {"),
+              let uriStart = text.range(of: "uri: \"", range: start.upperBound..<text.endIndex),
+              let uriEnd = text.range(of: "\", version: ", options: .backwards, range: uriStart.upperBound..<text.endIndex),
+              let headersStart = text.range(of: "headers: ", range: uriEnd.upperBound..<text.endIndex),
+              let end = text.range(of: " }", options: .backwards, range: headersStart.upperBound..<text.endIndex)
+        else { return text }
+        var uri = String(text[uriStart.upperBound..<uriEnd.lowerBound])
+        if let q = uri.firstIndex(of: "?") {
+            let query = uri[uri.index(after: q)...].split(separator: "&", omittingEmptySubsequences: false)
+                .map { pair in pair.split(separator: "=", maxSplits: 1).first.map { "\($0)=[redacted]" } ?? "" }
+            uri = String(uri[..<q]) + "?" + query.joined(separator: "&")
+        }
+        var headers: [String] = []
+        var keepingValue = false
+        for field in text[headersStart.upperBound..<end.lowerBound].components(separatedBy: "; ") {
+            let parts = field.split(separator: ":", maxSplits: 1)
+            let name = parts.first.map(String.init) ?? ""
+            let isHeader = parts.count == 2 && !name.isEmpty && name.utf8.allSatisfy { $0 > 32 && $0 < 127 && $0 != 59 }
+            if isHeader {
+                keepingValue = loggableHeaders.contains(name.lowercased())
+                headers.append(keepingValue ? field : "\(name): [redacted]")
+            } else if keepingValue, !headers.isEmpty {
+                headers[headers.count - 1] += "; " + field // a value that itself contained "; "
+            }
+        }
+        return String(text[..<uriStart.upperBound]) + uri + String(text[uriEnd.lowerBound..<headersStart.upperBound])
+            + headers.joined(separator: "; ") + String(text[end.lowerBound...])
     }
 
     /// Metadata keys whose values are dropped whole.
@@ -65,9 +106,17 @@ struct RedactingLogHandler: LogHandler {
         set { wrapped[metadataKey: key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+    func log(event: LogEvent) {
         // Handler-level metadata (e.g. the request id) is ours; only what arrives with the line is scrubbed.
-        wrapped.log(level: level, message: "\(Redaction.scrub(message.description))", metadata: metadata.map(Redaction.scrub),
-                    source: source, file: file, function: function, line: line)
+        var scrubbed = event
+        scrubbed.message = "\(Redaction.scrub(event.message.description))"
+        scrubbed.metadata = event.metadata.map(Redaction.scrub)
+        if let error = event.error { scrubbed.error = RedactedError(description: Redaction.scrub(String(describing: error))) }
+        wrapped.log(event: scrubbed)
     }
+}
+
+/// An error that reaches a log line only as its scrubbed description.
+struct RedactedError: Error, CustomStringConvertible {
+    let description: String
 }

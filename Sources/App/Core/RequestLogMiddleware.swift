@@ -10,11 +10,14 @@ struct RequestLogMiddleware: Middleware {
         let started = ContinuousClock.now
         let id = Self.acceptable(request.headers.first(name: Self.header)) ?? UUID().uuidString
         request.logger[metadataKey: "request-id"] = .string(id)
+        let inFlight = request.deps.inFlight
+        inFlight.enter()
         // JSONErrorMiddleware sits inside this one; anything reaching here is still answered in shape.
         return next.respond(to: request).flatMapError { error in
             request.eventLoop.makeSucceededFuture(JSONErrorMiddleware.response(for: error, request: request))
         }.map { response in
-            Self.finish(request, response, id: id, started: started)
+            defer { inFlight.leave() }
+            return Self.finish(request, response, id: id, started: started)
         }
     }
 

@@ -22,9 +22,10 @@ enum DemoData {
 
     /// Printed at startup in development only; production never prints secrets.
     static func printTokens(_ app: Application) async throws {
-        var lines = ["Development tokens (valid 30 days; signed with the dev secret in data/dev-secrets.json):"]
+        let lifetime = app.deps.config.jwt.maxAgeSeconds
+        var lines = ["Development tokens (valid \(Int(lifetime / 86_400)) days, JWT_MAX_AGE_SECONDS; signed with the dev secret in data/dev-secrets.json):"]
         for u in users {
-            let token = try await app.deps.jwt.sign(userID: u.id, expiresIn: 30 * 86_400)
+            let token = try await app.deps.jwt.sign(userID: u.id, expiresIn: lifetime)
             lines.append("  \(u.id) (\(u.role ?? "member"), \(u.timezone ?? "-")):\n    \(token)")
         }
         if let admin = app.deps.config.adminAPIKey { lines.append("  admin API key: \(admin)") }

@@ -22,7 +22,7 @@ struct ModerationController: RouteCollection {
 
     private func target(_ req: Request) async throws -> (LiveStream, User, Target) {
         let stream = try await lifecycle.ownedStream(req.parameters.get("streamId") ?? "", by: try req.caller.id, on: req.db)
-        let body = try req.content.decode(Target.self)
+        let body = try req.json(Target.self)
         guard Validation.isValidUserID(body.userId), let user = try await User.find(body.userId, on: req.db) else {
             throw APIError.notFound("user_not_found", "No such user")
         }
@@ -41,7 +41,7 @@ struct ModerationController: RouteCollection {
     @Sendable func block(req: Request) async throws -> MessageResponse {
         let (stream, user, body) = try await target(req)
         let expires = body.minutes.map { req.now.addingTimeInterval(TimeInterval($0 * 60)) }
-        try await req.db.transaction { tx in
+        try await req.db.writeTransaction { tx in
             try await StreamBlock.query(on: tx).filter(\.$streamID == stream.id!).filter(\.$userID == user.id!).delete()
             let b = StreamBlock(); b.streamID = stream.id!; b.userID = user.id!; b.expiresAt = expires
             try await b.create(on: tx)
@@ -52,7 +52,7 @@ struct ModerationController: RouteCollection {
 
     @Sendable func unblock(req: Request) async throws -> MessageResponse {
         let (stream, user, _) = try await target(req)
-        try await req.db.transaction { tx in
+        try await req.db.writeTransaction { tx in
             try await StreamBlock.query(on: tx).filter(\.$streamID == stream.id!).filter(\.$userID == user.id!).delete()
             try await kick(req, .init(action: .delete, streamId: stream.id!, userId: user.id!, kind: .block), on: tx)
         }
@@ -61,7 +61,7 @@ struct ModerationController: RouteCollection {
 
     @Sendable func mute(req: Request) async throws -> MessageResponse {
         let (stream, user, _) = try await target(req)
-        try await req.db.transaction { tx in
+        try await req.db.writeTransaction { tx in
             if try await StreamMute.query(on: tx).filter(\.$streamID == stream.id!).filter(\.$userID == user.id!).count() == 0 {
                 let m = StreamMute(); m.streamID = stream.id!; m.userID = user.id!
                 try await m.create(on: tx)
@@ -73,7 +73,7 @@ struct ModerationController: RouteCollection {
 
     @Sendable func unmute(req: Request) async throws -> MessageResponse {
         let (stream, user, _) = try await target(req)
-        try await req.db.transaction { tx in
+        try await req.db.writeTransaction { tx in
             try await StreamMute.query(on: tx).filter(\.$streamID == stream.id!).filter(\.$userID == user.id!).delete()
             try await kick(req, .init(action: .delete, streamId: stream.id!, userId: user.id!, kind: .mute), on: tx)
         }
@@ -103,7 +103,7 @@ struct ModerationController: RouteCollection {
     /// Creator-wide ban: every stream of this creator, now and later.
     @Sendable func ban(req: Request) async throws -> MessageResponse {
         let creator = try await creatorCaller(req)
-        let body = try req.content.decode(BanRequest.self)
+        let body = try req.json(BanRequest.self)
         guard Validation.isValidUserID(body.userId), try await User.find(body.userId, on: req.db) != nil else {
             throw APIError.notFound("user_not_found", "No such user")
         }

@@ -15,14 +15,14 @@ struct AdminController: RouteCollection {
     }
 
     @Sendable func importMembers(req: Request) async throws -> ImportResponse {
-        let body = try req.content.decode(ImportRequest.self)
+        let body = try req.json(ImportRequest.self)
         return try await MemberImporter(db: req.db, uids: uids, now: clock.now()).run(body)
     }
 
     /// PUT /api/admin/users/:id — create or update one user (incremental sync).
     @Sendable func upsertUser(req: Request) async throws -> UserResponse {
         let id = try Self.userID(req)
-        let body = try req.content.decode(UpsertUserRequest.self)
+        let body = try req.json(UpsertUserRequest.self)
         if let bodyID = body.id, bodyID != id { throw APIError.validation("id in the body does not match the URL") }
         let input = ImportRequest.UserInput(id: id, name: body.name, email: body.email, timezone: body.timezone, role: body.role, isActive: body.isActive)
         _ = try await MemberImporter(db: req.db, uids: uids, now: clock.now()).run(ImportRequest(users: [input], follows: nil, subscriptions: nil))
@@ -40,7 +40,7 @@ struct AdminController: RouteCollection {
     }
 
     @Sendable func deleteFollow(req: Request) async throws -> DeletedResponse {
-        let body = try req.content.decode(DeleteFollowRequest.self)
+        let body = try req.json(DeleteFollowRequest.self)
         guard Validation.isValidUserID(body.followerId), Validation.isValidUserID(body.followedId) else {
             throw APIError.validation("followerId and followedId must be valid user ids")
         }

@@ -62,7 +62,7 @@ struct MemberImporter {
         let subscriptions = subscriptionOrder.map { ($0[0], $0[1], subscriptionStatus[$0]!) }
         let follows = followPairs
         try await Self.retryingClashes {
-            try await db.transaction { tx in
+            try await db.writeTransaction { tx in
                 try await upsertUsers(users, on: tx)
                 try await insertFollows(follows, on: tx)
                 try await upsertSubscriptions(subscriptions, on: tx)

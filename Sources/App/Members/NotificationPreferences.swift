@@ -57,16 +57,17 @@ struct PreferencesController: RouteCollection {
     @Sendable func put(req: Request) async throws -> Body {
         let userID = try req.caller.id
         guard try await User.find(userID, on: req.db) != nil else { throw APIError.notFound("user_not_found", "The authenticated user is not known to this server") }
-        let update = try req.content.decode(Update.self)
+        let update = try req.json(Update.self)
         if let muted = update.mutedCreators {
             guard muted.count <= 1000, muted.allSatisfy(Validation.isValidUserID) else {
                 throw APIError.validation("mutedCreators must be at most 1000 valid user ids")
             }
-            let known = try await User.query(on: req.db).filter(\.$id ~~ muted).count()
-            guard known == Set(muted).count else { throw APIError.validation("mutedCreators names an unknown user") }
+            // One answer for "no such user" and "a member, not a creator": members' ids are not discoverable here.
+            let creators = try await User.query(on: req.db).filter(\.$id ~~ muted).filter(\.$role == .creator).count()
+            guard creators == Set(muted).count else { throw APIError.validation("mutedCreators must name creators") }
         }
         let now = req.now
-        try await req.db.transaction { tx in
+        try await req.db.writeTransaction { tx in
             // Insert-if-missing then update only what was sent: two concurrent first saves cannot collide.
             let sql = tx.sql
             try await sql.insert(into: NotificationPreference.schema).columns("user_id", "live_now", "scheduled", "reminder", "updated_at")

@@ -27,7 +27,7 @@ struct NotifyController: RouteCollection {
     /// `reminder` queues a manual reminder: its own kind of send, so the automatic one still goes out.
     @Sendable func notify(req: Request) async throws -> NotifyResponse {
         let stream = try await lifecycle.ownedStream(req.parameters.get("streamId") ?? "", by: try req.caller.id, on: req.db)
-        let body = try req.content.decode(NotifyRequest.self)
+        let body = try req.json(NotifyRequest.self)
         if let id = body.streamId, id != stream.id { throw APIError.validation("streamId in the body does not match the URL") }
         let kind: NotificationKind
         switch body.type {
@@ -47,7 +47,7 @@ struct NotifyController: RouteCollection {
         }
         let revision = kind == .liveNow ? 0 : stream.scheduleRevision
         let payload = FanOut.Payload(streamId: stream.id!, kind: kind, revision: revision)
-        let count = try await req.db.transaction { tx -> Int in
+        let count = try await req.db.writeTransaction { tx -> Int in
             guard try await FanOut.enqueue(payload, again: true, queue: jobs, on: tx) else { return 0 }
             return try await Audience.countNotYetQueued(creator: stream.$creator.id, stream: stream.id!, kind: kind, revision: revision, on: tx.sql)
         }

@@ -113,7 +113,7 @@ struct RecordingController: RouteCollection {
     @Sendable func uploadURL(req: Request) async throws -> UploadResponse {
         let store = try store()
         let stream = try await owned(req)
-        let body = try req.content.decode(UploadRequest.self)
+        let body = try req.json(UploadRequest.self)
         guard let ext = RecordingKeys.contentTypes[body.contentType.lowercased()] else {
             throw APIError(.badRequest, "unsupported_content_type", "contentType must be one of \(RecordingKeys.contentTypes.keys.sorted().joined(separator: ", "))")
         }
@@ -129,9 +129,11 @@ struct RecordingController: RouteCollection {
     struct ReplaySet: Content { var success = true; let message: String; let replayUrl: String }
 
     @Sendable func setReplay(req: Request) async throws -> ReplaySet {
-        _ = try store()
+        guard recordings.store != nil || !recordings.externalOrigins.isEmpty else {
+            throw APIError.featureDisabled("Replay URLs (AWS_BUCKET_NAME or REPLAY_URL_ORIGINS)")
+        }
         let stream = try await owned(req)
-        let body = try req.content.decode(ReplayRequest.self)
+        let body = try req.json(ReplayRequest.self)
         try await lifecycle.setReplay(try await recordings.validatedReplay(body.replayUrl, streamID: stream.id!), stream, on: req.db)
         return ReplaySet(message: "Replay saved", replayUrl: stream.replayUrl!)
     }

@@ -11,15 +11,23 @@ struct Recordings: StreamRecordings {
     /// nil unless AGORA_CUSTOMER_ID/SECRET (and S3, where recordings land) are set.
     let cloud: (any CloudRecorder)?
 
-    /// With S3 on: ours, under this stream's prefix, and existing. Without: any https URL.
-    func validatedReplay(_ raw: String, streamID: String) async throws -> String {
+    /// REPLAY_URL_ORIGINS: external hosts (a video CDN) whose URLs are accepted unverified.
+    var externalOrigins: [String] = []
+
+    /// In our bucket (S3 on): under this stream's prefix and existing — verified. Else only
+    /// under a configured replay origin — accepted, unverified. Anything else is refused.
+    func validatedReplay(_ raw: String, streamID: String) async throws -> Replay {
         guard raw.utf8.count <= 2048 else { throw APIError.validation("replayUrl must be at most 2048 characters") }
+        guard Validation.isHTTPSURL(raw) else { throw APIError.validation("replayUrl must be an https URL of at most 2048 characters") }
+        if ReplayOrigins.isUnder(raw, externalOrigins), store?.key(inReplayURL: raw) == nil {
+            return Replay(url: raw, verified: false)
+        }
         guard let store else {
-            guard Validation.isHTTPSURL(raw) else { throw APIError.validation("replayUrl must be an https URL of at most 2048 characters") }
-            return raw
+            throw APIError(.badRequest, "replay_url_not_allowed",
+                           "replayUrl must be under a configured replay origin (REPLAY_URL_ORIGINS) or in the recordings bucket")
         }
         switch try await store.validateReplay(raw, streamID: streamID) {
-        case .success(let url): return url
+        case .success(let url): return Replay(url: url, verified: true)
         case .failure(.notOurs): throw APIError(.badRequest, "replay_url_not_ours", "replayUrl must point into this service's recordings bucket")
         case .failure(.wrongStream): throw APIError(.badRequest, "replay_url_wrong_stream", "replayUrl must be a recording of this stream")
         case .failure(.missing): throw APIError(.badRequest, "replay_object_missing", "No recording exists at replayUrl (upload it first)")
@@ -33,7 +41,10 @@ struct Recordings: StreamRecordings {
               let uid = stream.recordingId.flatMap(UInt32.init) else { return }
         do {
             let files = try await cloud.stop(resourceID: resource, sid: sid, channel: stream.agoraChannelId, uid: uid)
-            if let key = RecordingKeys.replayKey(streamID: stream.id!, files: files) { stream.replayUrl = store.replayURL(key: key) }
+            if let key = RecordingKeys.replayKey(streamID: stream.id!, files: files) {
+                stream.replayUrl = store.replayURL(key: key)
+                stream.replayVerified = true
+            }
             stream.resourceId = nil
             try await saveRecordingColumns(stream, on: db)
         } catch let failure as CloudRecordingClient.AgoraFailure {
@@ -51,6 +62,7 @@ struct Recordings: StreamRecordings {
         try await db.sql.update(LiveStream.schema)
             .set("resource_id", to: SQLBind(stream.resourceId)).set("recording_sid", to: SQLBind(stream.recordingSid))
             .set("recording_id", to: SQLBind(stream.recordingId)).set("replay_url", to: SQLBind(stream.replayUrl))
+            .set("replay_verified", to: SQLBind(stream.replayVerified))
             .where("id", .equal, SQLBind(try stream.requireID())).run()
     }
 
@@ -65,5 +77,33 @@ struct Recordings: StreamRecordings {
         case (400, nil): APIError(.badRequest, "recording_unavailable", f.message)
         default: APIError(.badGateway, "agora_error", "Agora Cloud Recording failed: \(f.message)")
         }
+    }
+}
+
+/// A replay URL that passed `Recordings.validatedReplay`.
+struct Replay: Sendable, Equatable {
+    let url: String
+    /// Checked to exist in our bucket; an unverified URL never replaces a verified one.
+    let verified: Bool
+}
+
+/// Origins (scheme, host, port, optional path prefix) a replay URL may point under.
+enum ReplayOrigins {
+    /// "https://cdn.example.com/videos" → "https://cdn.example.com/videos/" (nil unless https with a host, no query).
+    static func origin(of raw: String) -> String? {
+        guard Validation.isHTTPSURL(raw), let c = URLComponents(string: raw), c.query == nil, c.fragment == nil,
+              c.user == nil, c.password == nil, let host = c.host?.lowercased() else { return nil }
+        let port = c.port.map { ":\($0)" } ?? ""
+        let path = c.path.hasSuffix("/") ? c.path : c.path + "/"
+        return "https://\(host)\(port)\(path)"
+    }
+
+    /// Whether `raw` lies under one of `origins` (compared after normalising scheme and host
+    /// case; no user info, no dot segments).
+    static func isUnder(_ raw: String, _ origins: [String]) -> Bool {
+        guard !origins.isEmpty, let c = URLComponents(string: raw), c.scheme?.lowercased() == "https", c.user == nil, c.password == nil,
+              let host = c.host?.lowercased(), !c.percentEncodedPath.contains("..") else { return false }
+        let normalized = "https://\(host)\(c.port.map { ":\($0)" } ?? "")\(c.percentEncodedPath.isEmpty ? "/" : c.percentEncodedPath)"
+        return origins.contains { normalized.hasPrefix($0) }
     }
 }

@@ -42,7 +42,7 @@ struct Reminders: Sendable {
 
     /// The one rule every entry point applies.
     func trigger(_ streamID: String, on db: any Database) async throws -> Outcome {
-        try await db.transaction { tx in
+        try await db.writeTransaction { tx in
             guard let stream = try await LiveStream.find(streamID, on: tx) else { return .notUpcoming }
             guard stream.isUpcoming else { return .notUpcoming }
             guard !stream.reminderSent else { return .alreadySent }

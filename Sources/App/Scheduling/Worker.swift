@@ -67,6 +67,7 @@ final class Worker: Sendable {
             while !Task.isCancelled && !isStopping {
                 do {
                     try await claimAndStart(in: &group)
+                    await housekeepingIfDue()
                 } catch {
                     logger.error("worker pass failed", metadata: ["error": "\(String(reflecting: type(of: error)))"])
                 }
@@ -102,6 +103,27 @@ final class Worker: Sendable {
     private var windowNearlyFull: Bool {
         let inFlight = held.count(.deliveries)
         return sender != nil && inFlight > 0 && settings.maxInFlight - inFlight < max(1, settings.maxInFlight / 4)
+    }
+
+    /// Housekeeping (pruning old rows) at most every `Housekeeping.interval` of this worker's clock.
+    private let lastHousekeeping = NIOLockedValueBox<Date?>(nil)
+
+    private func housekeepingIfDue() async {
+        let now = clock.now()
+        let due = lastHousekeeping.withLockedValue { last in
+            guard last.map({ now.timeIntervalSince($0) >= Housekeeping.interval || now < $0 }) ?? true else { return false }
+            last = now
+            return true
+        }
+        guard due else { return }
+        do {
+            let pruned = try await Housekeeping.run(on: sql, now: now)
+            if pruned != Housekeeping.Result() {
+                logger.info("housekeeping", metadata: ["notices": "\(pruned.notices)", "jobs": "\(pruned.jobs)", "outbox": "\(pruned.outbox)"])
+            }
+        } catch {
+            logger.warning("housekeeping failed", metadata: ["error": "\(String(reflecting: type(of: error)))"])
+        }
     }
 
     /// Job claims while emails stream out are at most every 100 ms (not once per finished email).

@@ -16,6 +16,8 @@ final class LiveStream: Model, @unchecked Sendable {
     @OptionalField(key: "end_time") var endTime: Date?
     @Field(key: "is_live") var isLive: Bool
     @OptionalField(key: "replay_url") var replayUrl: String?
+    /// The replay was checked against our bucket (or recorded by us); see `Replay`.
+    @Field(key: "replay_verified") var replayVerified: Bool
     @Field(key: "agora_channel_id") var agoraChannelId: String
     @Field(key: "viewer_count") var viewerCount: Int
     @OptionalField(key: "recording_id") var recordingId: String?

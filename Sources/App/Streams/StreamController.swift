@@ -25,12 +25,12 @@ struct StreamController: RouteCollection {
     /// POST /api/creator/streams/create
     @Sendable func create(req: Request) async throws -> Response {
         let caller = try req.caller
-        let body = try req.content.decode(CreateStreamRequest.self)
+        let body = try req.json(CreateStreamRequest.self)
         guard body.creatorId == caller.id else { throw APIError.forbidden("creatorId must be the authenticated user") }
         let creator = try await lifecycle.activeCreator(caller.id, on: req.db)
         var draft = StreamDraft(
             title: try Validation.text(body.title, field: "title", min: 1, max: 200)!,
-            details: try Validation.text(body.description, field: "description", max: 5000),
+            details: try Validation.text(body.description, field: "description", max: 5000, lines: .multi),
             workoutType: try Validation.text(body.workoutType, field: "workoutType", max: 60),
             thumbnail: try Self.thumbnail(body.thumbnail) ?? nil)
         if body.isScheduled {
@@ -56,7 +56,7 @@ struct StreamController: RouteCollection {
     @Sendable func stop(req: Request) async throws -> MessageResponse {
         let stream = try await owned(req)
         if stream.isCancelled { throw StreamLifecycle.cancelledError }
-        let body = try req.optionalContent(StopStreamRequest.self)
+        let body = try req.optionalJSON(StopStreamRequest.self)
         if let bodyID = body?.streamId, bodyID != stream.id {
             throw APIError.validation("streamId in the body does not match the URL")
         }
@@ -73,7 +73,7 @@ struct StreamController: RouteCollection {
     /// PATCH /api/creator/streams/:streamId/status {isLive}
     @Sendable func updateStatus(req: Request) async throws -> MessageResponse {
         let stream = try await owned(req)
-        let body = try req.content.decode(UpdateStatusRequest.self)
+        let body = try req.json(UpdateStatusRequest.self)
         return switch try await lifecycle.setLive(body.isLive, stream, on: req.db) {
         case .wentLive, .resumed: MessageResponse(message: "Stream is live")
         case .paused: MessageResponse(message: "Stream is no longer live")
@@ -87,8 +87,10 @@ struct StreamController: RouteCollection {
         let creatorID = req.parameters.get("creatorId") ?? ""
         let sql = req.db.sql
         // SQLKit rows, not Fluent models: 200 model decodes per request cost more than the query.
+        // A member's id answers exactly like an unknown one: members are not discoverable.
         guard Validation.isValidUserID(creatorID),
-              try await sql.select().column("id").from(User.schema).where("id", .equal, SQLBind(creatorID)).first() != nil else {
+              try await sql.select().column("id").from(User.schema).where("id", .equal, SQLBind(creatorID))
+                .where("role", .equal, SQLBind(UserRole.creator.rawValue)).first() != nil else {
             throw APIError.notFound("creator_not_found", "Creator not found")
         }
         let start = try Self.dateBound(req, "startDate", endOfDay: false)
@@ -116,10 +118,10 @@ struct StreamController: RouteCollection {
     /// burst of edits.
     @Sendable func update(req: Request) async throws -> UpdateStreamResponse {
         let stream = try await owned(req)
-        let body = try req.content.decode(UpdateStreamRequest.self)
+        let body = try req.json(UpdateStreamRequest.self)
         var edits = StreamEdits()
         if let title = body.title { edits.title = try Validation.text(title, field: "title", min: 1, max: 200)! }
-        if let description = body.description { edits.details = .some(try Validation.text(description, field: "description", max: 5000)) }
+        if let description = body.description { edits.details = .some(try Validation.text(description, field: "description", max: 5000, lines: .multi)) }
         if let workoutType = body.workoutType { edits.workoutType = .some(try Validation.text(workoutType, field: "workoutType", max: 60)) }
         edits.thumbnail = try Self.thumbnail(body.thumbnail)
         if let raw = body.startTime {
@@ -155,13 +157,5 @@ struct StreamController: RouteCollection {
             return endOfDay ? day.addingTimeInterval(86_400 - 0.001) : day
         }
         throw APIError.validation("\(name) must be an ISO 8601 date-time (e.g. 2026-03-08T00:00:00Z) or a date (2026-03-08)")
-    }
-}
-
-extension Request {
-    /// Decodes a JSON body that the endpoint allows to be absent.
-    func optionalContent<T: Content>(_ type: T.Type) throws -> T? {
-        guard let body = body.data, body.readableBytes > 0 else { return nil }
-        return try content.decode(T.self)
     }
 }

@@ -98,7 +98,7 @@ struct StreamLifecycle: Sendable {
         stream.reminderSent = draft.scheduledStart == nil
         stream.scheduleRevision = 0
         stream.$creator.id = try creator.requireID()
-        try await db.transaction { tx in
+        try await db.writeTransaction { tx in
             try await stream.create(on: tx)
             if stream.isLive { try await events.streamWentLive(stream, on: tx) } else { try await events.streamScheduled(stream, on: tx) }
         }
@@ -112,7 +112,7 @@ struct StreamLifecycle: Sendable {
     /// stream stays as it is. Ended and cancelled streams refuse both (409).
     func setLive(_ live: Bool, _ stream: LiveStream, on db: any Database) async throws -> LiveChange {
         let id = try stream.requireID()
-        return try await db.transaction { tx in
+        return try await db.writeTransaction { tx in
             let now = clock.now()
             if live {
                 if try await transition(id, from: [.scheduled], now: now, on: tx, {
@@ -161,7 +161,7 @@ struct StreamLifecycle: Sendable {
     /// never keeps a stream live.
     @discardableResult
     func end(_ id: String, reason: EndReason, on db: any Database) async throws -> Bool {
-        let ended: LiveStream? = try await db.transaction { tx in
+        let ended: LiveStream? = try await db.writeTransaction { tx in
             let now = clock.now()
             guard try await transition(id, from: [.live, .paused], now: now, on: tx, {
                 $0.set("is_live", to: SQLBind(false)).set("end_time", to: SQLBind(now))
@@ -193,7 +193,7 @@ struct StreamLifecycle: Sendable {
     }
 
     private func cancelIfScheduled(_ id: String, on db: any Database) async throws -> Bool {
-        try await db.transaction { tx in
+        try await db.writeTransaction { tx in
             guard try await transition(id, from: [.scheduled], now: clock.now(), on: tx, {
                 $0.set("cancelled_at", to: SQLBind(clock.now())).set("schedule_revision", to: SQLQueryString("schedule_revision + 1"))
             }) else { return false }
@@ -214,7 +214,7 @@ struct StreamLifecycle: Sendable {
             guard current.state == .scheduled else { throw Self.notUpcoming(current.state, "edited") }
             let previous = current.startTime, revision = current.scheduleRevision
             let moved = edits.startTime.flatMap { $0 == previous ? nil : $0 }
-            let fresh: LiveStream? = try await db.transaction { tx in
+            let fresh: LiveStream? = try await db.writeTransaction { tx in
                 let applied = try await transition(id, from: [.scheduled], now: clock.now(), on: tx,
                                                    also: "schedule_revision = \(bind: revision)") { update in
                     var u = update
@@ -239,13 +239,20 @@ struct StreamLifecycle: Sendable {
         throw Self.busyError
     }
 
-    /// Saves a replay URL (already validated) on a stream that was not cancelled.
-    func setReplay(_ url: String, _ stream: LiveStream, on db: any Database) async throws {
+    /// Saves a replay URL (already validated) on a stream that was not cancelled. An unverified
+    /// URL never replaces a verified replay (409 replay_verified).
+    func setReplay(_ replay: Replay, _ stream: LiveStream, on db: any Database) async throws {
         let id = try stream.requireID()
-        guard try await transition(id, from: [.scheduled, .live, .paused, .ended], now: clock.now(), on: db, {
-            $0.set("replay_url", to: SQLBind(url))
-        }) else { throw Self.cancelledError }
-        stream.replayUrl = url
+        let keepsVerified: SQLQueryString? = replay.verified ? nil : "replay_verified = \(bind: false)"
+        guard try await transition(id, from: [.scheduled, .live, .paused, .ended], now: clock.now(), on: db, also: keepsVerified, {
+            $0.set("replay_url", to: SQLBind(replay.url)).set("replay_verified", to: SQLBind(replay.verified))
+        }) else {
+            let current = try await reload(id, on: db)
+            if current.isCancelled { throw Self.cancelledError }
+            throw APIError(.conflict, "replay_verified", "This stream has a verified recording as its replay; an external URL cannot replace it")
+        }
+        stream.replayUrl = replay.url
+        stream.replayVerified = replay.verified
     }
 
     // MARK: The host's presence (Agora channel events)

@@ -99,11 +99,32 @@ public struct MailAddress: Sendable, Equatable {
         guard Self.isValid(address) else { return nil }
     }
 
-    /// addr-spec without the exotic parts: no spaces, controls, brackets or quotes; one @.
+    /// The one address rule, at import and at send time: an RFC 5321 `Mailbox` in dot-atom form,
+    /// ASCII only (the SMTP client does not negotiate SMTPUTF8, so an internationalised local part
+    /// could not be sent; an internationalised domain is accepted in its `xn--` form). Local part
+    /// ≤ 64 octets of atext separated by single dots; domain ≤ 253 octets, two or more LDH labels
+    /// of 1–63 octets; the whole ≤ 254. Quoted local parts, comments, brackets, address literals
+    /// and anything that would put a second address in a header are refused.
     public static func isValid(_ address: String) -> Bool {
-        let parts = address.split(separator: "@", omittingEmptySubsequences: false)
-        return parts.count == 2 && !parts[0].isEmpty && !parts[1].isEmpty && address.utf8.count <= 254
-            && !address.unicodeScalars.contains { $0.value <= 32 || $0.value >= 127 || "<>()[]\\,;:\"".unicodeScalars.contains($0) }
+        let bytes = Array(address.utf8)
+        guard bytes.count <= 254, let at = bytes.lastIndex(of: UInt8(ascii: "@")) else { return false }
+        let local = bytes[..<at], domain = bytes[(at + 1)...]
+        guard !local.isEmpty, local.count <= 64, isDotAtom(local) else { return false }
+        guard !domain.isEmpty, domain.count <= 253 else { return false }
+        let labels = domain.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+        guard labels.count >= 2 else { return false }
+        return labels.allSatisfy { label in
+            !label.isEmpty && label.count <= 63 && label.first != UInt8(ascii: "-") && label.last != UInt8(ascii: "-")
+                && label.allSatisfy { isAlphaNumeric($0) || $0 == UInt8(ascii: "-") }
+        } && !labels.last!.allSatisfy { $0 >= 48 && $0 <= 57 } // not a bare IP address
+    }
+
+    private static let atextSpecials = Set("!#$%&'*+-/=?^_`{|}~".utf8)
+    private static func isAlphaNumeric(_ c: UInt8) -> Bool { (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) }
+    private static func isDotAtom(_ s: ArraySlice<UInt8>) -> Bool {
+        s.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false).allSatisfy { atom in
+            !atom.isEmpty && atom.allSatisfy { isAlphaNumeric($0) || atextSpecials.contains($0) }
+        }
     }
 
     /// The header form, encoding or quoting the display name as needed.
