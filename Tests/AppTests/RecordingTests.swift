@@ -111,7 +111,15 @@ struct RecordingTests {
             #expect(up.status == .notFound && up.errorCode == "feature_disabled")
             let put = try await t.send(.PUT, "api/creator/streams/\(stream)/replay", bearer: owner, json: ["replayUrl": "https://x.example.com/a.mp4"])
             #expect(put.status == .notFound && put.errorCode == "feature_disabled")
-            // Without S3 the stop endpoint keeps the plain https rule, and the replay link is the stored URL.
+            // Without S3 or REPLAY_URL_ORIGINS no replay URL is accepted at all (not even on stop).
+            let stop = try await t.send(.POST, "api/creator/streams/\(stream)/stop", bearer: owner, json: ["replayUrl": "https://cdn.example.com/r.m3u8"])
+            #expect(stop.status == .badRequest && stop.errorCode == "replay_url_not_allowed")
+        }
+        try await TestApp.run(adjust: { $0.replayOrigins = ["https://cdn.example.com/"] }) { t in
+            try await t.seedBasics()
+            let stream = try await t.createStream(scheduled: false)
+            let owner = try await t.token("creator")
+            // Under a configured origin: accepted on stop, and the replay link is the stored URL.
             #expect(try await t.send(.POST, "api/creator/streams/\(stream)/stop", bearer: owner, json: ["replayUrl": "https://cdn.example.com/r.m3u8"]).status == .ok)
             let link = try await t.send(.GET, "api/streams/\(stream)/replay", bearer: try await t.token("m1"))
             #expect(link.json["url"] as? String == "https://cdn.example.com/r.m3u8" && link.json["expiresAt"] is NSNull)

@@ -147,7 +147,7 @@ import VaporTesting
 
 @Suite struct StreamLifecycleTests {
     @Test func stopIsOwnerOnlyAndIdempotent() async throws {
-        try await TestApp.run { t in
+        try await TestApp.run(adjust: { $0.replayOrigins = ["https://cdn.example.com/"] }) { t in
             try await t.seedBasics()
             let id = try await t.createStream(scheduled: false)
             let owner = try await t.token("creator")

@@ -23,6 +23,10 @@ struct FeedController: RouteCollection {
         }
     }
 
+    /// Events in the public, unauthenticated calendar feed: the next ones, at most this many
+    /// (with byte-limited titles, a feed stays well under 200 KB).
+    static let publicFeedLimit = 100
+
     struct One: Content { var success = true; let stream: StreamDetails }
     struct Many: Content { var success = true; let streams: [StreamDetails]; @NullEncodable var nextCursor: String? }
 
@@ -82,7 +86,7 @@ struct FeedController: RouteCollection {
         let now = req.now
         let streams = try await LiveStream.query(on: req.db).filter(\.$creator.$id == creatorID)
             .filter(state: .scheduled, .live, .paused).filter(\.$startTime >= now.addingTimeInterval(-86_400))
-            .sort(\.$startTime).limit(500).all()
+            .sort(\.$startTime).limit(Self.publicFeedLimit).all()
         let host = URL(string: mail.publicBaseURL)?.host ?? "localhost"
         // DTSTAMP is the stream's last change, so the feed (and its ETag) only changes when the schedule does.
         let events = streams.map { s in

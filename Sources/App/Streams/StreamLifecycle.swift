@@ -95,6 +95,7 @@ struct StreamLifecycle: Sendable {
         stream.isLive = draft.scheduledStart == nil
         stream.wentLiveAt = draft.scheduledStart == nil ? now : nil
         stream.viewerCount = 0
+        stream.replayVerified = false
         stream.reminderSent = draft.scheduledStart == nil
         stream.scheduleRevision = 0
         stream.$creator.id = try creator.requireID()
