@@ -18,11 +18,10 @@ struct Recordings: StreamRecordings {
     /// under a configured replay origin — accepted, unverified. Anything else is refused.
     func validatedReplay(_ raw: String, streamID: String) async throws -> Replay {
         guard raw.utf8.count <= 2048 else { throw APIError.validation("replayUrl must be at most 2048 characters") }
-        guard Validation.isHTTPSURL(raw) else { throw APIError.validation("replayUrl must be an https URL of at most 2048 characters") }
-        if ReplayOrigins.isUnder(raw, externalOrigins), store?.key(inReplayURL: raw) == nil {
-            return Replay(url: raw, verified: false)
-        }
-        guard let store else {
+        guard let store, store.key(inReplayURL: raw) != nil else {
+            if Validation.isHTTPSURL(raw), ReplayOrigins.isUnder(raw, externalOrigins) { return Replay(url: raw, verified: false) }
+            if store != nil { throw APIError(.badRequest, "replay_url_not_ours", "replayUrl must point into this service's recordings bucket") }
+            guard Validation.isHTTPSURL(raw) else { throw APIError.validation("replayUrl must be an https URL of at most 2048 characters") }
             throw APIError(.badRequest, "replay_url_not_allowed",
                            "replayUrl must be under a configured replay origin (REPLAY_URL_ORIGINS) or in the recordings bucket")
         }
