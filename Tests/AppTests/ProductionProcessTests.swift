@@ -62,6 +62,11 @@ struct ProductionProcessTests {
             _ = await AppProcess.request("GET", port: port, "api/cron/check-stream-reminders", bearer: bearer)
             _ = await AppProcess.request("GET", port: port, "api/streams/\(stream)/token", bearer: bearer)
         }
+        // A confused client: the JWT in the query string and the cron secret in a custom header
+        // (Vapor's trace log prints request heads; query values and unknown headers are redacted).
+        _ = await AppProcess.request("GET", port: port, "api/streams/\(stream)/token?access_token=\(creatorJWT)",
+                                     headers: ["X-Cron-Secret": Self.secrets["CRON_SECRET"]!, "X-Admin-Key": admin])
+        _ = await AppProcess.request("GET", port: port, "api/cron/check-stream-reminders?secret=\(Self.secrets["CRON_SECRET"]!)")
         _ = await AppProcess.request("POST", port: port, "api/webhooks/agora", headers: ["Agora-Signature-V2": Self.secrets["AGORA_NCS_SECRET"]!],
                                      json: ["noticeId": "n", "productId": 1, "eventType": 101])
         // The live-now email goes through the sink, which needs the SMTP password.
