@@ -26,7 +26,8 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
     let metrics = AppMetrics()
     let wake = WakeSignal()
     let jobs = JobQueue(clock: clock, wake: { wake.wake() })
-    let transport = try overrides.mailTransport ?? makeTransport(config.mail, clock: clock)
+    let transport = try overrides.mailTransport
+        ?? makeTransport(config.mail, clock: clock, client: MeteredClient(base: app.client, metrics: metrics, system: .email))
     let templates = try EmailTemplates(directory: overrides.templatesDirectory ?? app.directory.resourcesDirectory + "Templates")
     let unsubscribe = UnsubscribeTokens(jwtSecret: config.jwt.secret)
     let sender = transport.map {
@@ -105,9 +106,10 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
     try routes(app)
 }
 
-private func makeTransport(_ mail: AppConfig.MailSettings, clock: AppClock) throws -> (any MailTransport)? {
+private func makeTransport(_ mail: AppConfig.MailSettings, clock: AppClock, client: any Client) throws -> (any MailTransport)? {
     switch mail.transport {
     case .smtp(let smtp): SMTPTransport(client: try SMTPClient(configuration: smtp, maxConnections: mail.smtpConnections))
+    case .api(let api): BatchingTransport(client: api.client(http: client), settings: api)
     case .outbox: OutboxTransport(now: clock.now)
     case .disabled: nil
     }

@@ -12,11 +12,13 @@ actor RecordingTransport: MailTransport {
     private(set) var sent: [MailMessage] = []
     private var failures: [String: Int] = [:]
 
-    nonisolated func send(_ message: MailMessage, recipientID: String, deliveryID: Int64, on db: any Database) async -> SMTPOutcome {
+    nonisolated var name: String { "recording" }
+
+    nonisolated func send(_ message: MailMessage, recipientID: String, deliveryID: Int64, on db: any Database) async -> MailOutcome {
         await record(message)
     }
 
-    private func record(_ message: MailMessage) -> SMTPOutcome {
+    private func record(_ message: MailMessage) -> MailOutcome {
         let address = message.to.first?.address ?? ""
         if address.hasPrefix("bounce") { return .permanent(reason: "550 5.1.1 no such user") }
         if address.hasPrefix("down") { return .transient(reason: "451 try later") }

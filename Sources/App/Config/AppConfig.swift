@@ -58,10 +58,20 @@ struct AppConfig: Sendable {
     struct MailSettings: Sendable {
         enum Transport: Sendable, Equatable {
             case smtp(SMTPConfiguration)
+            /// A provider's HTTPS API (Resend, Postmark, SendGrid), batched and paced.
+            case api(EmailAPISettings)
             /// Rendered and stored, not sent (development default; the dev outbox).
             case outbox
             /// No relay configured: deliveries wait in the queue until one is.
             case disabled
+
+            /// Emails really leave (production then needs EMAIL_FROM and PUBLIC_BASE_URL).
+            var sends: Bool {
+                switch self {
+                case .smtp, .api: true
+                case .outbox, .disabled: false
+                }
+            }
         }
         var transport: Transport
         var from: MailAddress
@@ -172,8 +182,10 @@ struct AppConfig: Sendable {
 
         let localBase = "http://localhost:\(listeningPort(arguments: arguments, environmentPort: value("PORT")))"
         let mail = loadMail(value: value, production: production, frontend: frontend, localBase: localBase, problems: &problems)
+        // Batching APIs need room for a batch being sent while the next one fills: two batches in flight.
+        let inFlightDefault: Double = if case .api(let a) = mail.transport { Double(min(1000, max(64, 2 * a.provider.maxBatch))) } else { 64 }
         var worker = WorkerSettings(runInServe: (value("RUN_WORKER") ?? "true").lowercased() != "false",
-                                    maxInFlight: Int(number("WORKER_MAX_IN_FLIGHT", in: 1...1000, default: 64)), leaseSeconds: 60)
+                                    maxInFlight: Int(number("WORKER_MAX_IN_FLIGHT", in: 1...1000, default: inFlightDefault)), leaseSeconds: 60)
         worker.shutdownGraceSeconds = number("WORKER_SHUTDOWN_SECONDS", in: 0...600, default: 20)
         let cacheSeconds = number("TOKEN_CACHE_SECONDS", in: 0...10, default: 2)
         let poolSize = Int(number("DATABASE_MAX_CONNECTIONS_PER_LOOP", in: 1...100, default: 4))
@@ -269,16 +281,54 @@ struct AppConfig: Sendable {
 
     private static func loadMail(value: (String) -> String?, production: Bool, frontend: String?, localBase: String,
                                  problems: inout [String]) -> MailSettings {
+        let choice = value("EMAIL_TRANSPORT")?.lowercased()
+        let providerName = value("EMAIL_PROVIDER")?.lowercased()
+        // EMAIL_PROVIDER picks the provider's HTTPS API; its SMTP relay only with EMAIL_TRANSPORT=smtp.
         var env: [String: String] = [:]
         for key in ["SMTP_HOST", "SMTP_PORT", "SMTP_SECURITY", "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_CA_FILE", "SMTP_HELO_NAME",
-                    "EMAIL_SERVICE_API_KEY", "EMAIL_PROVIDER", "EMAIL_FROM"] {
+                    "EMAIL_SERVICE_API_KEY", "EMAIL_FROM"] {
             env[key] = value(key)
         }
+        if choice == "smtp" { env["EMAIL_PROVIDER"] = value("EMAIL_PROVIDER") }
         var smtp: SMTPConfiguration?
         do { smtp = try SMTPConfiguration.fromEnvironment(env) } catch { problems.append("\(error)") }
         let from = smtp?.from ?? value("EMAIL_FROM").flatMap(MailAddress.init(parsing:)) ?? MailAddress("no-reply@localhost", name: "Live Streams")
+        if value("EMAIL_FROM") != nil, value("EMAIL_FROM").flatMap(MailAddress.init(parsing:)) == nil {
+            problems.append("EMAIL_FROM must be an address or 'Name <address>'")
+        }
+
+        func api(_ provider: EmailProvider) -> MailSettings.Transport {
+            guard let key = value("EMAIL_SERVICE_API_KEY") else {
+                problems.append("EMAIL_SERVICE_API_KEY is required to send through \(provider.rawValue)'s API")
+                return .disabled
+            }
+            var settings = EmailAPISettings(provider: provider, apiKey: key, baseURL: provider.defaultBaseURL,
+                                            requestsPerSecond: provider.defaultRequestsPerSecond)
+            if let base = value("EMAIL_API_BASE_URL") {
+                guard let url = URL(string: base), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil else {
+                    problems.append("EMAIL_API_BASE_URL must be an http(s) URL")
+                    return .disabled
+                }
+                if production, url.scheme?.lowercased() != "https" { problems.append("EMAIL_API_BASE_URL must be https in production") }
+                settings.baseURL = base.hasSuffix("/") ? String(base.dropLast()) : base
+            }
+            if let raw = value("EMAIL_API_RATE_LIMIT") {
+                if let n = Double(raw), n > 0, n <= 10_000 { settings.requestsPerSecond = n } else {
+                    problems.append("EMAIL_API_RATE_LIMIT must be requests per second in (0, 10000]")
+                }
+            }
+            if let raw = value("EMAIL_API_TIMEOUT_SECONDS") {
+                if let n = Double(raw), n >= 1, n <= 120 { settings.timeoutSeconds = n } else { problems.append("EMAIL_API_TIMEOUT_SECONDS must be 1–120") }
+            }
+            if let raw = value("EMAIL_API_CONCURRENCY") {
+                if let n = Int(raw), (1...64).contains(n) { settings.maxConcurrentRequests = n } else { problems.append("EMAIL_API_CONCURRENCY must be 1–64") }
+            }
+            if let stream = value("POSTMARK_MESSAGE_STREAM") { settings.messageStream = stream }
+            return .api(settings)
+        }
+
         let transport: MailSettings.Transport
-        switch value("EMAIL_TRANSPORT")?.lowercased() {
+        switch choice {
         case "outbox":
             transport = .outbox
         case "smtp":
@@ -286,14 +336,28 @@ struct AppConfig: Sendable {
                 problems.append("EMAIL_TRANSPORT=smtp needs SMTP_HOST or EMAIL_PROVIDER")
                 transport = .disabled
             }
+        case let name? where EmailProvider(rawValue: name) != nil:
+            transport = api(EmailProvider(rawValue: name)!)
+        case "api":
+            if let providerName, let provider = EmailProvider(rawValue: providerName) { transport = api(provider) } else {
+                problems.append("EMAIL_TRANSPORT=api needs EMAIL_PROVIDER=resend|postmark|sendgrid")
+                transport = .disabled
+            }
         case nil:
-            transport = smtp.map { .smtp($0) } ?? (production ? .disabled : .outbox)
+            if let providerName {
+                if let provider = EmailProvider(rawValue: providerName) { transport = api(provider) } else {
+                    problems.append("EMAIL_PROVIDER must be resend, postmark or sendgrid")
+                    transport = .disabled
+                }
+            } else {
+                transport = smtp.map { .smtp($0) } ?? (production ? .disabled : .outbox)
+            }
         default:
-            problems.append("EMAIL_TRANSPORT must be smtp or outbox")
+            problems.append("EMAIL_TRANSPORT must be smtp, resend, postmark, sendgrid, api or outbox")
             transport = .disabled
         }
         let publicBase = (value("PUBLIC_BASE_URL") ?? value("BACKEND_URL")).map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
-        if production, case .smtp = transport {
+        if production, transport.sends {
             if value("EMAIL_FROM") == nil { problems.append("EMAIL_FROM is required when sending mail in production") }
             // Every email carries a one-click unsubscribe link to this API.
             if publicBase == nil { problems.append("PUBLIC_BASE_URL (or BACKEND_URL) is required when sending mail in production") }

@@ -24,7 +24,12 @@ struct MeteredClient: Client {
             case .success: break
             }
         }.flatMapErrorThrowing { _ in
-            throw APIError(.badGateway, "upstream_unavailable", system == .agora ? "Agora could not be reached; try again" : "Storage could not be reached; try again")
+            let what: String = switch system {
+            case .agora: "Agora"
+            case .email, .smtp: "The email provider"
+            case .s3: "Storage"
+            }
+            throw APIError(.badGateway, "upstream_unavailable", "\(what) could not be reached; try again")
         }
     }
 }

@@ -28,11 +28,11 @@ final class AppMetrics: Sendable {
                              labels: [("kind", kind), ("status", status)]).increment()
     }
 
-    enum ExternalSystem: String { case agora, s3, smtp }
+    enum ExternalSystem: String { case agora, s3, smtp, email }
 
     /// A failed call to an outside system (transport error or an error answer).
     func externalError(_ system: ExternalSystem) {
-        registry.makeCounter(descriptor: d("external_call_errors", "total", "Failed calls to Agora, S3 and SMTP"),
+        registry.makeCounter(descriptor: d("external_call_errors", "total", "Failed calls to Agora, S3, SMTP and the email APIs"),
                              labels: [("system", system.rawValue)]).increment()
     }
 

@@ -26,11 +26,13 @@ enum ReadinessController {
         var warnings: [String] = []
         switch req.deps.config.mail.transport {
         case .smtp: email = "smtp"
+        case .api(let api): email = api.provider.rawValue
         case .outbox: email = "outbox"
         case .disabled:
             email = "disabled"
             warnings.append("no mail relay configured: emails stay queued until SMTP_HOST or EMAIL_PROVIDER is set")
         }
+        if let paused = req.deps.mailTransport?.pausedReason { warnings.append("email sending paused: \(paused)") }
         let ready = databaseOK && migrations == "applied" && worker != "stopped"
         let body = Body(status: ready ? "ready" : "unavailable", database: databaseOK ? "ok" : "unreachable",
                         migrations: migrations, worker: worker, email: email, warnings: warnings)

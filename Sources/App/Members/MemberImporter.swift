@@ -111,17 +111,17 @@ struct MemberImporter {
         let sql = tx.sql
         for chunk in users.chunks(of: Self.chunkSize) {
             var insert = sql.insert(into: User.schema)
-                .columns("id", "name", "email", "timezone", "role", "is_active", "agora_uid", "created_at", "updated_at")
+                .columns("id", "name", "email", "email_hash", "timezone", "role", "is_active", "agora_uid", "created_at", "updated_at")
             for u in chunk {
                 // An existing user keeps the uid allocated when it was first seen, and what a sync left out.
                 let old = existing[u.id]
                 let uid = old?.agora_uid ?? fresh.next()!
                 let role = u.role?.rawValue ?? old?.role ?? UserRole.member.rawValue
-                insert = insert.values(SQLBind(u.id), SQLBind(u.name), SQLBind(u.email), SQLBind(u.timezone), SQLBind(role),
+                insert = insert.values(SQLBind(u.id), SQLBind(u.name), SQLBind(u.email), SQLBind(EmailHash.of(u.email)), SQLBind(u.timezone), SQLBind(role),
                                        SQLBind(u.isActive ?? old?.is_active ?? true), SQLBind(uid), SQLBind(now), SQLBind(now))
             }
             try await insert.onConflict(with: ["id"]) {
-                $0.set(excludedValueOf: "name").set(excludedValueOf: "email").set(excludedValueOf: "timezone")
+                $0.set(excludedValueOf: "name").set(excludedValueOf: "email").set(excludedValueOf: "email_hash").set(excludedValueOf: "timezone")
                     .set(excludedValueOf: "role").set(excludedValueOf: "is_active").set(excludedValueOf: "updated_at")
             }.run()
         }

@@ -15,6 +15,8 @@ import SQLKit
 ///   deactivated account or an opt-out after the fan-out takes effect), the creator must still be an
 ///   active creator, and a reminder is not sent to someone reminded of the same stream within
 ///   `reminderSpacing`.
+/// - An address on the suppression list (hard bounce, complaint, repeated soft bounces) gets a
+///   `skipped` delivery at fan-out and is re-checked at send time, whatever the transport.
 /// - Erasure: a user deleted by the admin API takes their follows, subscriptions, preferences and
 ///   deliveries with them (foreign keys cascade).
 enum Audience {
@@ -104,15 +106,15 @@ enum Audience {
     static func countNotYetQueued(creator: String, stream: String, kind: NotificationKind, revision: Int, on sql: any SQLDatabase) async throws -> Int {
         struct Row: Decodable { let n: Int }
         let query: SQLQueryString = """
-            SELECT COUNT(*) AS n FROM (\(eligible(creator: creator, kind: kind, stream: stream))) e
-            WHERE \(optedOut(member: "e.uid", creator: SQLBind(creator), kind: .fixed(kind))) = 0
+            SELECT COUNT(*) AS n FROM (\(eligible(creator: creator, kind: kind, stream: stream))) e JOIN users su ON su.id = e.uid
+            WHERE \(optedOut(member: "e.uid", creator: SQLBind(creator), kind: .fixed(kind))) = 0 AND \(Suppression.isSuppressed(user: "su")) = 0
               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.stream_id = \(bind: stream) AND d.kind = \(bind: kind)
                               AND d.revision = \(bind: revision) AND d.recipient_id = e.uid)
             """
         return try await sql.raw(query).first(decoding: Row.self)?.n ?? 0
     }
 
-    struct PageRow: Decodable, Sendable { let uid: String; let opted_out: Int }
+    struct PageRow: Decodable, Sendable { let uid: String; let opted_out: Int; let suppressed: Int }
 
     struct Page: Sendable {
         /// Eligible members of this page (opt-outs marked).
@@ -129,7 +131,8 @@ enum Audience {
         let scheduledOnly: SQLQueryString = kind.audienceIsScheduledRecipients
             ? "AND \(receivedSchedule(member: "u.id", stream: SQLBind(stream)))" : ""
         let query: SQLQueryString = """
-            SELECT c.rid AS candidate, u.id AS uid, \(optedOut(member: "u.id", creator: SQLBind(creator), kind: .fixed(kind))) AS opted_out
+            SELECT c.rid AS candidate, u.id AS uid, \(optedOut(member: "u.id", creator: SQLBind(creator), kind: .fixed(kind))) AS opted_out,
+                   \(Suppression.isSuppressed(user: "u")) AS suppressed
             FROM (
               SELECT rid FROM (
                 SELECT rid FROM (SELECT f.follower_id AS rid FROM follows f WHERE f.followed_id = \(bind: creator) AND f.follower_id > \(bind: cursor)
@@ -143,9 +146,10 @@ enum Audience {
             LEFT JOIN users u ON u.id = c.rid AND \(activeMember(user: "u", creator: SQLBind(creator))) \(scheduledOnly)
             ORDER BY c.rid
             """
-        struct Row: Decodable { let candidate: String; let uid: String?; let opted_out: Int }
+        struct Row: Decodable { let candidate: String; let uid: String?; let opted_out: Int; let suppressed: Int }
         let rows = try await sql.raw(query).all(decoding: Row.self)
-        return Page(rows: rows.compactMap { r in r.uid.map { PageRow(uid: $0, opted_out: r.opted_out) } }, next: rows.last?.candidate)
+        return Page(rows: rows.compactMap { r in r.uid.map { PageRow(uid: $0, opted_out: r.opted_out, suppressed: r.suppressed) } },
+                    next: rows.last?.candidate)
     }
 
     /// The creators whose audience `member` is in (the member's feeds).

@@ -48,6 +48,7 @@ struct DeliverySender: Sendable {
         let recipient_uid: Int64
         let in_audience: Int
         let opted_out: Int
+        let suppressed: Int
         let reminded_recently: Int
         let revision: Int
         let previous_start_time: Date?
@@ -67,6 +68,9 @@ struct DeliverySender: Sendable {
         let creator_role: UserRole
     }
 
+    /// The note on a delivery skipped because its address is on the suppression list.
+    static let suppressedReason = "suppressed"
+
     func load(_ ids: [Int64], on sql: any SQLDatabase) async throws -> [Row] {
         guard !ids.isEmpty else { return [] }
         let idList = SQLList(ids.map { SQLBind($0) })
@@ -77,6 +81,7 @@ struct DeliverySender: Sendable {
                    (CASE WHEN \(Audience.follows(member: "d.recipient_id", creator: "s.creator_id")) THEN 1 ELSE 0 END) AS in_audience,
                    \(Audience.optedOut(member: "d.recipient_id", creator: SQLColumn("creator_id", table: "s"), kind: .column("d.kind"))) AS opted_out,
                    \(Audience.remindedRecently(delivery: "d", since: clock.now().addingTimeInterval(-Audience.reminderSpacing))) AS reminded_recently,
+                   \(Suppression.isSuppressed(user: "u")) AS suppressed,
                    d.previous_start_time, s.schedule_revision, s.is_live, s.went_live_at, s.end_time, s.cancelled_at,
                    s.title, s.description, s.workout_type, s.start_time, s.creator_id,
                    c.name AS creator_name, c.timezone AS creator_tz, c.is_active AS creator_active, c.role AS creator_role
@@ -101,14 +106,14 @@ struct DeliverySender: Sendable {
             let message = compose(row)
             let outcome = await transport.send(message, recipientID: row.recipient_id, deliveryID: row.id, on: db)
             switch outcome {
-            case .accepted(let reply):
-                try await finish(row.id, status: .sent, reply: reply, sentAt: clock.now(), on: sql)
+            case .accepted(let reply, let providerID):
+                try await outcomes.record(.init(id: row.id, status: .sent, reply: reply, sentAt: clock.now(), providerID: providerID), on: sql)
                 metrics.email(kind: row.kind.rawValue, status: DeliveryStatus.sent.rawValue)
             case .permanent(let reason):
                 try await finish(row.id, status: .failed, reply: reason, on: sql)
                 metrics.externalError(.smtp)
                 metrics.email(kind: row.kind.rawValue, status: DeliveryStatus.failed.rawValue)
-            case .transient(let reason):
+            case .transient(let reason, let retryAfter):
                 metrics.externalError(.smtp)
                 if row.attempts >= settings.maxAttempts {
                     metrics.email(kind: row.kind.rawValue, status: DeliveryStatus.failed.rawValue)
@@ -116,10 +121,15 @@ struct DeliverySender: Sendable {
                 } else {
                     metrics.email(kind: row.kind.rawValue, status: "retry")
                     let now = clock.now()
+                    let backoff = Backoff(base: settings.retryBaseSeconds).delay(afterAttempt: row.attempts)
                     try await lease.finish(row.id, status: .queued, note: ("last_reply", reason),
-                                           retryAt: now.addingTimeInterval(Backoff(base: settings.retryBaseSeconds).delay(afterAttempt: row.attempts)),
-                                           now: now, on: sql)
+                                           retryAt: now.addingTimeInterval(max(backoff, retryAfter ?? 0)), now: now, on: sql)
                 }
+            case .paused(let reason, let retryAfter):
+                // Our misconfiguration, not the recipient's: back to the queue, this attempt not counted.
+                let now = clock.now()
+                try await lease.finish(row.id, status: .queued, note: ("last_reply", reason), retryAt: now.addingTimeInterval(retryAfter),
+                                       uncountAttempt: true, now: now, on: sql)
             }
         } catch {
             // The lease expires and another pass picks the row up again.
@@ -187,6 +197,7 @@ extension DeliverySender.Row {
         guard User.isActiveCreator(role: creator_role, isActive: creator_active) else { return "creator no longer active" }
         guard recipient_active, in_audience > 0 else { return "recipient no longer eligible" }
         guard opted_out == 0 else { return "recipient opted out" }
+        guard suppressed == 0 else { return DeliverySender.suppressedReason }
         // The stream changed since the row was queued (e.g. cancelled before a reminder went out).
         guard streamState.wants(kind) else { return "stream no longer \(kind == .liveNow ? "live" : "upcoming")" }
         guard reminded_recently == 0 else { return "reminded of this stream within the last \(Int(Audience.reminderSpacing / 60)) minutes" }

@@ -62,12 +62,14 @@ enum FanOut {
             guard !page.rows.isEmpty else { continue }
             let t = now()
             var insert = sql.insert(into: Delivery.schema)
-                .columns("stream_id", "kind", "recipient_id", "revision", "status", "run_at", "attempts", "created_at", "updated_at", "previous_start_time")
+                .columns("stream_id", "kind", "recipient_id", "revision", "status", "run_at", "attempts", "created_at", "updated_at",
+                         "previous_start_time", "last_reply")
             for row in page.rows {
-                // Opted-out members get a `skipped` row: visible in the counts, never sent.
-                let status: DeliveryStatus = row.opted_out == 1 ? .skipped : .queued
+                // Opted-out and suppressed members get a `skipped` row: visible in the counts, never sent.
+                let skip: String? = row.suppressed == 1 ? DeliverySender.suppressedReason : (row.opted_out == 1 ? "recipient opted out" : nil)
                 insert = insert.values(SQLBind(p.streamId), SQLBind(p.kind), SQLBind(row.uid), SQLBind(p.revision),
-                                       SQLBind(status), SQLBind(t), SQLBind(0), SQLBind(t), SQLBind(t), SQLBind(p.previousStart))
+                                       SQLBind(skip == nil ? DeliveryStatus.queued : .skipped), SQLBind(t), SQLBind(0), SQLBind(t), SQLBind(t),
+                                       SQLBind(p.previousStart), SQLBind(skip))
             }
             try await insert.ignoringConflicts(with: ["stream_id", "kind", "recipient_id", "revision"]).run()
             wake() // this process's worker starts sending the first page while the next ones are inserted

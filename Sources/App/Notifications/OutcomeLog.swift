@@ -12,6 +12,8 @@ final class OutcomeLog: Sendable {
         let status: DeliveryStatus
         let reply: String
         let sentAt: Date?
+        /// The provider's message id (HTTPS APIs), for matching its delivery events later.
+        var providerID: String? = nil
     }
 
     private typealias Waiter = (Outcome, CheckedContinuation<Void, any Error>)
@@ -71,9 +73,12 @@ final class OutcomeLog: Sendable {
         var sentAt: SQLQueryString = "CASE id"
         for o in outcomes { if let at = o.sentAt { sentAt += " WHEN \(literal: o.id) THEN \(bind: at)" } }
         sentAt = outcomes.contains { $0.sentAt != nil } ? sentAt + " ELSE sent_at END" : "sent_at"
+        var providerID: SQLQueryString = "CASE id"
+        for o in outcomes { if let p = o.providerID { providerID += " WHEN \(literal: o.id) THEN \(bind: String(p.prefix(200)))" } }
+        providerID = outcomes.contains { $0.providerID != nil } ? providerID + " ELSE provider_message_id END" : "provider_message_id"
         let query: SQLQueryString = """
             UPDATE \(ident: Delivery.schema) SET status = \(cases { $0.status }), last_reply = \(cases { String($0.reply.prefix(500)) }),
-              sent_at = \(sentAt), \(Lease<DeliveryStatus>.endingColumns), updated_at = \(bind: now())
+              sent_at = \(sentAt), provider_message_id = \(providerID), \(Lease<DeliveryStatus>.endingColumns), updated_at = \(bind: now())
             WHERE id IN (\(SQLList(outcomes.map { SQLLiteral.numeric("\($0.id)") })))
             """
         try await sql.raw(query).run()

@@ -65,11 +65,13 @@ struct Lease<Status: QueueStatus>: Sendable {
     /// Ends this worker's lease on one row with `status`; a queued status (a retry) is due at `retryAt`.
     /// `note` goes to the table's note column (`last_error` for jobs, `last_reply` for deliveries).
     /// Only while this worker still holds the row: a row taken over after an expired lease is not touched.
-    func finish(_ id: Int64, status: Status, note: (column: String, value: String?), retryAt: Date? = nil, now: Date,
-                on sql: any SQLDatabase) async throws {
+    /// `uncountAttempt`: the claim's attempt did not happen (nothing was tried), so it is taken back.
+    func finish(_ id: Int64, status: Status, note: (column: String, value: String?), retryAt: Date? = nil, uncountAttempt: Bool = false,
+                now: Date, on sql: any SQLDatabase) async throws {
         var update = ending(sql.update(table), status: status, now: now)
             .set(SQLIdentifier(note.column), to: SQLBind(note.value.map { String($0.prefix(500)) }))
         if let retryAt { update = update.set("run_at", to: SQLBind(retryAt)) }
+        if uncountAttempt { update = update.set("attempts", to: SQLRaw("attempts - 1")) }
         try await update.where("id", .equal, SQLBind(id)).where("locked_by", .equal, SQLBind(workerID)).run()
     }
 

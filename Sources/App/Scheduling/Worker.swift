@@ -147,6 +147,8 @@ final class Worker: Sendable {
         }
         guard let sender else { return }
         guard !windowNearlyFull else { return }
+        // The provider refused our key: nothing is claimed (no attempt used up) until the pause ends.
+        guard sender.transport.pausedReason == nil else { return }
         let deliverySlots = settings.maxInFlight - held.count(.deliveries)
         let claimed = try await deliveryLease.claim(limit: deliverySlots, now: now, on: sql)
         guard !claimed.isEmpty else { return }
