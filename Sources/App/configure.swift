@@ -50,6 +50,7 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
             .fanout: { job, db in try await FanOut.run(job, db: db, now: clock.now, wake: { wake.wake() }) },
             .reminder: { job, db in try await reminders.runJob(job, on: db) },
             .hostGrace: { job, db in try await lifecycle.graceExpired(job, on: db) },
+            .emailEvents: { job, db in try await EmailEventApplier(clock: clock).run(job, on: db) },
             .kickingRule: { job, db in
                 guard let kicking else { return .skipped("Agora REST credentials not configured") }
                 return try await kicking.run(job, on: db)

@@ -25,8 +25,8 @@ enum Entrypoint {
         let config: AppConfig
         do {
             config = try AppConfig.load(environment: env)
-        } catch let error as AppConfig.Error {
-            app.logger.critical("\(error.description)")
+        } catch {
+            app.logger.critical("\((error as? AppConfig.Error)?.description ?? "Cannot start: \(error)")")
             try? await app.asyncShutdown()
             exit(1)
         }

@@ -24,6 +24,7 @@ func routes(_ app: Application) throws {
     try api.register(collection: WebhookController(
         ncsSecret: deps.config.ncsSecret, channelEvents: ChannelEvents(lifecycle: lifecycle),
         recordingEvents: RecordingEvents(recordings: deps.recordings), clock: deps.clock))
+    try api.register(collection: EmailWebhookController(secrets: deps.config.emailWebhooks, jobs: deps.jobs, clock: deps.clock))
     if app.deps.config.devOutbox { try app.grouped("dev").register(collection: OutboxController()) }
     try api.grouped("admin").grouped(AdminAuthMiddleware()).register(collection: AdminController(uids: deps.uids, clock: deps.clock))
 

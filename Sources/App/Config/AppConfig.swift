@@ -37,6 +37,8 @@ struct AppConfig: Sendable {
     var tokenCacheSeconds: Double = 2
     /// DATABASE_MAX_CONNECTIONS_PER_LOOP (PostgreSQL pool size per event loop).
     var databaseConnectionsPerLoop = 4
+    /// The email providers' delivery-event webhooks (each off until its secret is set).
+    var emailWebhooks = EmailWebhookSecrets()
     /// SHUTDOWN_DRAIN_SECONDS: on SIGTERM, how long requests in flight may take to finish.
     var shutdownDrainSeconds: TimeInterval = 10
     /// TRUSTED_PROXIES: peers whose X-Forwarded-For is believed (empty: key on the peer address).
@@ -207,6 +209,7 @@ struct AppConfig: Sendable {
             }
         }
         let drain = number("SHUTDOWN_DRAIN_SECONDS", in: 0...300, default: 10)
+        let emailWebhooks = EmailWebhookSecrets.load(value: value, problems: &problems)
         let metricsToken = value("METRICS_TOKEN")
         if let metricsToken, metricsToken.utf8.count < 16 { problems.append("METRICS_TOKEN must be at least 16 characters") }
         var replayOrigins: [String] = []
@@ -236,6 +239,7 @@ struct AppConfig: Sendable {
             cronSecret: cron,
             tokenCacheSeconds: cacheSeconds,
             databaseConnectionsPerLoop: poolSize,
+            emailWebhooks: emailWebhooks,
             shutdownDrainSeconds: drain,
             trustedProxies: trusted,
             metricsToken: metricsToken,
@@ -292,7 +296,7 @@ struct AppConfig: Sendable {
         if choice == "smtp" { env["EMAIL_PROVIDER"] = value("EMAIL_PROVIDER") }
         var smtp: SMTPConfiguration?
         do { smtp = try SMTPConfiguration.fromEnvironment(env) } catch { problems.append("\(error)") }
-        let from = smtp?.from ?? value("EMAIL_FROM").flatMap(MailAddress.init(parsing:)) ?? MailAddress("no-reply@localhost", name: "Live Streams")
+        let from = smtp?.from ?? value("EMAIL_FROM").flatMap(MailAddress.init(parsing:)) ?? MailAddress("no-reply@localhost.localdomain", name: "Live Streams")
         if value("EMAIL_FROM") != nil, value("EMAIL_FROM").flatMap(MailAddress.init(parsing:)) == nil {
             problems.append("EMAIL_FROM must be an address or 'Name <address>'")
         }

@@ -12,6 +12,7 @@ struct DevSecrets: Codable, Sendable {
     static func loadOrCreate(directory: String) throws -> DevSecrets {
         let url = URL(fileURLWithPath: directory).appendingPathComponent("dev-secrets.json")
         if let data = try? Data(contentsOf: url), let secrets = try? JSONDecoder().decode(DevSecrets.self, from: data) {
+            chmod(url.path, 0o600) // a file from before this rule, or copied in with a wider mode
             return secrets
         }
         let secrets = DevSecrets(
@@ -44,7 +45,7 @@ enum PrivateFiles {
 
     /// Writes `data` to a new 0600 temporary file beside `path`, then renames it over `path`.
     static func write(_ data: Data, to path: String) throws {
-        let temp = path + ".tmp-\(getpid())"
+        let temp = path + ".tmp-\(UUID().uuidString.prefix(8))"
         let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw Failure(description: "cannot create \(temp): errno \(errno)") }
         let written = data.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
@@ -61,5 +62,6 @@ enum PrivateFiles {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         if fd >= 0 { close(fd); return }
         guard errno == EEXIST else { throw Failure(description: "cannot create \(path): errno \(errno)") }
+        chmod(path, 0o600) // an existing database file created with the umask's mode
     }
 }

@@ -15,11 +15,14 @@ enum Redaction {
     ].map { (try! NSRegularExpression(pattern: $0.0), $0.1) }
 
     /// Cheap pre-check so ordinary lines (access logs) skip the regular expressions.
-    private static let triggers = ["@", "earer", "uthorization", "ignature", "/unsubscribe/", "X-Amz-", "ookie", "ecurity-", "=", "HTTPRequestHead"]
+    private static let triggers = ["@", "earer", "uthorization", "ignature", "/unsubscribe/", "X-Amz-", "ookie", "ecurity-", "=", "HTTPRequestHead",
+                                   "HTTP part: body"]
 
     static func scrub(_ text: String) -> String {
         guard triggers.contains(where: { text.contains($0) }) else { return text }
         var out = text.contains("HTTPRequestHead {") ? requestHead(text) : text
+        // Vapor's trace log of request body pieces (a hex dump of the first bytes): never kept.
+        if let body = out.range(of: "Decoded HTTP part: body(") { out = String(out[..<body.upperBound]) + "[redacted])" }
         for (regex, template) in rules {
             out = regex.stringByReplacingMatches(in: out, range: NSRange(out.startIndex..., in: out), withTemplate: template)
         }
@@ -46,7 +49,7 @@ enum Redaction {
         var uri = String(text[uriStart.upperBound..<uriEnd.lowerBound])
         if let q = uri.firstIndex(of: "?") {
             let query = uri[uri.index(after: q)...].split(separator: "&", omittingEmptySubsequences: false)
-                .map { pair in pair.split(separator: "=", maxSplits: 1).first.map { "\($0)=[redacted]" } ?? "" }
+                .map { pair in pair.contains("=") ? (pair.split(separator: "=", maxSplits: 1).first.map { "\($0)=[redacted]" } ?? "") : "[redacted]" }
             uri = String(uri[..<q]) + "?" + query.joined(separator: "&")
         }
         var headers: [String] = []

@@ -18,32 +18,62 @@ extension Database {
         var attempt = 0
         while true {
             attempt += 1
+            let began = BeganFlag()
             do {
                 return try await withConnection { conn in
                     let sql = conn.sql
                     try await sql.raw("PRAGMA busy_timeout = \(unsafeRaw: String(SQLiteWrites.lockWaitMilliseconds))").run()
-                    try await sql.raw("BEGIN IMMEDIATE").run()
+                    do {
+                        try await sql.raw("BEGIN IMMEDIATE").run()
+                    } catch {
+                        try? await sql.raw("PRAGMA busy_timeout = \(unsafeRaw: String(SQLiteWrites.statementWaitMilliseconds))").run()
+                        throw error
+                    }
+                    began.value = true
+                    // Later statements on this connection (outside any transaction) wait long, bounded:
+                    // the short wait is only for taking the lock up front.
+                    let relax: SQLQueryString = "PRAGMA busy_timeout = \(unsafeRaw: String(SQLiteWrites.statementWaitMilliseconds))"
                     do {
                         let result = try await body(SQLiteWriteTransaction(base: conn))
                         try await sql.raw("COMMIT").run()
+                        try? await sql.raw(relax).run()
                         return result
                     } catch {
                         try? await sql.raw("ROLLBACK").run()
+                        try? await sql.raw(relax).run()
                         throw error
                     }
                 }
-            } catch let error as SQLiteError where SQLiteWrites.isBusy(error) && attempt < SQLiteWrites.attempts {
+            } catch let error as SQLiteError where SQLiteWrites.isBusy(error) && !began.value {
+                // Only the lock was not had: nothing ran, the body may run again. (A busy error after
+                // BEGIN — e.g. at COMMIT without WAL — goes up: the body's models may already be saved.)
+                guard attempt < SQLiteWrites.attempts else { throw SQLiteWrites.exhausted }
                 try await Task.sleep(for: .milliseconds(Int.random(in: 5...(10 * min(attempt, 20)))))
             }
         }
     }
 }
 
+/// Whether BEGIN IMMEDIATE succeeded in one attempt.
+private final class BeganFlag: @unchecked Sendable {
+    var value = false
+}
+
 enum SQLiteWrites {
     /// How long one attempt waits for the write lock (blocking a pool thread meanwhile).
     static let lockWaitMilliseconds = 250
-    /// Attempts before the error reaches the client (as 503): about a minute of contention.
-    static let attempts = 200
+    /// What other statements on a connection that ran a write transaction wait for a lock.
+    static let statementWaitMilliseconds = 30_000
+    /// Attempts before the client gets 503 database_busy: about 15 s of contention, inside the
+    /// shutdown drain's bound.
+    static let attempts = 40
+
+    /// The answer when the lock could not be had in time (not retried again by `SQLiteBusyRetry`).
+    static let exhausted: APIError = {
+        var e = APIError(.serviceUnavailable, "database_busy", "The database is busy; try again shortly")
+        e.headers.replaceOrAdd(name: .retryAfter, value: "2")
+        return e
+    }()
 
     static func isBusy(_ error: SQLiteError) -> Bool {
         [.busy, .busyInSnapshot, .busyTimeout, .busyInRecovery, .locked].contains(error.reason)

@@ -101,8 +101,12 @@ enum ReplayOrigins {
     /// case; no user info, no dot segments).
     static func isUnder(_ raw: String, _ origins: [String]) -> Bool {
         guard !origins.isEmpty, let c = URLComponents(string: raw), c.scheme?.lowercased() == "https", c.user == nil, c.password == nil,
-              let host = c.host?.lowercased(), !c.percentEncodedPath.contains("..") else { return false }
-        let normalized = "https://\(host)\(c.port.map { ":\($0)" } ?? "")\(c.percentEncodedPath.isEmpty ? "/" : c.percentEncodedPath)"
+              let host = c.host?.lowercased() else { return false }
+        // Judge the path a browser will fetch: decoded, with no dot segments in any encoding.
+        let path = c.path.isEmpty ? "/" : c.path
+        guard !path.split(separator: "/", omittingEmptySubsequences: false).contains(where: { $0 == "." || $0 == ".." }),
+              !path.contains("\\") else { return false }
+        let normalized = "https://\(host)\(c.port.map { ":\($0)" } ?? "")\(path)"
         return origins.contains { normalized.hasPrefix($0) }
     }
 }

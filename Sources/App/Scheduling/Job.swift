@@ -40,6 +40,8 @@ enum JobKind: String, Codable, Sendable, CaseIterable {
     case hostGrace = "host_grace"
     /// Create or delete an Agora kicking rule (KickingRules).
     case kickingRule = "kicking_rule"
+    /// Apply email delivery events a provider's webhook reported (EmailEventApplier).
+    case emailEvents = "email_events"
 }
 
 /// A job's place in the queue: queued → running (leased) → done | skipped, or back to queued

@@ -1,0 +1,187 @@
+import Fluent
+import Foundation
+import SQLKit
+
+/// One thing a provider says happened to an email after it left, in our terms.
+struct EmailEvent: Codable, Sendable, Equatable {
+    enum Kind: String, Codable, Sendable {
+        case delivered, hardBounce = "hard_bounce", softBounce = "soft_bounce", complained, opened, clicked
+    }
+    /// The provider's event id (dedupe key within the provider).
+    let id: String
+    let kind: Kind
+    /// Resend email_id, Postmark MessageID, SendGrid sg_message_id (up to its first dot).
+    let providerMessageID: String?
+    /// Our delivery id when the provider echoes it (Postmark Metadata, SendGrid custom_args).
+    let deliveryID: Int64?
+    /// The recipient address the event names (for the suppression list); never logged.
+    let address: String?
+    let at: Date
+}
+
+/// The events of one provider webhook call, parsed from its verified raw body.
+enum EmailEventParser {
+    struct Invalid: Error {}
+
+    static func parse(_ provider: EmailProvider, body: Data, eventID: String?, now: Date) throws -> [EmailEvent] {
+        guard let json = try? JSONSerialization.jsonObject(with: body) else { throw Invalid() }
+        switch provider {
+        case .resend: return try resend(json, eventID: eventID, now: now)
+        case .postmark: return try postmark(json, now: now)
+        case .sendgrid: return try sendgrid(json, now: now)
+        }
+    }
+
+    private static func date(_ raw: Any?) -> Date? {
+        if let s = raw as? String {
+            if let d = ISO8601.parse(s) { return d }
+            let f = ISO8601DateFormatter()
+            f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+            return f.date(from: s)
+        }
+        if let n = raw as? Double { return Date(timeIntervalSince1970: n) }
+        if let n = raw as? Int { return Date(timeIntervalSince1970: Double(n)) }
+        return nil
+    }
+
+    /// Svix-delivered: `{"type": "email.bounced", "created_at", "data": {"email_id", "to": [...], "bounce": {"type"}}}`.
+    static func resend(_ json: Any, eventID: String?, now: Date) throws -> [EmailEvent] {
+        guard let o = json as? [String: Any], let type = o["type"] as? String, let data = o["data"] as? [String: Any] else { throw Invalid() }
+        let kind: EmailEvent.Kind?
+        switch type {
+        case "email.delivered": kind = .delivered
+        case "email.bounced":
+            let bounceType = (data["bounce"] as? [String: Any])?["type"] as? String
+            kind = bounceType == "Transient" ? .softBounce : .hardBounce
+        case "email.complained": kind = .complained
+        case "email.opened": kind = .opened
+        case "email.clicked": kind = .clicked
+        default: kind = nil // sent, delivery_delayed, …: nothing to record
+        }
+        guard let kind else { return [] }
+        let to = (data["to"] as? [String])?.first ?? (data["to"] as? String)
+        return [EmailEvent(id: eventID ?? "\(type):\(data["email_id"] as? String ?? "")", kind: kind, providerMessageID: data["email_id"] as? String,
+                           deliveryID: nil, address: to, at: date(o["created_at"]) ?? now)]
+    }
+
+    /// One record per call: RecordType Bounce (Type HardBounce, SoftBounce, …), SpamComplaint, Delivery, Open, Click.
+    static func postmark(_ json: Any, now: Date) throws -> [EmailEvent] {
+        guard let o = json as? [String: Any], let record = o["RecordType"] as? String else { throw Invalid() }
+        let messageID = o["MessageID"] as? String
+        let kind: EmailEvent.Kind?
+        switch record {
+        case "Delivery": kind = .delivered
+        case "Bounce":
+            switch o["Type"] as? String {
+            case "HardBounce", "BadEmailAddress", "ManuallyDeactivated", "Blocked", "SpamNotification": kind = .hardBounce
+            case "SpamComplaint": kind = .complained
+            case "SoftBounce", "Transient", "DnsError", "AutoResponder", "MailboxFull" : kind = .softBounce
+            default: kind = nil
+            }
+        case "SpamComplaint": kind = .complained
+        case "Open": kind = .opened
+        case "Click": kind = .clicked
+        default: kind = nil
+        }
+        guard let kind else { return [] }
+        let stamp = o["BouncedAt"] ?? o["DeliveredAt"] ?? o["ReceivedAt"]
+        let id = (o["ID"]).map { "\($0)" } ?? "\(record):\(messageID ?? ""):\(stamp.map { "\($0)" } ?? "")"
+        let metadata = o["Metadata"] as? [String: Any]
+        return [EmailEvent(id: "\(record):\(id)", kind: kind, providerMessageID: messageID,
+                           deliveryID: (metadata?["delivery_id"] as? String).flatMap { Int64($0) },
+                           address: (o["Email"] ?? o["Recipient"]) as? String, at: date(stamp) ?? now)]
+    }
+
+    /// An array of events: delivered, bounce (type bounce | blocked), dropped, deferred, spamreport, open, click, …
+    static func sendgrid(_ json: Any, now: Date) throws -> [EmailEvent] {
+        guard let list = json as? [[String: Any]] else { throw Invalid() }
+        return list.compactMap { e in
+            guard let event = e["event"] as? String, let id = e["sg_event_id"] as? String else { return nil }
+            let kind: EmailEvent.Kind?
+            switch event {
+            case "delivered": kind = .delivered
+            case "bounce": kind = (e["type"] as? String) == "blocked" ? .softBounce : .hardBounce
+            case "spamreport": kind = .complained
+            case "open": kind = .opened
+            case "click": kind = .clicked
+            default: kind = nil
+            }
+            guard let kind else { return nil }
+            let messageID = (e["sg_message_id"] as? String).map { String($0.split(separator: ".", maxSplits: 1).first ?? "") }
+            return EmailEvent(id: id, kind: kind, providerMessageID: messageID,
+                              deliveryID: ((e["delivery_id"] as? String).flatMap { Int64($0) }) ?? (e["delivery_id"] as? Int).map(Int64.init),
+                              address: e["email"] as? String, at: date(e["timestamp"]) ?? now)
+        }
+    }
+}
+
+/// Applies delivery events (a job, so the webhook answers at once): timestamps on the delivery
+/// row, the suppression list, and a complaint mutes the creator for that member as an
+/// unsubscribe would.
+struct EmailEventApplier: Sendable {
+    struct Payload: Codable, Sendable {
+        let provider: EmailProvider
+        let events: [EmailEvent]
+    }
+
+    let clock: AppClock
+
+    func run(_ job: Job, on db: any Database) async throws -> Worker.JobResult {
+        let payload = try job.decodePayload(Payload.self)
+        for event in payload.events { try await apply(event, provider: payload.provider, on: db) }
+        return .done
+    }
+
+    struct Match: Decodable { let id: Int64; let recipient_id: String; let email: String; let creator_id: String }
+
+    func apply(_ event: EmailEvent, provider: EmailProvider, on db: any Database) async throws {
+        let sql = db.sql
+        let now = clock.now()
+        var match: Match?
+        let base: SQLQueryString = """
+            SELECT d.id, d.recipient_id, u.email, s.creator_id FROM deliveries d
+            JOIN users u ON u.id = d.recipient_id JOIN streams s ON s.id = d.stream_id WHERE
+            """
+        if let id = event.deliveryID {
+            match = try await sql.raw(base + " d.id = \(bind: id)").first(decoding: Match.self)
+            // Our id must agree with the provider's, when both are known (an id in metadata is theirs to echo, not to invent).
+            if let m = match, let pid = event.providerMessageID, try await !providerIDMatches(m.id, pid, on: sql) { match = nil }
+        }
+        if match == nil, let pid = event.providerMessageID, !pid.isEmpty {
+            match = try await sql.raw(base + " d.provider_message_id = \(bind: pid)").first(decoding: Match.self)
+        }
+        if let m = match {
+            let column: String = switch event.kind {
+            case .delivered: "delivered_at"
+            case .hardBounce, .softBounce: "bounced_at"
+            case .complained: "complained_at"
+            case .opened: "opened_at"
+            case .clicked: "clicked_at"
+            }
+            try await sql.raw("""
+                UPDATE deliveries SET \(ident: column) = COALESCE(\(ident: column), \(bind: event.at)),
+                  bounce_type = CASE WHEN \(bind: event.kind == .hardBounce || event.kind == .softBounce) THEN \(bind: event.kind == .hardBounce ? "hard" : "soft") ELSE bounce_type END
+                WHERE id = \(bind: m.id)
+                """).run()
+        }
+        // The address: the one the delivery went to (the event's own when we cannot match it).
+        guard let address = match?.email ?? event.address else { return }
+        let hash = EmailHash.of(address)
+        let userID = match?.recipient_id
+        switch event.kind {
+        case .hardBounce: try await Suppression.suppress(hash: hash, userID: userID, reason: .hardBounce, now: now, on: sql)
+        case .softBounce: try await Suppression.softBounce(hash: hash, userID: userID, now: now, on: sql)
+        case .complained:
+            try await Suppression.suppress(hash: hash, userID: userID, reason: .complaint, now: now, on: sql)
+            if let m = match { try await NotificationMute.mute(member: m.recipient_id, creator: m.creator_id, on: db) }
+        case .delivered: try await Suppression.delivered(hash: hash, now: now, on: sql)
+        case .opened, .clicked: break
+        }
+    }
+
+    private func providerIDMatches(_ delivery: Int64, _ pid: String, on sql: any SQLDatabase) async throws -> Bool {
+        struct Row: Decodable { let provider_message_id: String? }
+        let stored = try await sql.raw("SELECT provider_message_id FROM deliveries WHERE id = \(bind: delivery)").first(decoding: Row.self)
+        return stored?.provider_message_id.map { $0 == pid } ?? true
+    }
+}
