@@ -26,7 +26,9 @@ func routes(_ app: Application) throws {
         recordingEvents: RecordingEvents(recordings: deps.recordings), clock: deps.clock))
     try api.register(collection: EmailWebhookController(secrets: deps.config.emailWebhooks, jobs: deps.jobs, clock: deps.clock))
     if app.deps.config.devOutbox { try app.grouped("dev").register(collection: OutboxController()) }
-    try api.grouped("admin").grouped(AdminAuthMiddleware()).register(collection: AdminController(uids: deps.uids, clock: deps.clock))
+    let admin = api.grouped("admin").grouped(AdminAuthMiddleware())
+    try admin.register(collection: AdminController(uids: deps.uids, clock: deps.clock))
+    try admin.register(collection: SuppressionController())
 
     let authed = api.grouped(UserAuthMiddleware())
     try authed.register(collection: StreamController(lifecycle: lifecycle, recordings: deps.recordings, tokens: deps.tokens))

@@ -61,18 +61,27 @@ struct NotifyController: RouteCollection {
         let notifications: [String: [String: Int]]
     }
 
+    /// What the providers reported after sending (delivery events), counted beside the statuses.
+    static let eventCounts = ["delivered", "bounced", "complained"]
+
     /// GET /api/creator/streams/:streamId/notifications
     @Sendable func notifications(req: Request) async throws -> CountsResponse {
         let stream = try await lifecycle.ownedStream(req.parameters.get("streamId") ?? "", by: try req.caller.id, on: req.db)
-        struct Row: Decodable { let kind: String; let status: String; let n: Int }
+        struct Row: Decodable { let kind: String; let status: String; let n: Int; let delivered: Int; let bounced: Int; let complained: Int }
         let rows = try await req.db.sql.raw("""
-            SELECT kind, status, COUNT(*) AS n FROM deliveries WHERE stream_id = \(bind: stream.id!) GROUP BY kind, status
+            SELECT kind, status, COUNT(*) AS n, COUNT(delivered_at) AS delivered, COUNT(bounced_at) AS bounced, COUNT(complained_at) AS complained
+            FROM deliveries WHERE stream_id = \(bind: stream.id!) GROUP BY kind, status
             """).all(decoding: Row.self)
         var result: [String: [String: Int]] = [:]
         for kind in NotificationKind.allCases {
-            result[kind.rawValue] = Dictionary(uniqueKeysWithValues: DeliveryStatus.allCases.map { ($0.rawValue, 0) })
+            result[kind.rawValue] = Dictionary(uniqueKeysWithValues: (DeliveryStatus.allCases.map(\.rawValue) + Self.eventCounts).map { ($0, 0) })
         }
-        for r in rows { result[r.kind, default: [:]][r.status] = r.n }
+        for r in rows {
+            result[r.kind, default: [:]][r.status] = r.n
+            result[r.kind, default: [:]]["delivered", default: 0] += r.delivered
+            result[r.kind, default: [:]]["bounced", default: 0] += r.bounced
+            result[r.kind, default: [:]]["complained", default: 0] += r.complained
+        }
         return CountsResponse(streamId: stream.id!, notifications: result)
     }
 }
