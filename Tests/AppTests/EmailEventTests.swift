@@ -1,0 +1,198 @@
+import Fluent
+import Mailer
+import Foundation
+import SQLKit
+import Testing
+import VaporTesting
+@testable import App
+
+/// The providers' own libraries (scripts/oracles/email_webhooks.py: PyPI svix, sendgrid, cryptography).
+enum EmailWebhookOracle {
+    static func call(_ input: [String: Any]) throws -> [String: Any] {
+        let python = ProcessInfo.processInfo.environment["AGORA_ORACLE_PYTHON"]!
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = [AppProcess.root.appendingPathComponent("scripts/oracles/email_webhooks.py").path]
+        let stdin = Pipe(), stdout = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        try process.run()
+        stdin.fileHandleForWriting.write(try JSONSerialization.data(withJSONObject: input))
+        try stdin.fileHandleForWriting.close()
+        let data = stdout.fileHandleForReading.readDataToEndOfFile()
+        while process.isRunning { usleep(10_000) }
+        return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any], "oracle said nothing for \(input["cmd"] ?? "")")
+    }
+}
+
+@Suite(.enabled(if: ZoneOracle.available, "needs the Python oracles (scripts/test)"))
+struct EmailEventTests {
+    static let postmarkUser = "postmark-hooks", postmarkPassword = "postmark-hook-password-0123"
+
+    /// An app with webhook secrets from the oracle, mail through a recording transport.
+    static func run(_ body: (TestApp, _ resendSecret: String, _ sendgrid: [String: Any]) async throws -> Void) async throws {
+        let secret = try EmailWebhookOracle.call(["cmd": "svix_secret"])["secret"] as! String
+        let keypair = try EmailWebhookOracle.call(["cmd": "sendgrid_keypair"])
+        try await TestApp.run(mailTransport: ProviderIDTransport(), adjust: { config in
+            var problems: [String] = []
+            let env = ["RESEND_WEBHOOK_SECRET": secret, "SENDGRID_WEBHOOK_PUBLIC_KEY": keypair["public_key"] as! String,
+                       "POSTMARK_WEBHOOK_USER": postmarkUser, "POSTMARK_WEBHOOK_PASSWORD": postmarkPassword]
+            config.emailWebhooks = EmailWebhookSecrets.load(value: { env[$0] }, problems: &problems)
+            precondition(problems.isEmpty, "\(problems)")
+        }) { t in try await body(t, secret, keypair) }
+    }
+
+    static func resendEvent(_ t: TestApp, secret: String, id: String = "msg_\(UUID().uuidString.prefix(12))", timestamp: Int? = nil,
+                            type: String, emailID: String, to: String, bounceType: String? = nil, tamper: Bool = false) async throws -> TestApp.Reply {
+        var data: [String: Any] = ["email_id": emailID, "to": [to], "from": "live@fit.example.com", "subject": "s"]
+        if let bounceType { data["bounce"] = ["type": bounceType, "subType": "General", "message": "mailbox does not exist"] }
+        let body = String(decoding: try JSONSerialization.data(withJSONObject: ["type": type, "created_at": "2026-03-07T16:20:00.000Z", "data": data]), as: UTF8.self)
+        let ts = timestamp ?? Int(t.app.deps.clock.now().timeIntervalSince1970)
+        let signed = try EmailWebhookOracle.call(["cmd": "svix", "secret": secret, "msg_id": id, "timestamp": ts, "body": body])
+        var headers = HTTPHeaders()
+        for key in ["svix-id", "svix-timestamp", "svix-signature"] { headers.add(name: key, value: signed[key] as! String) }
+        return try await t.send(.POST, "api/webhooks/email/resend", raw: tamper ? body.replacingOccurrences(of: "\"s\"", with: "\"x\"") : body,
+                                headers: headers)
+    }
+
+    /// Provider id of the delivery to `recipient` (what ProviderIDTransport answered).
+    static func providerID(_ t: TestApp, stream: String, recipient: String) async throws -> String {
+        struct Row: Decodable { let provider_message_id: String? }
+        let row = try await t.app.db.sql.raw("""
+            SELECT provider_message_id FROM deliveries WHERE stream_id = \(bind: stream) AND recipient_id = \(bind: recipient)
+            """).first(decoding: Row.self)
+        return try #require(row?.provider_message_id)
+    }
+
+    @Test func resendSignaturesAreCheckedWithSvix() async throws {
+        try await Self.run { t, secret, _ in
+            try await t.seedBasics()
+            try await t.importUsers([], follows: [["followerId": "m1", "followedId": "creator"]])
+            let stream = try await t.createStream(scheduled: false)
+            try await t.drainWorker()
+            let pid = try await Self.providerID(t, stream: stream, recipient: "m1")
+            let ok = try await Self.resendEvent(t, secret: secret, id: "msg_fixed1", type: "email.delivered", emailID: pid, to: "m1@example.com")
+            #expect(ok.status == .ok && ok.json["accepted"] as? Int == 1, "\(ok.raw)")
+            let again = try await Self.resendEvent(t, secret: secret, id: "msg_fixed1", type: "email.delivered", emailID: pid, to: "m1@example.com")
+            #expect(again.json["duplicates"] as? Int == 1)
+            let tampered = try await Self.resendEvent(t, secret: secret, type: "email.delivered", emailID: pid, to: "m1@example.com", tamper: true)
+            #expect(tampered.status == .unauthorized)
+            let stale = try await Self.resendEvent(t, secret: secret, timestamp: Int(t.app.deps.clock.now().timeIntervalSince1970) - 600,
+                                                   type: "email.delivered", emailID: pid, to: "m1@example.com")
+            #expect(stale.status == .unauthorized)
+            let other = try EmailWebhookOracle.call(["cmd": "svix_secret"])["secret"] as! String
+            #expect(try await Self.resendEvent(t, secret: other, type: "email.delivered", emailID: pid, to: "m1@example.com").status == .unauthorized)
+            try await t.drainWorker()
+            let counts = try await t.send(.GET, "api/creator/streams/\(stream)/notifications", bearer: try await t.token("creator"))
+            #expect(((counts.json["notifications"] as? [String: Any])?["live_now"] as? [String: Int])?["delivered"] == 1, "\(counts.raw)")
+        }
+    }
+
+    @Test func sendgridSignaturesAreCheckedWithItsEventWebhook() async throws {
+        try await Self.run { t, _, keypair in
+            let body = #"[{"email":"x@example.com","event":"delivered","timestamp":1772900000,"sg_event_id":"ev1","sg_message_id":"abc.filter1"}]"#
+            let signed = try EmailWebhookOracle.call(["cmd": "sendgrid_sign", "private_key_pem": keypair["private_key_pem"]!, "timestamp": "1772900000", "body": body])
+            var headers = HTTPHeaders()
+            for (k, v) in signed { headers.add(name: k, value: v as! String) }
+            let ok = try await t.send(.POST, "api/webhooks/email/sendgrid", raw: body, headers: headers)
+            #expect(ok.status == .ok && ok.json["accepted"] as? Int == 1, "\(ok.raw)")
+            let tampered = try await t.send(.POST, "api/webhooks/email/sendgrid", raw: body.replacingOccurrences(of: "delivered", with: "bounce"), headers: headers)
+            #expect(tampered.status == .unauthorized)
+            headers.replaceOrAdd(name: "X-Twilio-Email-Event-Webhook-Timestamp", value: "1772900001")
+            #expect(try await t.send(.POST, "api/webhooks/email/sendgrid", raw: body, headers: headers).status == .unauthorized)
+        }
+    }
+
+    @Test func postmarkNeedsItsBasicCredentialsAndUnsetSecretsAreOff() async throws {
+        try await Self.run { t, _, _ in
+            let body = #"{"RecordType":"Delivery","MessageID":"pm-1","Recipient":"x@example.com","DeliveredAt":"2026-03-07T16:20:00Z"}"#
+            var headers = HTTPHeaders()
+            headers.basicAuthorization = .init(username: Self.postmarkUser, password: Self.postmarkPassword)
+            let ok = try await t.send(.POST, "api/webhooks/email/postmark", raw: body, headers: headers)
+            #expect(ok.status == .ok)
+            headers.basicAuthorization = .init(username: Self.postmarkUser, password: "wrong-password-0000000")
+            let wrong = try await t.send(.POST, "api/webhooks/email/postmark", raw: body, headers: headers)
+            let none = try await t.send(.POST, "api/webhooks/email/postmark", raw: body)
+            let unknown = try await t.send(.POST, "api/webhooks/email/mailgun", raw: body)
+            #expect(wrong.status == .unauthorized && none.status == .unauthorized && unknown.status == .notFound)
+        }
+        try await TestApp.run { t in
+            let off = try await t.send(.POST, "api/webhooks/email/resend", raw: "{}")
+            #expect(off.status == .notFound && off.errorCode == "feature_disabled")
+        }
+    }
+
+    @Test func aHardBounceSuppressesTheAddressForEveryLaterFanOut() async throws {
+        try await Self.run { t, secret, _ in
+            try await t.seedBasics()
+            try await t.importUsers([], follows: [["followerId": "m1", "followedId": "creator"], ["followerId": "m2", "followedId": "creator"]])
+            let first = try await t.createStream(scheduled: false)
+            try await t.drainWorker()
+            let pid = try await Self.providerID(t, stream: first, recipient: "m1")
+            let bounce = try await Self.resendEvent(t, secret: secret, type: "email.bounced", emailID: pid, to: "m1@example.com", bounceType: "Permanent")
+            #expect(bounce.status == .ok)
+            try await t.drainWorker()
+            let owner = try await t.token("creator")
+            let counts = try await t.send(.GET, "api/creator/streams/\(first)/notifications", bearer: owner)
+            #expect(((counts.json["notifications"] as? [String: Any])?["live_now"] as? [String: Int])?["bounced"] == 1)
+            _ = try await t.send(.POST, "api/creator/streams/\(first)/stop", bearer: owner)
+            let second = try await t.createStream(scheduled: false)
+            try await t.drainWorker()
+            let rows = try await t.deliveries(second)
+            let m1 = try #require(rows.first { $0.recipientID == "m1" })
+            #expect(m1.status == .skipped && m1.lastReply == "suppressed")
+            #expect(rows.first { $0.recipientID == "m2" }?.status == .sent)
+            // The admin sees it, and can take it off the list; a re-import of the address stays suppressed until then.
+            let list = try await t.send(.GET, "api/admin/suppressions", bearer: t.admin)
+            let entry = try #require((list.json["suppressions"] as? [[String: Any]])?.first)
+            #expect(entry["reason"] as? String == "hard_bounce" && entry["userId"] as? String == "m1" && entry["addressHash"] as? String == EmailHash.of("M1@example.com"))
+            _ = try await t.send(.DELETE, "api/admin/users/m1", bearer: t.admin)
+            let after = try await t.send(.GET, "api/admin/suppressions", bearer: t.admin)
+            #expect(((after.json["suppressions"] as? [[String: Any]])?.first?["userId"]) is NSNull)
+            let removed = try await t.send(.DELETE, "api/admin/suppressions/m1@example.com", bearer: t.admin)
+            #expect(removed.json["deleted"] as? Bool == true)
+            let empty = try await t.send(.GET, "api/admin/suppressions", bearer: t.admin)
+            #expect((empty.json["suppressions"] as? [Any])?.isEmpty == true)
+        }
+    }
+
+    @Test func softBouncesSuppressOnlyWhenRepeatedAndComplaintsMuteTheCreator() async throws {
+        try await Self.run { t, secret, _ in
+            try await t.seedBasics()
+            try await t.importUsers([], follows: [["followerId": "m1", "followedId": "creator"], ["followerId": "m2", "followedId": "creator"]])
+            let stream = try await t.createStream(scheduled: false)
+            try await t.drainWorker()
+            let m1 = try await Self.providerID(t, stream: stream, recipient: "m1")
+            for i in 0..<(Suppression.softBounceLimit - 1) {
+                _ = try await Self.resendEvent(t, secret: secret, id: "msg_soft\(i)", type: "email.bounced", emailID: m1, to: "m1@example.com", bounceType: "Transient")
+            }
+            try await t.drainWorker()
+            struct Row: Decodable { let suppressed_at: Date? }
+            let before = try await t.app.db.sql.raw("SELECT suppressed_at FROM email_suppressions WHERE address_hash = \(bind: EmailHash.of("m1@example.com"))")
+                .first(decoding: Row.self)
+            #expect(before != nil && before?.suppressed_at == nil)
+            _ = try await Self.resendEvent(t, secret: secret, id: "msg_softlast", type: "email.bounced", emailID: m1, to: "m1@example.com", bounceType: "Transient")
+            try await t.drainWorker()
+            let after = try await t.app.db.sql.raw("SELECT suppressed_at FROM email_suppressions WHERE address_hash = \(bind: EmailHash.of("m1@example.com"))")
+                .first(decoding: Row.self)
+            #expect(after?.suppressed_at != nil)
+            // A complaint: suppressed, and the creator muted for that member (as an unsubscribe would).
+            let m2 = try await Self.providerID(t, stream: stream, recipient: "m2")
+            _ = try await Self.resendEvent(t, secret: secret, type: "email.complained", emailID: m2, to: "m2@example.com")
+            try await t.drainWorker()
+            let muted = try await NotificationMute.query(on: t.app.db).filter(\.$member.$id == "m2").filter(\.$creator.$id == "creator").count()
+            #expect(muted == 1)
+            let counts = try await t.send(.GET, "api/creator/streams/\(stream)/notifications", bearer: try await t.token("creator"))
+            #expect(((counts.json["notifications"] as? [String: Any])?["live_now"] as? [String: Int])?["complained"] == 1)
+        }
+    }
+}
+
+/// Accepts everything and answers with a provider id, like the HTTPS APIs do.
+struct ProviderIDTransport: MailTransport {
+    var name: String { "provider-ids" }
+    func send(_ message: MailMessage, recipientID: String, deliveryID: Int64, on db: any Database) async -> MailOutcome {
+        .accepted(reply: "ok", providerID: "re_\(deliveryID)_\(UUID().uuidString.prefix(8).lowercased())")
+    }
+    func shutdown() async {}
+}
