@@ -181,3 +181,45 @@ import VaporTesting
         #expect(throws: AppConfig.Error.self) { try load(["EMAIL_PROVIDER": "resend", "EMAIL_SERVICE_API_KEY": "x", "EMAIL_API_BASE_URL": "http://plain.example"]) }
     }
 }
+
+/// The production worker killed with SIGKILL while it sends through Resend's batch API.
+@Suite(.serialized, .enabled(if: AppProcess.available, "needs APP_BINARY (scripts/test)"))
+struct EmailAPICrashTests {
+    @Test func killDashNineMidBatchLosesNothingAndDuplicatesAtMostTheBatchesInFlight() async throws {
+        let members = 1_000
+        try await EmailAPITests.withFake { fake in
+            fake.latency = .milliseconds(150)
+            try await TestApp.run(realClock: true, fileDatabase: true) { t in
+                let addresses = Set(try await EmailAPITests.seed(t, followers: members, prefix: "k"))
+                guard case .sqliteFile(let path) = t.app.deps.config.database else { return }
+                let env: [String: String] = [
+                    "JWT_SECRET": TestCredentials.jwtSecret, "AGORA_APP_ID": TestCredentials.agoraAppId, "AGORA_APP_CERTIFICATE": TestCredentials.agoraCert,
+                    "SQLITE_PATH": path, "EMAIL_PROVIDER": "resend", "EMAIL_SERVICE_API_KEY": fake.apiKey, "EMAIL_API_BASE_URL": fake.baseURL,
+                    "EMAIL_API_RATE_LIMIT": "8", "EMAIL_FROM": "Fit Live <live@fit.example.com>", "PUBLIC_BASE_URL": "https://api.fit.example.com",
+                    "LOG_LEVEL": "warning", "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
+                ]
+                let stream = try await t.createStream(scheduled: false)
+                let first = try AppProcess.start(["worker"], environment: env)
+                let midway = try await DeliveryResilienceTests.waitUntil(timeout: 120) { !first.isRunning || fake.emails.count >= 200 }
+                guard first.isRunning else { Issue.record("worker exited (status \(first.terminationStatus))"); return }
+                #expect(midway)
+                kill(first.processIdentifier, SIGKILL)
+                _ = await AppProcess.exited(first, timeout: 30)
+                #expect(fake.emails.count < members, "killed too late to prove anything")
+                let second = try AppProcess.start(["worker"], environment: env)
+                let done = try await DeliveryResilienceTests.waitUntil(timeout: 300) {
+                    (try await DeliveryResilienceTests.counts(t, stream)["sent"] ?? 0) == members
+                }
+                second.terminate()
+                _ = await AppProcess.exited(second, timeout: 60)
+                let final = try await DeliveryResilienceTests.counts(t, stream)
+                #expect(done, "not all sent: \(final)")
+                #expect(Set(fake.emails.map(\.to)) == addresses, "every member got the email")
+                let duplicates = fake.emails.count - members
+                // In flight at the kill: at most WORKER_MAX_IN_FLIGHT = two batches of 100.
+                #expect(duplicates <= 200, "\(duplicates) duplicates")
+                print("API crash test: \(duplicates) duplicate(s) after SIGKILL; \(fake.calls.count) calls")
+            }
+        }
+    }
+}

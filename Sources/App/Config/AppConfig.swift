@@ -313,7 +313,9 @@ struct AppConfig: Sendable {
                     problems.append("EMAIL_API_BASE_URL must be an http(s) URL")
                     return .disabled
                 }
-                if production, url.scheme?.lowercased() != "https" { problems.append("EMAIL_API_BASE_URL must be https in production") }
+                if production, url.scheme?.lowercased() != "https", !isLoopback(url.host ?? "") {
+                    problems.append("EMAIL_API_BASE_URL must be https in production (plain http only to a loopback address)")
+                }
                 settings.baseURL = base.hasSuffix("/") ? String(base.dropLast()) : base
             }
             if let raw = value("EMAIL_API_RATE_LIMIT") {
