@@ -78,6 +78,7 @@ let package = Package(
                 "App",
                 "SigV4",
                 "AgoraAccessToken",
+                "OracleSupport",
                 .product(name: "VaporTesting", package: "vapor"),
             ]
         ),

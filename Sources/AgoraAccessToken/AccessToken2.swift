@@ -180,12 +180,12 @@ public enum RTCTokenBuilder {
     /// User-account variant: the account string is written unchanged (so "0" is not a wildcard).
     public static func build(
         appId: String, appCertificate: String, channel: String, account: String, role: Role,
-        tokenExpire: UInt32, privilegeExpire: UInt32, issuedAt: Date = Date(), salt: UInt32? = nil
+        tokenExpire: UInt32, privilegeExpire: UInt32, publishExpire: UInt32? = nil, issuedAt: Date = Date(), salt: UInt32? = nil
     ) throws -> String {
         var privileges: [UInt16: UInt32] = [AccessToken2.RTCPrivilege.joinChannel.rawValue: privilegeExpire]
         if role == .publisher {
             for p in [AccessToken2.RTCPrivilege.publishAudioStream, .publishVideoStream, .publishDataStream] {
-                privileges[p.rawValue] = privilegeExpire
+                privileges[p.rawValue] = publishExpire ?? privilegeExpire
             }
         }
         let token = AccessToken2(
@@ -195,6 +195,17 @@ public enum RTCTokenBuilder {
             salt: salt ?? UInt32.random(in: 1...99_999_999),
             services: [.rtc(channel: channel, uid: account, privileges: privileges)]
         )
+        return try token.build(appCertificate: appCertificate)
+    }
+}
+
+/// RTM tokens (service type 2, privilege 1 = login) for a user id string.
+public enum RTMTokenBuilder {
+    public static func build(appId: String, appCertificate: String, userId: String, expire: UInt32,
+                             issuedAt: Date = Date(), salt: UInt32? = nil) throws -> String {
+        let token = AccessToken2(
+            appId: appId, issueTs: UInt32(clamping: Int64(issuedAt.timeIntervalSince1970.rounded(.down))), expire: expire,
+            salt: salt ?? UInt32.random(in: 1...99_999_999), services: [.rtm(userId: userId, privileges: [1: expire])])
         return try token.build(appCertificate: appCertificate)
     }
 }

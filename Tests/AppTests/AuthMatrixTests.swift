@@ -46,6 +46,14 @@ import VaporTesting
         Case(method: .GET, path: "dev/outbox", access: .open, ok: .ok),
         Case(method: .GET, path: "dev/outbox/999999", access: .open, ok: .notFound),
         Case(method: .POST, path: "api/webhooks/agora", access: .webhook, body: ["noticeId": "n1"], ok: .ok),
+        Case(method: .POST, path: "api/webhooks/email/{provider}", access: .webhook, body: ["type": "email.delivered"], ok: .ok),
+        Case(method: .GET, path: "api/admin/suppressions", access: .admin, ok: .ok),
+        Case(method: .DELETE, path: "api/admin/suppressions/{email}", access: .admin, ok: .ok),
+        Case(method: .POST, path: "api/streams/{stream}/token/renew", access: .anyUser, body: ["role": "subscriber"], ok: .ok),
+        Case(method: .GET, path: "api/streams/{stream}/stage", access: .owner, ok: .ok),
+        Case(method: .POST, path: "api/streams/{stream}/stage/requests", access: .anyUser, ok: .conflict),
+        Case(method: .POST, path: "api/streams/{stream}/stage/invite", access: .owner, body: ["userId": "m1"], ok: .conflict),
+        Case(method: .POST, path: "api/streams/{stream}/stage/remove", access: .owner, body: ["userId": "m1"], ok: .ok),
         Case(method: .POST, path: "api/cron/trigger-stream-emails", access: .cron, ok: .ok),
         Case(method: .GET, path: "api/cron/check-stream-reminders", access: .cron, ok: .ok),
         Case(method: .POST, path: "api/admin/import", access: .admin, body: ["users": []], ok: .ok),
@@ -109,6 +117,8 @@ import VaporTesting
         c.isDevelopment = true // registers the dev outbox, so it is covered too
         c.cronSecret = cronSecret
         c.ncsSecret = "matrix-ncs-secret"
+        c.emailWebhooks.resendKey = Array("matrix-resend-webhook-key".utf8)
+        c.agora.earlyJoinSeconds = 7200 // the matrix's streams start in an hour
         // Configured but unreachable: the cases below never need S3 or Agora to answer.
         c.s3 = S3Settings(bucket: "matrix", location: try! S3Location(endpoint: "http://127.0.0.1:9", region: "us-east-1"),
                           credentials: AWSCredentials(accessKeyId: "AKIDMATRIX", secretAccessKey: "matrix-secret"))
@@ -131,6 +141,7 @@ import VaporTesting
                 let stream = try await t.createStream()
                 let path = c.path.replacingOccurrences(of: "{stream}", with: stream)
                     .replacingOccurrences(of: "{creator}", with: "creator").replacingOccurrences(of: "{unsubscribe}", with: unsubscribe)
+                    .replacingOccurrences(of: "{provider}", with: "resend").replacingOccurrences(of: "{email}", with: "x@example.com")
                 // Refused callers first, permitted ones last (they may change state).
                 let order = Caller.allCases.sorted { Self.expected(c, $0) != c.ok && Self.expected(c, $1) == c.ok }
                 for caller in order {

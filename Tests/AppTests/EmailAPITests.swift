@@ -9,8 +9,9 @@ import VaporTesting
 @Suite struct EmailAPITests {
     static func settings(_ provider: EmailProvider, _ fake: FakeEmailAPI, rate: Double = 1000, key: String? = nil) -> EmailAPISettings {
         var s = EmailAPISettings(provider: provider, apiKey: key ?? fake.apiKey, baseURL: fake.baseURL, requestsPerSecond: rate)
-        s.timeoutSeconds = 1
-        s.pauseSeconds = 0.5
+        // Generous: a loaded CI machine must not turn a slow answer into a retry (SendGrid has no idempotency).
+        s.timeoutSeconds = 10
+        s.pauseSeconds = 30
         return s
     }
 
@@ -59,7 +60,9 @@ import VaporTesting
         try await Self.withFake { fake in
             fake.delayNext = 1 // the first call outlives our 1 s timeout, but the fake sends it
             fake.delay = .milliseconds(1500)
-            try await TestApp.run(realClock: true, adjust: { $0.mail.transport = .api(Self.settings(.resend, fake)) }) { t in
+            var quick = Self.settings(.resend, fake)
+            quick.timeoutSeconds = 1
+            try await TestApp.run(realClock: true, adjust: { $0.mail.transport = .api(quick) }) { t in
                 let addresses = try await Self.seed(t, followers: 20)
                 _ = try await t.createStream(scheduled: false)
                 try await t.drainWorker()

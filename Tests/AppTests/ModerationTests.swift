@@ -12,6 +12,8 @@ import VaporTesting
             let id = try await t.createStream(scheduled: false)
             let other = try await t.createStream(scheduled: true)
             let owner = try await t.token("creator")
+            // An open stage: the moderation rules are what this test is about.
+            #expect(try await t.send(.PATCH, "api/creator/streams/\(id)", bearer: owner, json: ["stagePolicy": "open"]).status == .ok)
             func token(_ user: String, _ role: String, _ stream: String? = nil) async throws -> (HTTPStatus, String?) {
                 let r = try await t.send(.GET, "api/streams/\(stream ?? id)/token?role=\(role)", bearer: try await t.token(user))
                 return (r.status, r.errorCode)

@@ -12,10 +12,13 @@ import VaporTesting
             let id = try await t.createStream()
             let member = try await t.token("m1")
             let m1 = try #require(try await User.find("m1", on: t.app.db))
+            // Members may publish only on an open stage (StageTests covers the other policies).
+            #expect(try await t.send(.PATCH, "api/creator/streams/\(id)", bearer: try await t.token("creator"), json: ["stagePolicy": "open"]).status == .ok)
 
             let sub = try await t.send(.GET, "api/streams/\(id)/token", bearer: member)
             #expect(sub.status == .ok)
-            #expect(Set(sub.json.keys) == ["success", "token", "uid", "channelId", "appId", "expiresAt"])
+            #expect(Set(sub.json.keys) == ["success", "token", "uid", "channelId", "appId", "expiresAt", "publishExpiresAt", "rtmToken"])
+            #expect(sub.json["publishExpiresAt"] is NSNull && sub.json["rtmToken"] is NSNull)
             #expect((sub.json["uid"] as? NSNumber)?.uint32Value == m1.agoraUid32)
             #expect(sub.json["channelId"] as? String == id)
             #expect(sub.json["appId"] as? String == TestCredentials.agoraAppId)

@@ -48,10 +48,11 @@ AGORA_CERT = "fedcba9876543210fedcba9876543210"
 SMTP_CONNECTIONS = int(os.environ.get("BENCH_SMTP_CONNECTIONS", "8"))
 MAX_IN_FLIGHT = 64     # AppConfig: WorkerSettings.maxInFlight = 64 (fixed)
 
-ALL_SCENARIOS = ["token", "fanout", "fanout100k", "reminders", "schedule", "import"]
+ALL_SCENARIOS = ["token", "fanout", "fanout100k", "reminders", "schedule", "import", "emailapi"]
 SUPPORTED_DBS = {
     "token": ["sqlite", "postgres"], "fanout": ["sqlite", "postgres"], "fanout100k": ["postgres", "sqlite"],
     "reminders": ["sqlite", "postgres"], "schedule": ["postgres"], "import": ["sqlite", "postgres"],
+    "emailapi": ["sqlite", "postgres"],
 }
 # fanout100k runs on SQLite only when asked (BENCH_FANOUT100K_SQLITE=1): it takes a long time there.
 ZONES = ["America/New_York", "Europe/Madrid", "Asia/Tokyo", "Australia/Sydney", "Asia/Kathmandu", "America/Chicago", None]
@@ -183,7 +184,7 @@ class Database:
 # --- Server ------------------------------------------------------------------------------------------
 
 class Server:
-    def __init__(self, db, name, extra_env=None):
+    def __init__(self, db, name, extra_env=None, drop_env=()):
         self.db = db
         self.name = name
         self.port = free_port()
@@ -201,6 +202,8 @@ class Server:
         # BENCH_APP_<NAME>=v sets the server's <NAME>=v (e.g. BENCH_APP_WORKER_MAX_IN_FLIGHT=256).
         env.update({k[len("BENCH_APP_"):]: v for k, v in os.environ.items() if k.startswith("BENCH_APP_")})
         env.update(extra_env or {})
+        for k in drop_env:
+            env.pop(k, None)
         self.env = env
         self.proc = None
 
@@ -845,6 +848,318 @@ def scenario_import():
     return results
 
 
+# --- emailapi: live-now fan-out through the providers' HTTPS APIs vs SMTP, both with 50 ms added ------
+
+EMAIL_API_KEY = "bench-email-api-key-0123456789"
+HELPER_PIDS = os.path.join(TMP, "helper.pids")
+# Batch sizes of the providers' clients (EmailProvider.maxBatch) — for the report only.
+PROVIDER_MAX_BATCH = {"resend": 100, "postmark": 500, "sendgrid": 1}
+
+
+class Helper:
+    """A helper process this scenario starts and stops itself (fake email API, delayed SMTP sink);
+    its pid also goes to $BENCH_TMP/helper.pids for run's trap."""
+
+    def __init__(self, name, script, args, stat):
+        self.name, self.script, self.args, self.stat = name, script, args, stat
+        self.proc, self.port = None, None
+
+    def start(self, timeout=15):
+        self.out_path = os.path.join(TMP, f"{self.name}.out")
+        self.out = open(self.out_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts/bench", self.script), *self.args],
+                                     stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(HELPER_PIDS, "a") as f:
+            f.write(f"{self.proc.pid}\n")
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                break
+            with open(self.out_path, "rb") as f:
+                m = re.search(rb"READY (\d+)", f.read())
+            if m and os.path.exists(self.stat):
+                self.port = int(m.group(1))
+                return self
+            time.sleep(0.1)
+        with open(self.out_path, "rb") as f:
+            raise BenchError(f"{self.name} did not start: {f.read()[-2000:].decode('utf-8', 'replace')}")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self.out.close()
+
+    def cpu_seconds(self):
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                parts = f.read().rsplit(")", 1)[1].split()
+            return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            return 0.0
+
+
+def start_fake(name, latency_ms, rate_limit=0):
+    stat = os.path.join(TMP, f"{name}.stat")
+    calls = os.path.join(TMP, f"{name}.calls")
+    h = Helper(name, "fake_email_api.py", ["--port", "0", "--stat-file", stat, "--call-log", calls, "--api-key", EMAIL_API_KEY,
+                                          "--latency-ms", str(latency_ms), "--rate-limit", str(rate_limit)], stat)
+    h.call_log = calls
+    h.kind = "api"
+    return h.start()
+
+
+def start_delayed_sink(latency_ms):
+    stat = os.path.join(TMP, "sink-delayed.stat")
+    h = Helper("sink-delayed", "count_sink.py", ["--port", str(free_port()), "--stat-file", stat, "--connect-delay-ms", str(latency_ms)], stat)
+    h.kind = "smtp"
+    return h.start()
+
+
+def read_fake(path):
+    for _ in range(50):
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except (FileNotFoundError, ValueError):
+            time.sleep(0.02)
+    raise BenchError(f"cannot read the fake's stat file {path}")
+
+
+def read_calls(path, since, until):
+    """The fake's call log lines with arrival in [since, until]: (arrival, answered, status, emails, path)."""
+    out = []
+    with open(path) as f:
+        for line in f:
+            p = line.split()
+            if len(p) == 5 and since <= float(p[0]) <= until:
+                out.append((float(p[0]), float(p[1]), int(p[2]), int(p[3]), p[4]))
+    return out
+
+
+def call_summary(calls, t0):
+    """What the fake saw during one fan-out: calls, statuses, batch sizes, pacing."""
+    if not calls:
+        return {"calls": 0}
+    statuses, sizes, per_window = {}, {}, {}
+    for arrival, _, status, n, _ in calls:
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+        if 200 <= status < 300:
+            sizes[n] = sizes.get(n, 0) + 1
+        w = int(arrival)
+        per_window[w] = per_window.get(w, 0) + 1
+    events = sorted([(a, 1) for a, *_ in calls] + [(b, -1) for _, b, *_ in calls], key=lambda e: (e[0], e[1]))
+    cur = peak = 0
+    for _, d in events:
+        cur += d
+        peak = max(peak, cur)
+    arrivals = sorted(c[0] for c in calls)
+    gaps = sorted(b - a for a, b in zip(arrivals, arrivals[1:]))
+    ok = [c for c in calls if 200 <= c[2] < 300 and c[3] > 0]
+    window_hist = {}
+    for v in per_window.values():
+        window_hist[str(v)] = window_hist.get(str(v), 0) + 1
+    return {"calls": len(calls), "statuses": statuses, "r429": statuses.get("429", 0),
+            "share_429": statuses.get("429", 0) / len(calls),
+            "batch_sizes": {str(k): v for k, v in sorted(sizes.items())},
+            "mean_batch": (sum(c[3] for c in ok) / len(ok)) if ok else None,
+            "max_batch": max((c[3] for c in ok), default=0), "max_concurrent_calls": peak,
+            "first_call_after_api_s": arrivals[0] - t0, "last_call_after_api_s": arrivals[-1] - t0,
+            "first_email_answered_after_api_s": (min(c[1] for c in ok) - t0) if ok else None,
+            "calls_per_1s_window": window_hist, "max_calls_in_a_1s_window": max(per_window.values()),
+            "call_gap_s": {"min": gaps[0], "p50": percentile(gaps, 50), "max": gaps[-1]} if gaps else None,
+            "call_duration_ms_p50": percentile(sorted((b - a) * 1000 for a, b, *_ in calls), 50)}
+
+
+def measure_fanout(srv, db, helper, creator, expected, label, timeout, stall=90):
+    """Creates a live stream of `creator` (queues the live-now fan-out) and waits until the sink or
+    fake (`helper`) has accepted `expected` more emails. Wall time: API call → last email accepted."""
+    api = helper.kind == "api"
+    read = (lambda: read_fake(helper.stat)) if api else (lambda: read_stat(helper.stat))
+    count = (lambda s: s["emails"]) if api else (lambda s: s["count"])
+    before = read()
+    srv_cpu0, helper_cpu0, all0 = srv.cpu_seconds(), helper.cpu_seconds(), cpu_snapshot()
+    t0 = time.time()
+    stream = srv.create_stream(creator, live=True, title=f"Fan-out {label}")
+    api_ms = (time.time() - t0) * 1000
+    progress, last_print, last_n, last_change = [], 0.0, -1, time.time()
+    while True:
+        s = read()
+        n = count(s) - count(before)
+        now = time.time()
+        if n != last_n:
+            last_n, last_change = n, now
+        if n >= expected:
+            break
+        if now - last_change > stall:
+            raise BenchError(f"{label}: stuck at {n} of {expected} emails for {stall} s; server log:\n{srv.tail()}")
+        if now - t0 > timeout:
+            raise BenchError(f"{label}: {n} of {expected} emails within {timeout:.0f} s")
+        if now - last_print >= 5:
+            progress.append((round(now - t0, 1), n))
+            log(f"  {label}: {n}/{expected} accepted")
+            last_print = now
+        time.sleep(0.1)
+    time.sleep(0.3)  # the stat file is rewritten every 100 ms: this read belongs to the last email
+    after = read()
+    end = after["last_ts"]
+    seconds = end - t0
+    cpu = {"server": round(srv.cpu_seconds() - srv_cpu0, 2), ("fake" if api else "sink"): round(helper.cpu_seconds() - helper_cpu0, 2)}
+    d = cpu_delta(all0, cpu_snapshot())
+    cpu.update({"postgres": d["postgres"], "machine_busy": d["machine_busy"]})
+    counts = wait_sent(db, f"stream_id = '{stream['id']}'", expected)
+    span = db.query(f"SELECT {db.epoch('MIN(created_at)')}, {db.epoch('MAX(created_at)')}, {db.epoch('MIN(sent_at)')} "
+                    f"FROM deliveries WHERE stream_id = '{stream['id']}'")[0]
+    r = {"stream": stream["id"], "seconds": seconds, "per_second": expected / seconds, "delivered": count(after) - count(before),
+         "distinct_new": after["distinct"] - before["distinct"], "create_api_ms": api_ms, "cpu_seconds": cpu, "deliveries": counts,
+         "enqueue": {"first_row_after_api_s": float(span[0]) - t0, "insert_span_s": float(span[1]) - float(span[0]),
+                     "first_sent_after_api_s": float(span[2]) - t0},
+         "progress": progress}
+    if api:
+        r["fake"] = call_summary(read_calls(helper.call_log, t0, end + 1), t0)
+        r["fake"]["auth_failures"] = after["auth_failures"] - before["auth_failures"]
+        r["fake"]["rejected"] = after["rejected"] - before["rejected"]
+        r["fake"]["replays"] = after["replays"] - before["replays"]
+    else:
+        r["smtp"] = {"connections_opened": (after.get("connections") or 0) - (before.get("connections") or 0),
+                     "avg_bytes": (after["bytes"] - before["bytes"]) / max(1, r["delivered"]), "rejected": after["rejected"] - before["rejected"]}
+    once = r["delivered"] == expected and r["distinct_new"] == expected and counts == {"sent": expected}
+    r["all_delivered_once"] = once
+    extra = (f"{r['fake']['calls']} calls, mean batch {r['fake']['mean_batch'] or 0:.1f}, 429s {r['fake']['r429']}, "
+             f"max {r['fake']['max_concurrent_calls']} calls at once") if api else f"{r['smtp']['connections_opened']} new SMTP connections"
+    log(f"  {label}: {expected} in {seconds:.2f} s ({r['per_second']:.0f}/s); {extra}; server CPU {cpu['server']:.1f} s")
+    if not once:
+        raise BenchError(f"{label}: not every member got exactly one email: accepted {r['delivered']}, distinct new {r['distinct_new']}, "
+                         f"deliveries {counts}")
+    return r
+
+
+def api_env(provider, port, rate_limit=None):
+    env = {"EMAIL_PROVIDER": provider, "EMAIL_SERVICE_API_KEY": EMAIL_API_KEY, "EMAIL_API_BASE_URL": f"http://127.0.0.1:{port}"}
+    if rate_limit is not None:
+        env["EMAIL_API_RATE_LIMIT"] = str(rate_limit)
+    return env
+
+
+API_DROP = ("EMAIL_TRANSPORT", "SMTP_HOST", "SMTP_PORT", "SMTP_SECURITY", "SMTP_MAX_CONNECTIONS")
+
+
+def emailapi_compare(kind, n, rounds, transports, helpers, raised):
+    """One server per transport (fresh database each, `rounds` audiences of n members, a 200-member
+    warm-up fan-out), then `rounds` rounds alternating the transports."""
+    servers = {}
+    try:
+        for t in transports:
+            db = Database(kind, f"emailapi_{t}")
+            if t == "smtp":
+                srv = Server(db, f"emailapi-smtp-{n}", {"SMTP_PORT": str(helpers["smtp"].port)})
+            else:
+                srv = Server(db, f"emailapi-{t}-{n}", api_env(t, helpers[t].port, raised), drop_env=API_DROP)
+            servers[t] = srv.start()
+            for r in range(rounds):
+                seed_audience(srv, f"ea-c{r}", n, f"ea{r}-")
+            seed_audience(srv, "ea-warm", 200, "eaw-")
+            measure_fanout(srv, db, helpers[t], "ea-warm", 200, f"{t} warm-up", timeout=300)
+        runs = {t: [] for t in transports}
+        for r in range(rounds):
+            for t in transports:
+                log(f"[{kind}] {n:,} members, round {r + 1}/{rounds}: {t}")
+                runs[t].append(measure_fanout(servers[t], servers[t].db, helpers[t], f"ea-c{r}", n, f"{t} {n // 1000}k r{r + 1}",
+                                              timeout=max(900, n / 20)))
+                time.sleep(2)
+        worker_in_flight = {t: servers[t].env.get("WORKER_MAX_IN_FLIGHT") for t in transports}
+    finally:
+        for srv in servers.values():
+            srv.stop()
+    out = {"members": n, "rounds": rounds, "runs": runs, "median": {}, "worker_max_in_flight_env": worker_in_flight}
+    for t in transports:
+        out["median"][t] = {"seconds": median([x["seconds"] for x in runs[t]]), "per_second": median([x["per_second"] for x in runs[t]])}
+    smtp = out["median"]["smtp"]["per_second"]
+    for t in transports:
+        if t != "smtp":
+            out["median"][t]["ratio_vs_smtp"] = out["median"][t]["per_second"] / smtp
+            out["median"][t]["meets_5x"] = out["median"][t]["ratio_vs_smtp"] >= 5
+    log(f"[{kind}] {n:,} members, medians: " + ", ".join(
+        f"{t} {m['seconds']:.2f} s ({m['per_second']:.0f}/s{', ×%.2f vs smtp' % m['ratio_vs_smtp'] if 'ratio_vs_smtp' in m else ''})"
+        for t, m in out["median"].items()))
+    return out
+
+
+def emailapi_resend_default(kind, n, latency_ms):
+    """Resend at its default pace: the server's own pacing (EMAIL_API_RATE_LIMIT unset → 2/s) against a
+    fake that enforces 2 requests per 1 s window."""
+    fake = start_fake("fake-resend-limited", latency_ms, rate_limit=2)
+    try:
+        db = Database(kind, "emailapi_resend_default")
+        with Server(db, f"emailapi-resend-default-{n}", api_env("resend", fake.port), drop_env=API_DROP) as srv:
+            seed_audience(srv, "ea-c0", n, "ea0-")
+            seed_audience(srv, "ea-warm", 200, "eaw-")
+            measure_fanout(srv, db, fake, "ea-warm", 200, "resend default warm-up", timeout=300)
+            time.sleep(3)  # a fresh rate-limit window and a full token bucket, as after any quiet moment
+            log(f"[{kind}] Resend at its default 2 requests/s (server pacing + the fake's limit): {n:,} members")
+            r = measure_fanout(srv, db, fake, "ea-c0", n, f"resend default {n // 1000}k", timeout=max(900, n / 20))
+    finally:
+        fake.stop()
+    floor = n / 200.0
+    r.update({"members": n, "floor_seconds": floor, "ratio_to_floor": r["seconds"] / floor,
+              "within_10pct": r["seconds"] <= floor * 1.10, "share_429": r["fake"]["share_429"],
+              "under_1pct_429": r["fake"]["share_429"] < 0.01})
+    log(f"[{kind}] resend default: {r['seconds']:.1f} s vs floor {floor:.0f} s (×{r['ratio_to_floor']:.3f}), "
+        f"{r['fake']['r429']} of {r['fake']['calls']} calls answered 429 ({100 * r['share_429']:.2f} %)")
+    return r
+
+
+WORKER_IN_FLIGHT_DEFAULT = {"smtp": 64, "resend": 200, "postmark": 1000, "sendgrid": 64}  # AppConfig: min(1000, max(64, 2 × batch))
+
+
+def scenario_emailapi():
+    latency = float(os.environ.get("BENCH_EMAILAPI_LATENCY_MS", "50"))
+    raised = os.environ.get("BENCH_EMAILAPI_RATE_LIMIT", "1000")
+    sizes = [int(x) for x in os.environ.get("BENCH_EMAILAPI_SIZES", "10000,100000").split(",") if x.strip()]
+    sendgrid_big = os.environ.get("BENCH_EMAILAPI_SENDGRID_100K") == "1"
+    limited_n = int(os.environ.get("BENCH_EMAILAPI_LIMITED_MEMBERS", "10000"))
+    results, errors = {}, []
+    for kind in selected_dbs("emailapi"):
+        helpers = {}
+        res = {"latency_ms": latency, "raised_rate_limit": raised, "compare": [], "skipped": [], "errors": []}
+        results[kind] = res
+        try:
+            helpers["smtp"] = start_delayed_sink(latency)
+            for p in ("resend", "postmark", "sendgrid"):
+                helpers[p] = start_fake(f"fake-{p}", latency)
+            for n in sizes:
+                rounds = 3 if n <= 10_000 else 1
+                transports = ["smtp", "resend", "postmark", "sendgrid"]
+                if n > 10_000 and not sendgrid_big:
+                    transports.remove("sendgrid")
+                    res["skipped"].append(f"sendgrid at {n:,} members (BENCH_EMAILAPI_SENDGRID_100K=1 runs it)")
+                try:
+                    c = emailapi_compare(kind, n, rounds, transports, helpers, raised)
+                    c["worker_max_in_flight"] = {t: int(c["worker_max_in_flight_env"].get(t) or WORKER_IN_FLIGHT_DEFAULT[t]) for t in transports}
+                    res["compare"].append(c)
+                except BenchError as e:
+                    log(f"[{kind}] {n:,} members: FAILED: {e}")
+                    res["errors"].append(f"{n:,} members: {e}")
+        finally:
+            for h in helpers.values():
+                h.stop()
+        try:
+            res["resend_default"] = emailapi_resend_default(kind, limited_n, latency)
+        except BenchError as e:
+            log(f"[{kind}] resend at its default rate: FAILED: {e}")
+            res["resend_default"] = None
+            res["errors"].append(f"resend default rate: {e}")
+        errors += [f"{kind}: {e}" for e in res["errors"]]
+    if errors:
+        raise ScenarioFailed("; ".join(errors), results)
+    return results
+
+
 # --- Profiling (diagnosis): perf on the server under one scenario's load ------------------------------
 
 def perf_profile(srv, name, seconds=8):
@@ -927,7 +1242,8 @@ def profile(args):
 
 
 SCENARIOS = {"token": scenario_token, "fanout": scenario_fanout, "fanout100k": scenario_fanout100k,
-             "reminders": scenario_reminders, "schedule": scenario_schedule, "import": scenario_import}
+             "reminders": scenario_reminders, "schedule": scenario_schedule, "import": scenario_import,
+             "emailapi": scenario_emailapi}
 
 
 def main(argv):

@@ -4,14 +4,17 @@ messages are parsed and dropped (never stored). It counts accepted messages and 
 the last one was accepted.
 
 Side channel: every 100 ms (and on exit) it atomically rewrites --stat-file with one line
-    <count> <last_accept_unix_ts> <bytes> <distinct_recipients> <rejected>
+    <count> <last_accept_unix_ts> <bytes> <distinct_recipients> <rejected> <connections>
 count: messages accepted (250 after DATA); last_accept_unix_ts: time.time() when the last one was
 accepted (0 before the first); bytes: total DATA bytes accepted (after un-dot-stuffing, without the
 terminator); distinct_recipients: distinct RCPT addresses ever accepted (to detect duplicates);
-rejected: protocol errors answered with 5xx.
+rejected: protocol errors answered with 5xx; connections: TCP connections accepted.
 Benchmarks read it before and after a run and use the difference.
 
-Usage: count_sink.py --port 2525 --stat-file /tmp/x/sink.stat [--host 127.0.0.1]
+--connect-delay-ms N holds the 220 greeting back N ms on every new connection (a relay's latency,
+paid once per connection: the client cannot say anything before the greeting).
+
+Usage: count_sink.py --port 2525 --stat-file /tmp/x/sink.stat [--host 127.0.0.1] [--connect-delay-ms 50]
 Prints "READY <port>" on stdout once listening.
 """
 import argparse
@@ -29,13 +32,15 @@ class Stats:
         self.bytes = 0
         self.rejected = 0
         self.recipients = set()
+        self.connections = 0
 
     def line(self):
-        return f"{self.count} {self.last_ts:.6f} {self.bytes} {len(self.recipients)} {self.rejected}\n"
+        return f"{self.count} {self.last_ts:.6f} {self.bytes} {len(self.recipients)} {self.rejected} {self.connections}\n"
 
 
 STATS = Stats()
 HOSTNAME = "bench-sink.localhost"
+CONNECT_DELAY = 0.0  # seconds before the greeting (--connect-delay-ms)
 
 
 class SMTPProtocol(asyncio.Protocol):
@@ -52,7 +57,16 @@ class SMTPProtocol(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
-        transport.write(f"220 {HOSTNAME} ESMTP count-sink\r\n".encode())
+        STATS.connections += 1
+        greeting = f"220 {HOSTNAME} ESMTP count-sink\r\n".encode()
+        if CONNECT_DELAY > 0:
+            asyncio.get_running_loop().call_later(CONNECT_DELAY, self.greet, greeting)
+        else:
+            transport.write(greeting)
+
+    def greet(self, greeting):
+        if not self.transport.is_closing():
+            self.transport.write(greeting)
 
     def data_received(self, data):
         self.buf += data
@@ -169,7 +183,10 @@ async def main():
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--stat-file", required=True)
+    ap.add_argument("--connect-delay-ms", type=float, default=0.0, help="hold the 220 greeting back this long on every connection")
     args = ap.parse_args()
+    global CONNECT_DELAY
+    CONNECT_DELAY = max(0.0, args.connect_delay_ms) / 1000.0
     loop = asyncio.get_running_loop()
     server = await loop.create_server(SMTPProtocol, args.host, args.port, backlog=1024, reuse_address=True)
     stats_task = asyncio.create_task(write_stats(args.stat_file))

@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 
-ORDER = ["token", "fanout", "fanout100k", "reminders", "schedule", "import"]
+ORDER = ["token", "fanout", "fanout100k", "reminders", "schedule", "import", "emailapi"]
 TITLES = {
     "token": "1. `token` — Agora token endpoint vs `/health`",
     "fanout": "2. `fanout` — live-now fan-out to 10,000 followers vs an smtplib blaster",
@@ -23,6 +23,7 @@ TITLES = {
     "reminders": "4. `reminders` — lateness of 200 streams' reminders",
     "schedule": "5. `schedule` — a creator's schedule, 10,000 streams, open loop 200 req/s",
     "import": "6. `import` — admin import of 10,000 users + 10,000 follows",
+    "emailapi": "7. `emailapi` — live-now fan-out through Resend / Postmark / SendGrid HTTPS APIs vs SMTP, 50 ms added",
 }
 TARGETS = {
     "token": "token req/s ÷ health req/s ≥ 0.5 (medians of 3 rounds, each database)",
@@ -31,6 +32,8 @@ TARGETS = {
     "reminders": "max (sent − due) ≤ 5 s",
     "schedule": "p99 < 20 ms at 200 req/s open loop; the (creator_id, start_time) index is used",
     "import": "none (report); the README says \"about a second\"",
+    "emailapi": ("batch path (Resend, Postmark) ≥ 5 × the SMTP path's emails/s in the same run, rate limit raised; "
+                 "Resend at its default 2 requests/s: wall time within 10 % of the floor (recipients ÷ 200 s) and < 1 % of calls answered 429"),
 }
 
 
@@ -65,7 +68,7 @@ def command_for(scenario):
     label = os.environ.get("BENCH_LABEL")
     ref = os.environ.get("BENCH_REF")
     prefix = (f"BENCH_REF={ref} " if ref else "") + (f"BENCH_LABEL={label} " if label else "") + f"BENCH_DB={db} "
-    prefix += "".join(f"{k}={v} " for k, v in sorted(os.environ.items()) if k.startswith(("BENCH_APP_", "BENCH_SMTP_")))
+    prefix += "".join(f"{k}={v} " for k, v in sorted(os.environ.items()) if k.startswith(("BENCH_APP_", "BENCH_SMTP_", "BENCH_EMAILAPI_")))
     return f"{prefix}scripts/bench/run {scenario}"
 
 
@@ -254,6 +257,75 @@ def render_import(res):
     return out
 
 
+def render_emailapi(res):
+    out = []
+    for db, r in res.items():
+        lat = r["latency_ms"]
+        out += [f"**{db}** — {lat:g} ms added by the local fakes: the fake email API answers every call {lat:g} ms after it arrived "
+                f"(`scripts/bench/fake_email_api.py`), the SMTP sink holds its 220 greeting {lat:g} ms on every new connection "
+                f"(`count_sink.py --connect-delay-ms {lat:g}`). One server process per transport, each with a fresh database; "
+                f"HTTPS APIs with `EMAIL_API_RATE_LIMIT={r['raised_rate_limit']}` and no limit in the fake, `EMAIL_API_CONCURRENCY` default (4); "
+                "SMTP with the pool of 8 connections. After a 200-member warm-up fan-out per server, the rounds alternate the transports; "
+                "each round is a fresh audience of the same size (new addresses), timed from `POST /api/creator/streams/create` to the last email "
+                "accepted by the fake or sink. Every round checked: every member accepted exactly once, every delivery row `sent`.", ""]
+        for c in r["compare"]:
+            n = c["members"]
+            smtp = c["median"]["smtp"]["per_second"]
+            out += [f"*{n:,} members, {c['rounds']} round(s):*", "",
+                    "| transport | WORKER_MAX_IN_FLIGHT | wall s per round | median s | median emails/s | × SMTP | calls per round | emails per call (mean / max) "
+                    "| max calls at once | first email accepted after the API call, s | CPU s: server / fake or sink / machine (median round) |",
+                    "|---|---:|---|---:|---:|---:|---:|---|---:|---:|---|"]
+            for t, runs in c["runs"].items():
+                m = c["median"][t]
+                mid = sorted(runs, key=lambda x: x["seconds"])[len(runs) // 2]
+                cpu = mid["cpu_seconds"]
+                helper_cpu = cpu.get("fake", cpu.get("sink"))
+                if "fake" in mid:
+                    fk = mid["fake"]
+                    calls = f"{fk['calls']:,}"
+                    per_call = f"{f1(fk['mean_batch'])} / {fk['max_batch']}"
+                    conc = str(fk["max_concurrent_calls"])
+                    first = f1(fk["first_email_answered_after_api_s"], 2)
+                else:
+                    calls = f"{mid['smtp']['connections_opened']} new connections"
+                    per_call = "1 (one SMTP transaction each)"
+                    conc = "8 (pool)"
+                    first = f1(mid["enqueue"]["first_sent_after_api_s"], 2)
+                ratio = "—" if t == "smtp" else f"**{m['ratio_vs_smtp']:.2f}**"
+                out.append(f"| {t} | {c['worker_max_in_flight'].get(t, '—')} | {', '.join(f1(x['seconds'], 2) for x in runs)} | {f1(m['seconds'], 2)} | "
+                           f"**{f1(m['per_second'])}** | {ratio} | {calls} | {per_call} | {conc} | {first} | "
+                           f"{f1(cpu['server'])} / {f1(helper_cpu)} / {f1(cpu['machine_busy'])} |")
+            verdicts = [f"{t} ×{m['ratio_vs_smtp']:.2f} {met(m['ratio_vs_smtp'] >= 5)}" for t, m in c["median"].items() if t in ("resend", "postmark")]
+            sg = c["median"].get("sendgrid")
+            out += ["", f"Target batch path ≥ 5 × SMTP ({f1(smtp)} emails/s): " + "; ".join(verdicts) + "."
+                    + (f" SendGrid (one email per call, not a batch API in this server) ×{sg['ratio_vs_smtp']:.2f}." if sg else ""), ""]
+            batches = {t: runs[0]["fake"]["batch_sizes"] for t, runs in c["runs"].items() if "fake" in runs[0]}
+            if batches:
+                out += ["Emails per accepted call (first round; size: calls): " + "; ".join(
+                    f"{t} " + ", ".join(f"{k}: {v}" for k, v in sorted(b.items(), key=lambda kv: -kv[1])[:8]) + (" …" if len(b) > 8 else "")
+                    for t, b in batches.items()) + ".", ""]
+        for msg in r.get("skipped", []):
+            out += [f"Not run: {msg}.", ""]
+        rd = r.get("resend_default")
+        if rd:
+            fk = rd["fake"]
+            gap = fk.get("call_gap_s") or {}
+            out += [f"*Resend at its default pace, {rd['members']:,} members:* the server's own pacing (`EMAIL_API_RATE_LIMIT` unset → 2 requests/s, "
+                    "`WORKER_MAX_IN_FLIGHT` default 200) against a fake that allows 2 requests per fixed 1 s window (aligned to the Unix second) "
+                    "and answers 429 with `retry-after` beyond that; every answer carries `ratelimit-limit/remaining/reset`.", "",
+                    "| wall s | floor s (members ÷ 200) | wall ÷ floor | calls | answered 429 | share 429 | emails per call (mean / max) | calls per 1 s window (calls: windows) | gap between calls s (min / p50 / max) | first email accepted after the API call s |",
+                    "|---:|---:|---:|---:|---:|---:|---|---|---|---:|",
+                    f"| **{f1(rd['seconds'], 1)}** | {f1(rd['floor_seconds'], 0)} | {rd['ratio_to_floor']:.3f} | {fk['calls']} | {fk['r429']} | "
+                    f"**{100 * rd['share_429']:.2f} %** | {f1(fk['mean_batch'])} / {fk['max_batch']} | "
+                    f"{', '.join(f'{k}: {v}' for k, v in sorted(fk['calls_per_1s_window'].items()))} | "
+                    f"{f1(gap.get('min'), 2)} / {f1(gap.get('p50'), 2)} / {f1(gap.get('max'), 2)} | {f1(fk['first_email_answered_after_api_s'], 2)} |", "",
+                    f"Targets: wall time within 10 % of the floor: {met(rd['within_10pct'])}; < 1 % of calls answered 429: {met(rd['under_1pct_429'])}. "
+                    f"Emails per accepted call: {', '.join(f'{k}: {v}' for k, v in sorted(fk['batch_sizes'].items(), key=lambda kv: -kv[1]))}.", ""]
+        for e in r.get("errors", []):
+            out += [f"**Failed:** {e}", ""]
+    return out
+
+
 # --- Headline numbers for comparisons between labels -----------------------------------------------
 
 def headline(rec):
@@ -278,6 +350,12 @@ def headline(rec):
             h[f"{db}: p99 ms"] = r["latency_ms"]["p99"]
         elif s == "import":
             h[f"{db}: median s"] = r["median_seconds"]
+        elif s == "emailapi":
+            for c in r["compare"]:
+                for t, m in c["median"].items():
+                    h[f"{db} {c['members']:,}: {t} emails/s"] = m["per_second"]
+            if r.get("resend_default"):
+                h[f"{db}: resend 2 req/s wall s"] = r["resend_default"]["seconds"]
     return h
 
 
@@ -363,6 +441,17 @@ def summary(rec):
                        l["p99"] < 20 and errs == 0 and r["explain"]["uses_creator_start_index"])
         elif s == "import":
             out[db] = (f"median {r['median_seconds']:.2f} s", None)
+        elif s == "emailapi":
+            for c in r["compare"]:
+                md = c["median"]
+                parts = ", ".join(f"{t} {m['per_second']:,.0f}/s (×{m['ratio_vs_smtp']:.2f})" for t, m in md.items() if t != "smtp")
+                ok = all(m["ratio_vs_smtp"] >= 5 for t, m in md.items() if t in ("resend", "postmark"))
+                out[f"{db}, {c['members']:,} members"] = (f"SMTP {md['smtp']['per_second']:,.0f}/s; {parts}", ok)
+            rd = r.get("resend_default")
+            if rd:
+                out[f"{db}, Resend at 2 req/s"] = (f"{rd['seconds']:.1f} s vs floor {rd['floor_seconds']:.0f} s (×{rd['ratio_to_floor']:.3f}), "
+                                                   f"{rd['fake']['r429']} of {rd['fake']['calls']} calls 429 ({100 * rd['share_429']:.2f} %)",
+                                                   rd["within_10pct"] and rd["under_1pct_429"])
     return out
 
 

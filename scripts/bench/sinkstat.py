@@ -7,9 +7,10 @@ def read_stat(path):
         try:
             with open(path) as f:
                 parts = f.read().split()
-            if len(parts) == 5:
+            if len(parts) in (5, 6):
                 return {"count": int(parts[0]), "last_ts": float(parts[1]), "bytes": int(parts[2]),
-                        "distinct": int(parts[3]), "rejected": int(parts[4])}
+                        "distinct": int(parts[3]), "rejected": int(parts[4]),
+                        "connections": int(parts[5]) if len(parts) == 6 else None}
         except (FileNotFoundError, ValueError):
             pass
         time.sleep(0.02)

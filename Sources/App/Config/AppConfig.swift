@@ -111,6 +111,10 @@ struct AppConfig: Sendable {
         var appCertificate: String
         /// Token and privilege lifetime in seconds (relative to issue time), 1…86 400.
         var tokenTTLSeconds: UInt32
+        /// TOKEN_EARLY_JOIN_MINUTES: members get tokens for a scheduled stream from this long before its start.
+        var earlyJoinSeconds: TimeInterval = 900
+        /// AGORA_RTM_ENABLED: token responses also carry an RTM token (chat, raise-hand signalling).
+        var rtmEnabled = false
     }
 
     struct Error: Swift.Error, CustomStringConvertible {
@@ -219,12 +223,15 @@ struct AppConfig: Sendable {
             }
         }
 
+        let earlyJoin = number("TOKEN_EARLY_JOIN_MINUTES", in: 0...1440, default: 15) * 60
         guard problems.isEmpty else { throw Error(problems: problems) }
         return AppConfig(
             database: database,
             jwt: JWTSettings(secret: jwtSecret!, issuer: value("JWT_ISSUER"), audience: value("JWT_AUDIENCE"), maxAgeSeconds: jwtMaxAge),
             adminAPIKey: adminKey,
-            agora: AgoraSettings(appId: appId!, appCertificate: certificate!, tokenTTLSeconds: ttl),
+            agora: AgoraSettings(appId: appId!, appCertificate: certificate!, tokenTTLSeconds: ttl,
+                                 earlyJoinSeconds: earlyJoin,
+                                 rtmEnabled: (value("AGORA_RTM_ENABLED") ?? "false").lowercased() == "true"),
             frontendURL: frontend,
             corsAllowedOrigins: origins,
             isDevelopment: environment == .development,

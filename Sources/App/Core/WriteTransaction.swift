@@ -16,6 +16,7 @@ extension Database {
             return try await inTransaction ? body(self) : transaction(body)
         }
         var attempt = 0
+        let deadline = ContinuousClock.now.advanced(by: .seconds(SQLiteWrites.patienceSeconds))
         while true {
             attempt += 1
             let began = BeganFlag()
@@ -47,7 +48,7 @@ extension Database {
             } catch let error as SQLiteError where SQLiteWrites.isBusy(error) && !began.value {
                 // Only the lock was not had: nothing ran, the body may run again. (A busy error after
                 // BEGIN — e.g. at COMMIT without WAL — goes up: the body's models may already be saved.)
-                guard attempt < SQLiteWrites.attempts else { throw SQLiteWrites.exhausted }
+                guard ContinuousClock.now < deadline else { throw SQLiteWrites.exhausted }
                 try await Task.sleep(for: .milliseconds(Int.random(in: 5...(10 * min(attempt, 20)))))
             }
         }
@@ -64,9 +65,8 @@ enum SQLiteWrites {
     static let lockWaitMilliseconds = 250
     /// What other statements on a connection that ran a write transaction wait for a lock.
     static let statementWaitMilliseconds = 30_000
-    /// Attempts before the client gets 503 database_busy: about 15 s of contention, inside the
-    /// shutdown drain's bound.
-    static let attempts = 40
+    /// How long a transaction keeps trying for the lock before the client gets 503 database_busy.
+    static let patienceSeconds: Int64 = 20
 
     /// The answer when the lock could not be had in time (not retried again by `SQLiteBusyRetry`).
     static let exhausted: APIError = {

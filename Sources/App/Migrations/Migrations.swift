@@ -7,7 +7,7 @@ enum Migrations {
         CreateUsers(), CreateFollows(), CreateSubscriptions(), CreateStreams(),
         CreateJobs(), CreateDeliveries(), CreateOutbox(), CreatePreferences(),
         AddStreamSchedule(), CreateModeration(), CreateWebhookState(), AddStreamWentLive(),
-        AddReplayVerified(), AddHousekeepingIndexes(), AddEmailEvents(),
+        AddReplayVerified(), AddHousekeepingIndexes(), AddEmailEvents(), AddStageControl(),
     ]
 }
 

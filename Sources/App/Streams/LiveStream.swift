@@ -18,6 +18,8 @@ final class LiveStream: Model, @unchecked Sendable {
     @OptionalField(key: "replay_url") var replayUrl: String?
     /// The replay was checked against our bucket (or recorded by us); see `Replay`.
     @Field(key: "replay_verified") var replayVerified: Bool
+    /// Who may publish (issue 18).
+    @Field(key: "stage_policy") var stagePolicy: StagePolicy
     @Field(key: "agora_channel_id") var agoraChannelId: String
     @Field(key: "viewer_count") var viewerCount: Int
     @OptionalField(key: "recording_id") var recordingId: String?

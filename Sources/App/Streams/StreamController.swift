@@ -32,7 +32,8 @@ struct StreamController: RouteCollection {
             title: try Validation.text(body.title, field: "title", min: 1, max: 200)!,
             details: try Validation.text(body.description, field: "description", max: 5000, lines: .multi),
             workoutType: try Validation.text(body.workoutType, field: "workoutType", max: 60),
-            thumbnail: try Self.thumbnail(body.thumbnail) ?? nil)
+            thumbnail: try Self.thumbnail(body.thumbnail) ?? nil,
+            stagePolicy: try Self.stagePolicy(body.stagePolicy) ?? .hostOnly)
         if body.isScheduled {
             guard let raw = body.startTime else { throw APIError.validation("startTime is required for a scheduled stream") }
             guard let start = ISO8601.parse(raw) else {
@@ -119,6 +120,11 @@ struct StreamController: RouteCollection {
     @Sendable func update(req: Request) async throws -> UpdateStreamResponse {
         let stream = try await owned(req)
         let body = try req.json(UpdateStreamRequest.self)
+        let policy = try Self.stagePolicy(body.stagePolicy)
+        let onlyPolicy = policy != nil && body.title == nil && body.description == nil && body.workoutType == nil
+            && body.thumbnail == nil && body.startTime == nil
+        if let policy { try await lifecycle.setStagePolicy(policy, stream, on: req.db) }
+        if onlyPolicy { return UpdateStreamResponse(stream: .init(stream), message: "Stream updated") }
         var edits = StreamEdits()
         if let title = body.title { edits.title = try Validation.text(title, field: "title", min: 1, max: 200)! }
         if let description = body.description { edits.details = .some(try Validation.text(description, field: "description", max: 5000, lines: .multi)) }
@@ -140,6 +146,12 @@ struct StreamController: RouteCollection {
         case .cancelled: MessageResponse(message: "Stream cancelled")
         case .alreadyCancelled: MessageResponse(message: "Stream already cancelled")
         }
+    }
+
+    private static func stagePolicy(_ raw: String?) throws -> StagePolicy? {
+        guard let raw else { return nil }
+        guard let policy = StagePolicy(rawValue: raw) else { throw APIError.validation("stagePolicy must be host_only, invite or open") }
+        return policy
     }
 
     /// nil: not sent; `.some(nil)`: cleared (""); else an https URL.

@@ -8,6 +8,8 @@ struct CreateStreamRequest: Content {
     let thumbnail: String?
     let startTime: String?
     let isScheduled: Bool
+    /// host_only (default) | invite | open.
+    let stagePolicy: String?
 }
 
 struct CreateStreamResponse: Content {
@@ -40,6 +42,8 @@ struct UpdateStreamRequest: Content {
     let workoutType: String?
     let thumbnail: String?
     let startTime: String?
+    /// Also while live: host_only | invite | open.
+    let stagePolicy: String?
 }
 
 struct UpdateStreamResponse: Content {
@@ -89,17 +93,20 @@ struct StreamDetails: Content {
     let creator: Creator
     /// Only in /api/me/upcoming: the start in the caller's zone.
     @NullEncodable var startTimeLocal: String?
+    /// Who may publish: host_only, invite or open.
+    let stagePolicy: StagePolicy
     struct Creator: Content { let id: String; let name: String }
 
     init(_ s: LiveStream, creator: User, local: String? = nil) {
         summary = StreamSummary(s)
+        stagePolicy = s.stagePolicy
         viewerCount = s.viewerCount
         replayUrl = s.replayUrl
         self.creator = Creator(id: creator.id!, name: creator.name)
         startTimeLocal = local
     }
 
-    private enum Keys: String, CodingKey { case viewerCount, replayUrl, creator, startTimeLocal }
+    private enum Keys: String, CodingKey { case viewerCount, replayUrl, creator, startTimeLocal, stagePolicy }
 
     func encode(to encoder: any Encoder) throws {
         try summary.encode(to: encoder)
@@ -108,6 +115,7 @@ struct StreamDetails: Content {
         try c.encode(replayUrl, forKey: .replayUrl)
         try c.encode(creator, forKey: .creator)
         try c.encode(startTimeLocal, forKey: .startTimeLocal)
+        try c.encode(stagePolicy, forKey: .stagePolicy)
     }
 
     init(from decoder: any Decoder) throws {
@@ -117,6 +125,7 @@ struct StreamDetails: Content {
         replayUrl = try c.decodeIfPresent(String.self, forKey: .replayUrl)
         creator = try c.decode(Creator.self, forKey: .creator)
         startTimeLocal = try c.decodeIfPresent(String.self, forKey: .startTimeLocal)
+        stagePolicy = try c.decode(StagePolicy.self, forKey: .stagePolicy)
     }
 }
 

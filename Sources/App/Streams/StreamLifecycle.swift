@@ -17,6 +17,7 @@ struct StreamDraft: Sendable {
     var thumbnail: String?
     /// nil: go live now.
     var scheduledStart: Date?
+    var stagePolicy: StagePolicy = .hostOnly
 }
 
 /// An edit of an upcoming stream; nil leaves a field as it is (`.some(nil)` clears it).
@@ -96,6 +97,7 @@ struct StreamLifecycle: Sendable {
         stream.wentLiveAt = draft.scheduledStart == nil ? now : nil
         stream.viewerCount = 0
         stream.replayVerified = false
+        stream.stagePolicy = draft.stagePolicy
         stream.reminderSent = draft.scheduledStart == nil
         stream.scheduleRevision = 0
         stream.$creator.id = try creator.requireID()
@@ -238,6 +240,17 @@ struct StreamLifecycle: Sendable {
             current = try await reload(id, on: db) // changed meanwhile: judge the new state
         }
         throw Self.busyError
+    }
+
+    /// Sets who may publish, while the stream has not ended (live streams too).
+    func setStagePolicy(_ policy: StagePolicy, _ stream: LiveStream, on db: any Database) async throws {
+        let id = try stream.requireID()
+        guard try await transition(id, from: [.scheduled, .live, .paused], now: clock.now(), on: db, {
+            $0.set("stage_policy", to: SQLBind(policy.rawValue))
+        }) else {
+            throw (try await reload(id, on: db)).isCancelled ? Self.cancelledError : Self.endedError
+        }
+        stream.stagePolicy = policy
     }
 
     /// Saves a replay URL (already validated) on a stream that was not cancelled. An unverified

@@ -15,6 +15,15 @@ final class TokenCache: Sendable {
         let creatorID: String
         let cancelled: Bool
         let ended: Bool
+        /// Not live yet: tokens only from TOKEN_EARLY_JOIN_MINUTES before `startTime` (the creator always).
+        let upcoming: Bool
+        let startTime: Date
+        let stagePolicy: StagePolicy
+
+        init(_ s: LiveStream) {
+            (id, channel, creatorID, cancelled, ended, upcoming, startTime, stagePolicy) =
+                (s.id!, s.agoraChannelId, s.$creator.id, s.isCancelled, s.hasEnded, s.isUpcoming, s.startTime, s.stagePolicy)
+        }
     }
 
     struct Account: Sendable {
@@ -41,6 +50,7 @@ final class TokenCache: Sendable {
         var streams: [String: Entry<StreamState?>] = [:]
         var accounts: [String: Entry<Account?>] = [:]
         var moderation: [String: Entry<ModerationState>] = [:]
+        var stage: [String: Entry<[String: Date?]>] = [:]
     }
 
     let ttlNanoseconds: UInt64
@@ -57,12 +67,19 @@ final class TokenCache: Sendable {
     func peek(stream id: String) -> StreamState?? { lookup(\.streams, id) }
     func peek(account id: String) -> Account?? { lookup(\.accounts, id) }
     func peek(moderation streamID: String) -> ModerationState? { lookup(\.moderation, streamID) }
+    func peek(stage streamID: String) -> [String: Date?]? { lookup(\.stage, streamID) }
+
+    /// The stream's active stage invitations (member → end), read through the cache.
+    func stage(_ streamID: String, now: Date, on db: any Database) async throws -> [String: Date?] {
+        if let hit = lookup(\.stage, streamID) { return hit }
+        let value = try await Stage.invitations(stream: streamID, now: now, on: db.sql)
+        store(\.stage, streamID, value)
+        return value
+    }
 
     func stream(_ id: String, on db: any Database) async throws -> StreamState? {
         if let hit = lookup(\.streams, id) { return hit }
-        let value = try await LiveStream.find(id, on: db).map {
-            StreamState(id: $0.id!, channel: $0.agoraChannelId, creatorID: $0.$creator.id, cancelled: $0.isCancelled, ended: $0.hasEnded)
-        }
+        let value = try await LiveStream.find(id, on: db).map(StreamState.init)
         store(\.streams, id, value)
         return value
     }
