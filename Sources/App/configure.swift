@@ -5,6 +5,10 @@ import Mailer
 import NIOSSL
 import Vapor
 
+/// SQLite is a local file: waiting for a pooled connection means contention, never an outage, so
+/// requests wait (writers queue behind `BEGIN IMMEDIATE`) instead of failing after Fluent's 10 s.
+private let sqlitePoolWait: TimeAmount = .seconds(60)
+
 /// Builds the whole application from a typed config. `entrypoint` passes the environment's
 /// config; tests pass their own config and overrides.
 func configure(_ app: Application, config: AppConfig, overrides: Overrides = Overrides()) async throws {
@@ -13,9 +17,9 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
         try PrivateFiles.directory(dir)
         try PrivateFiles.touch(path)
-        app.databases.use(.sqlite(.file(path)), as: .sqlite)
+        app.databases.use(.sqlite(.file(path), connectionPoolTimeout: sqlitePoolWait), as: .sqlite)
     case .sqliteMemory:
-        app.databases.use(.sqlite(.memory), as: .sqlite)
+        app.databases.use(.sqlite(.memory, connectionPoolTimeout: sqlitePoolWait), as: .sqlite)
     case .postgres(let url):
         app.databases.use(.postgres(configuration: try SQLPostgresConfiguration(url: url),
                                     maxConnectionsPerEventLoop: config.databaseConnectionsPerLoop), as: .psql)

@@ -38,6 +38,7 @@ func routes(_ app: Application) throws {
     try authed.register(collection: RecordingController(lifecycle: lifecycle, recordings: deps.recordings, agora: deps.config.agora))
     try authed.register(collection: ModerationController(lifecycle: lifecycle, jobs: deps.jobs, kickingEnabled: deps.kickingRules != nil))
     try authed.register(collection: FeedController(authed: true, lifecycle: lifecycle, mail: deps.config.mail))
+    try authed.register(collection: RSVPController(lifecycle: lifecycle, jobs: deps.jobs, clock: deps.clock))
     try authed.register(collection: AttendanceController(lifecycle: lifecycle, clock: deps.clock))
     try authed.register(collection: StageController(lifecycle: lifecycle, jobs: deps.jobs, kickingEnabled: deps.kickingRules != nil,
                                                     tokenTTL: Int(deps.config.agora.tokenTTLSeconds), clock: deps.clock))

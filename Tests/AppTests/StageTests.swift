@@ -114,6 +114,30 @@ import VaporTesting
     }
 }
 
+@Suite struct StageKickingTests {
+    @Test func removalAsksAgoraToDropThePublishPrivileges() async throws {
+        let fake = try await FakeAgora()
+        defer { Task { await fake.shutdown() } }
+        try await TestApp.run(adjust: CloudRecordingTests.configure(fake)) { t in
+            try await t.seedBasics()
+            let owner = try await t.token("creator")
+            let id = try await t.createStream(scheduled: false)
+            _ = try await t.send(.PATCH, "api/creator/streams/\(id)", bearer: owner, json: ["stagePolicy": "invite"])
+            #expect(try await t.send(.POST, "api/streams/\(id)/stage/invite", bearer: owner, json: ["userId": "m1"]).status == .ok)
+            #expect(try await t.send(.POST, "api/streams/\(id)/stage/remove", bearer: owner, json: ["userId": "m1"]).status == .ok)
+            try await t.drainWorker()
+            let m1 = try #require(try await User.find("m1", on: t.app.db))
+            let rule = try #require(fake.rules.first)
+            #expect(rule.value["cname"] as? String == id && rule.value["uid"] as? Int == Int(m1.agoraUid))
+            #expect(rule.value["privileges"] as? [String] == ["publish_audio", "publish_video"] && rule.value["time_in_seconds"] as? Int == 3600)
+            // Invited again: the rule goes, so the new publisher token works in the channel.
+            #expect(try await t.send(.POST, "api/streams/\(id)/stage/invite", bearer: owner, json: ["userId": "m1"]).status == .ok)
+            try await t.drainWorker()
+            #expect(fake.rules.isEmpty && fake.problems.isEmpty, "\(fake.problems)")
+        }
+    }
+}
+
 /// The same tokens read by agoraiotools (an independent parser and signature check).
 @Suite(.enabled(if: ZoneOracle.available, "needs the Python oracles (scripts/test)"))
 struct StageTokenOracleTests {

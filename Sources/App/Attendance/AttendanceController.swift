@@ -48,7 +48,7 @@ struct AttendanceController: RouteCollection {
         let sql = req.db.sql
         let page: SQLQueryString = """
             SELECT uid FROM (SELECT DISTINCT uid FROM attendance_events WHERE stream_id = \(bind: stream.id!) AND uid > \(bind: after)
-                             AND uid <> \(bind: creatorUID) ORDER BY uid LIMIT \(literal: limit + 1)) p
+                             AND uid <> \(bind: creatorUID) ORDER BY uid LIMIT \(literal: limit + 1)) p ORDER BY uid
             """
         struct U: Decodable { let uid: Int64 }
         let uids = try await sql.raw(page).all(decoding: U.self).map(\.uid)

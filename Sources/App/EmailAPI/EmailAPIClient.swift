@@ -37,9 +37,10 @@ struct EmailAPIHTTP: Sendable {
         case unreachable(String)
     }
 
-    /// POSTs `body` (JSON) to `path`, retrying the identical request on transport errors, 429 and
-    /// 5xx (honouring Retry-After) up to `attempts` times. Returns the last answer and the wait it asked for.
-    func post(_ path: String, body: Data, headers extra: HTTPHeaders) async -> (Answer, TimeInterval?) {
+    /// POSTs `body` (JSON) to `path`, repeating the identical request (honouring Retry-After) up to
+    /// `attempts` times: on transport errors, 429 and 5xx when `idempotent` (the call carries an
+    /// Idempotency-Key), else only on 429 and 503. Returns the last answer and the wait it asked for.
+    func post(_ path: String, body: Data, headers extra: HTTPHeaders, idempotent: Bool = false) async -> (Answer, TimeInterval?) {
         var headers = extra
         headers.contentType = .json
         headers.replaceOrAdd(name: .accept, value: "application/json")
@@ -53,13 +54,18 @@ struct EmailAPIHTTP: Sendable {
                 let data = response.body.map { Data(buffer: $0) } ?? Data()
                 let wait = Self.waitSeconds(response.headers, status: response.status.code)
                 last = (.response(status: response.status.code, body: data, headers: response.headers), wait)
-                guard response.status.code == 429 || response.status.code >= 500, attempt < Self.attempts else { return last }
+                // Repeat the call in place only when nothing can have been sent twice: Resend dedupes by
+                // Idempotency-Key; the others only on 429 and 503 (refused before sending).
+                let code = response.status.code
+                let safe = idempotent ? (code == 429 || code >= 500) : (code == 429 || code == 503)
+                guard safe, attempt < Self.attempts else { return last }
                 // A long wait is the pacer's business (the emails go back to the queue); a short one is waited out here.
                 guard (wait ?? 0) <= 5 else { return last }
                 try? await Task.sleep(for: .milliseconds(Int64(max(wait ?? 0, 0.2 * Double(attempt)) * 1000)))
             } catch {
                 last = (.unreachable("\(settings.provider.rawValue) unreachable: \(String(describing: type(of: error)))"), nil)
-                guard attempt < Self.attempts else { return last }
+                // A timeout may have been a send: only an idempotent call is repeated at once.
+                guard idempotent, attempt < Self.attempts else { return last }
                 try? await Task.sleep(for: .milliseconds(Int64(200 * attempt)))
             }
         }
@@ -95,7 +101,9 @@ struct EmailAPIHTTP: Sendable {
             case 401, 403:
                 outcome = .paused(reason: "\(settings.provider.rawValue) refused the API key (HTTP \(status)): check EMAIL_SERVICE_API_KEY",
                                   retryAfter: settings.pauseSeconds)
-            case 429, 500...:
+            case 429:
+                outcome = .transient(reason: "\(settings.provider.rawValue) rate limit (429)", retryAfter: wait, countsAsAttempt: false)
+            case 408, 409, 425, 500...:
                 outcome = .transient(reason: "\(settings.provider.rawValue) answered \(status): \(detail)", retryAfter: wait)
             default:
                 outcome = .permanent(reason: "\(settings.provider.rawValue) rejected the email (HTTP \(status)): \(detail)")
@@ -168,7 +176,7 @@ struct ResendClient: EmailAPIClient {
         var headers = HTTPHeaders()
         headers.bearerAuthorization = .init(token: http.settings.apiKey)
         headers.replaceOrAdd(name: "Idempotency-Key", value: Self.idempotencyKey(body))
-        let (answer, wait) = await http.post(single ? "/emails" : "/emails/batch", body: body, headers: headers)
+        let (answer, wait) = await http.post(single ? "/emails" : "/emails/batch", body: body, headers: headers, idempotent: true)
         guard case .response(let status, let data, _) = answer, status == 200 else {
             // A batch Resend refused as invalid: one bad email must not sink the others — send them one by one.
             if case .response(let status, _, _) = answer, [400, 422].contains(status), batch.count > 1 {
@@ -226,7 +234,7 @@ struct PostmarkClient: EmailAPIClient {
             switch r.ErrorCode {
             case 0: .accepted(reply: "postmark 0 \(r.MessageID ?? "")", providerID: r.MessageID)
             case 10: .paused(reason: "postmark refused the server token (ErrorCode 10): check EMAIL_SERVICE_API_KEY", retryAfter: http.settings.pauseSeconds)
-            case 429: .transient(reason: "postmark 429: \(r.Message ?? "")", retryAfter: wait)
+            case 429: .transient(reason: "postmark 429: \(r.Message ?? "")", retryAfter: wait, countsAsAttempt: false)
             default: .permanent(reason: "postmark \(r.ErrorCode): \(r.Message ?? "")")
             }
         }, waitSeconds: wait)

@@ -73,9 +73,10 @@ enum EmailEventParser {
         case "Delivery": kind = .delivered
         case "Bounce":
             switch o["Type"] as? String {
-            case "HardBounce", "BadEmailAddress", "ManuallyDeactivated", "Blocked", "SpamNotification": kind = .hardBounce
+            case "HardBounce", "BadEmailAddress", "ManuallyDeactivated", "SpamNotification": kind = .hardBounce
             case "SpamComplaint": kind = .complained
-            case "SoftBounce", "Transient", "DnsError", "AutoResponder", "MailboxFull" : kind = .softBounce
+            // An out-of-office reply is not a bounce; a block is the receiver's policy, maybe temporary.
+            case "SoftBounce", "Transient", "DnsError", "MailboxFull", "Blocked": kind = .softBounce
             default: kind = nil
             }
         case "SpamComplaint": kind = .complained

@@ -83,18 +83,24 @@ struct EmailWebhookController: RouteCollection {
             throw APIError(.badRequest, "invalid_body", "Not a \(provider.rawValue) event")
         }
         // Dedupe by event id (providers retry): the same table as Agora's notices, pruned after 7 days.
-        let sql = req.db.sql
-        var fresh: [EmailEvent] = []
-        for event in events.prefix(1000) {
-            struct Row: Decodable { let notice_id: String }
-            let key = "email:\(provider.rawValue):\(event.id.prefix(200))"
-            let inserted = try await sql.insert(into: "webhook_notices").columns("notice_id", "received_at")
-                .values(SQLBind(key), SQLBind(clock.now())).ignoringConflicts(with: ["notice_id"]).returning("notice_id").all(decoding: Row.self)
-            if !inserted.isEmpty { fresh.append(event) }
-        }
-        if !fresh.isEmpty {
-            let key = "email_events:\(provider.rawValue):\(UUID().uuidString)"
-            try await jobs.enqueue(kind: .emailEvents, key: key, payload: EmailEventApplier.Payload(provider: provider, events: fresh), on: req.db)
+        // The dedupe keys and the job in one transaction: a failed enqueue leaves no key behind, so the
+        // provider's retry is applied instead of acknowledged as a duplicate.
+        let (jobs, clock) = (jobs, clock)
+        let fresh: [EmailEvent] = try await req.db.writeTransaction { tx in
+            let sql = tx.sql
+            var fresh: [EmailEvent] = []
+            for event in events {
+                struct Row: Decodable { let notice_id: String }
+                let key = "email:\(provider.rawValue):\(event.id.prefix(200))"
+                let inserted = try await sql.insert(into: "webhook_notices").columns("notice_id", "received_at")
+                    .values(SQLBind(key), SQLBind(clock.now())).ignoringConflicts(with: ["notice_id"]).returning("notice_id").all(decoding: Row.self)
+                if !inserted.isEmpty { fresh.append(event) }
+            }
+            if !fresh.isEmpty {
+                try await jobs.enqueue(kind: .emailEvents, key: "email_events:\(provider.rawValue):\(UUID().uuidString)",
+                                       payload: EmailEventApplier.Payload(provider: provider, events: fresh), on: tx)
+            }
+            return fresh
         }
         return Ack(accepted: fresh.count, duplicates: events.count - fresh.count)
     }
@@ -115,6 +121,7 @@ struct EmailWebhookController: RouteCollection {
             guard let key = secrets.sendgridKey else { throw APIError.featureDisabled("SendGrid webhooks (SENDGRID_WEBHOOK_PUBLIC_KEY)") }
             guard let raw = req.headers.first(name: "X-Twilio-Email-Event-Webhook-Signature"), let der = Data(base64Encoded: raw),
                   let timestamp = req.headers.first(name: "X-Twilio-Email-Event-Webhook-Timestamp"), timestamp.utf8.count <= 20,
+                  let seconds = Double(timestamp), abs(clock.now().timeIntervalSince1970 - seconds) <= StandardWebhookSignature.tolerance,
                   let signature = try? P256.Signing.ECDSASignature(derRepresentation: der),
                   key.isValidSignature(signature, for: Data(timestamp.utf8) + body) else {
                 throw APIError.unauthorized("Invalid webhook signature")

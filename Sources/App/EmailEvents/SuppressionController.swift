@@ -20,7 +20,7 @@ struct SuppressionController: RouteCollection {
     }
     struct Page: Content { var success = true; let suppressions: [Entry]; @NullEncodable var nextCursor: String? }
 
-    /// Newest first; `cursor` is the last page's last address hash (opaque).
+    /// In address-hash order (stable under inserts); `cursor` is the last page's last hash.
     @Sendable func list(req: Request) async throws -> Page {
         var limit = 100
         if let raw = req.query[String.self, at: "limit"] {

@@ -18,7 +18,7 @@ struct ChannelEvents: Sendable {
         // The Cloud Recording bot (Linux, clientType 10) is not a viewer.
         if payload["platform"] as? Int == 6, payload["clientType"] as? Int == 10 { return }
         let sql = db.sql
-        let at = (payload["ts"] as? NSNumber).map { Date(timeIntervalSince1970: $0.doubleValue) } ?? Date()
+        let at = (payload["ts"] as? NSNumber).map { Date(timeIntervalSince1970: $0.doubleValue) } ?? lifecycle.clock.now()
         try await Attendance.record(stream: streamID, uid: uid, type: event, role: role, clientSeq: seq, at: at, on: sql)
         struct Row: Decodable { let uid: Int64 }
         let applied = try await sql.insert(into: "channel_members").columns("id", "stream_id", "uid", "role", "client_seq")

@@ -34,7 +34,8 @@ struct FeedController: RouteCollection {
         _ = try req.caller
         let stream = try await lifecycle.stream(req.parameters.get("streamId") ?? "", on: req.db)
         let creator = try await stream.$creator.get(on: req.db)
-        return One(stream: StreamDetails(stream, creator: creator))
+        let rsvps = try await RSVP.counts(stream: stream.id!, capacity: stream.capacity, on: req.db.sql)
+        return One(stream: StreamDetails(stream, creator: creator, rsvps: rsvps))
     }
 
     /// GET /api/streams/live?limit&cursor — most viewers first; the cursor is opaque.

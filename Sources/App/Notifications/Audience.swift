@@ -43,10 +43,24 @@ enum Audience {
 
     /// The audience of a notice of `kind` about `stream` (see the rules above), opt-outs included.
     static func eligible(creator: String, kind: NotificationKind, stream: String) -> SQLQueryString {
-        guard kind.audienceIsScheduledRecipients else { return members(of: creator) }
+        let base: SQLQueryString = kind.audienceIsScheduledRecipients
+            ? "SELECT a.uid FROM (\(members(of: creator))) a WHERE \(receivedSchedule(member: "a.uid", stream: SQLBind(stream)))"
+            : members(of: creator)
+        guard !kind.rsvpStatuses.isEmpty else { return base }
         return """
-            SELECT a.uid FROM (\(members(of: creator))) a WHERE \(receivedSchedule(member: "a.uid", stream: SQLBind(stream)))
+            \(base) UNION SELECT u.id AS uid FROM rsvps r JOIN users u ON u.id = r.user_id
+            WHERE r.stream_id = \(bind: stream) AND r.status IN (\(SQLList(kind.rsvpStatuses.map { SQLBind($0.rawValue) })))
+              AND \(activeMember(user: "u", creator: SQLBind(creator)))
             """
+    }
+
+    /// True while `member` holds an RSVP to `stream` that counts for the delivery's kind (`kindColumn`).
+    static func hasRSVP(member: String, stream: String, kindColumn: String) -> SQLQueryString {
+        """
+        EXISTS (SELECT 1 FROM rsvps rv WHERE rv.user_id = \(unsafeRaw: member) AND rv.stream_id = \(unsafeRaw: stream)
+                AND (rv.status = \(bind: RSVP.Status.confirmed.rawValue)
+                     OR \(unsafeRaw: kindColumn) IN (\(bind: NotificationKind.rescheduled.rawValue), \(bind: NotificationKind.cancelled.rawValue))))
+        """
     }
 
     /// An account that may receive a creator's notices: active and not the creator themself.
@@ -128,8 +142,17 @@ enum Audience {
     /// the same however large the audience is; the rule's filters apply after, which is why the
     /// cursor is the last candidate rather than the last row.
     static func page(creator: String, kind: NotificationKind, stream: String, after cursor: String, limit: Int, on sql: any SQLDatabase) async throws -> Page {
+        let rsvp = kind.rsvpStatuses
+        let rsvpStatuses = SQLList((rsvp.isEmpty ? [RSVP.Status.confirmed] : rsvp).map { SQLBind($0.rawValue) })
+        let hasRSVP: SQLQueryString = rsvp.isEmpty ? "1 = 0"
+            : "EXISTS (SELECT 1 FROM rsvps rq WHERE rq.stream_id = \(bind: stream) AND rq.user_id = u.id AND rq.status IN (\(rsvpStatuses)))"
         let scheduledOnly: SQLQueryString = kind.audienceIsScheduledRecipients
-            ? "AND \(receivedSchedule(member: "u.id", stream: SQLBind(stream)))" : ""
+            ? "AND (\(receivedSchedule(member: "u.id", stream: SQLBind(stream))) OR \(hasRSVP))" : ""
+        let rsvpBranch: SQLQueryString = rsvp.isEmpty ? "" : """
+                UNION
+                SELECT rid FROM (SELECT r.user_id AS rid FROM rsvps r WHERE r.stream_id = \(bind: stream) AND r.status IN (\(rsvpStatuses))
+                                 AND r.user_id > \(bind: cursor) ORDER BY r.user_id LIMIT \(literal: limit)) ra
+            """
         let query: SQLQueryString = """
             SELECT c.rid AS candidate, u.id AS uid, \(optedOut(member: "u.id", creator: SQLBind(creator), kind: .fixed(kind))) AS opted_out,
                    \(Suppression.isSuppressed(user: "u")) AS suppressed
@@ -141,6 +164,7 @@ enum Audience {
                 SELECT rid FROM (SELECT s.member_id AS rid FROM subscriptions s WHERE s.creator_id = \(bind: creator)
                                  AND s.status = \(bind: SubscriptionStatus.active)
                                  AND s.member_id > \(bind: cursor) ORDER BY s.member_id LIMIT \(literal: limit)) sa
+                \(rsvpBranch)
               ) both_ ORDER BY rid LIMIT \(literal: limit)
             ) c
             LEFT JOIN users u ON u.id = c.rid AND \(activeMember(user: "u", creator: SQLBind(creator))) \(scheduledOnly)
@@ -168,6 +192,7 @@ extension NotificationKind {
         case .liveNow: "live_now"
         case .scheduled, .rescheduled, .cancelled: "scheduled"
         case .reminder, .manualReminder: "reminder"
+        case .rsvpConfirmed: "scheduled"
         }
     }
 }

@@ -6,6 +6,8 @@ enum NotificationKind: String, Codable, Sendable, CaseIterable {
     /// A reminder the creator sent by hand (`notify {type: "reminder"}`): its own deliveries, so it
     /// never takes the place of the automatic one.
     case manualReminder = "manual_reminder"
+    /// A waitlisted RSVP got a place (issue 19): to that member only.
+    case rsvpConfirmed = "rsvp_confirmed"
 
     /// The email template (a manual reminder reads like the automatic one).
     var template: String { self == .manualReminder ? NotificationKind.reminder.rawValue : rawValue }
@@ -16,6 +18,16 @@ enum NotificationKind: String, Codable, Sendable, CaseIterable {
 
     /// Reschedule and cancel notices go to those who got the scheduled email, not the whole audience.
     var audienceIsScheduledRecipients: Bool { self == .rescheduled || self == .cancelled }
+
+    /// Kinds that also go to members who RSVPed to the stream (follower or not): confirmed RSVPs
+    /// for the reminders and live-now, every RSVP (waitlist included) for reschedules and cancels.
+    var rsvpStatuses: [RSVP.Status] {
+        switch self {
+        case .reminder, .manualReminder, .liveNow, .rsvpConfirmed: [.confirmed]
+        case .rescheduled, .cancelled: [.confirmed, .waitlisted]
+        case .scheduled: []
+        }
+    }
 }
 
 /// One email to one member about one stream: the outbox row. Unique per

@@ -78,7 +78,8 @@ struct DeliverySender: Sendable {
             SELECT d.id, d.kind, d.attempts, d.stream_id, d.recipient_id, d.revision,
                    u.name AS recipient_name, u.email AS recipient_email, u.timezone AS recipient_tz,
                    u.is_active AS recipient_active, u.agora_uid AS recipient_uid,
-                   (CASE WHEN \(Audience.follows(member: "d.recipient_id", creator: "s.creator_id")) THEN 1 ELSE 0 END) AS in_audience,
+                   (CASE WHEN \(Audience.follows(member: "d.recipient_id", creator: "s.creator_id"))
+                         OR \(Audience.hasRSVP(member: "d.recipient_id", stream: "d.stream_id", kindColumn: "d.kind")) THEN 1 ELSE 0 END) AS in_audience,
                    \(Audience.optedOut(member: "d.recipient_id", creator: SQLColumn("creator_id", table: "s"), kind: .column("d.kind"))) AS opted_out,
                    \(Audience.remindedRecently(delivery: "d", since: clock.now().addingTimeInterval(-Audience.reminderSpacing))) AS reminded_recently,
                    \(Suppression.isSuppressed(user: "u")) AS suppressed,
@@ -113,9 +114,9 @@ struct DeliverySender: Sendable {
                 try await finish(row.id, status: .failed, reply: reason, on: sql)
                 metrics.externalError(.smtp)
                 metrics.email(kind: row.kind.rawValue, status: DeliveryStatus.failed.rawValue)
-            case .transient(let reason, let retryAfter):
+            case .transient(let reason, let retryAfter, let counts):
                 metrics.externalError(.smtp)
-                if row.attempts >= settings.maxAttempts {
+                if counts, row.attempts >= settings.maxAttempts {
                     metrics.email(kind: row.kind.rawValue, status: DeliveryStatus.failed.rawValue)
                     try await finish(row.id, status: .failed, reply: "gave up after \(row.attempts) attempts: \(reason)", on: sql)
                 } else {
@@ -123,7 +124,8 @@ struct DeliverySender: Sendable {
                     let now = clock.now()
                     let backoff = Backoff(base: settings.retryBaseSeconds).delay(afterAttempt: row.attempts)
                     try await lease.finish(row.id, status: .queued, note: ("last_reply", reason),
-                                           retryAt: now.addingTimeInterval(max(backoff, retryAfter ?? 0)), now: now, on: sql)
+                                           retryAt: now.addingTimeInterval(counts ? max(backoff, retryAfter ?? 0) : (retryAfter ?? 1)),
+                                           uncountAttempt: !counts, now: now, on: sql)
                 }
             case .paused(let reason, let retryAfter):
                 // Our misconfiguration, not the recipient's: back to the queue, this attempt not counted.
@@ -154,7 +156,7 @@ struct DeliverySender: Sendable {
             description: [row.description, "Join: \(streamURL)"].compactMap { $0 }.joined(separator: "\n\n"), url: streamURL, stamp: clock.now())
         let kind = row.kind
         let invite: MailMessage.Calendar.Method? = switch kind {
-        case .scheduled, .rescheduled: .publish
+        case .scheduled, .rescheduled, .rsvpConfirmed: .publish
         case .cancelled: .cancel
         default: nil
         }

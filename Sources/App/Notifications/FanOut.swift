@@ -84,6 +84,7 @@ extension StreamState {
         switch kind {
         case .liveNow: self == .live
         case .scheduled, .reminder, .manualReminder, .rescheduled: self == .scheduled
+        case .rsvpConfirmed: self == .scheduled || self == .live
         case .cancelled: self == .cancelled
         }
     }

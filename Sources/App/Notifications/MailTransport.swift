@@ -7,8 +7,9 @@ import SQLKit
 enum MailOutcome: Sendable, Equatable {
     /// Taken: the relay's reply, and the provider's message id when it gives one.
     case accepted(reply: String, providerID: String? = nil)
-    /// Try again later (after `retryAfter` when the provider said so).
-    case transient(reason: String, retryAfter: TimeInterval? = nil)
+    /// Try again later (after `retryAfter` when the provider said so). A rate limit is not the
+    /// recipient's failure: `countsAsAttempt: false` gives the attempt back.
+    case transient(reason: String, retryAfter: TimeInterval? = nil, countsAsAttempt: Bool = true)
     /// This recipient will never take it: do not retry.
     case permanent(reason: String)
     /// Nothing to do with the recipient: this service cannot send right now (the provider refused

@@ -202,7 +202,8 @@ final class Worker: Sendable {
     /// Until the next due row, but at least every second (other processes enqueue too).
     private func sleepTime() async throws -> Duration {
         var next = try await jobLease.nextDue(on: sql)
-        if sender != nil, held.count(.deliveries) < settings.maxInFlight, let d = try await deliveryLease.nextDue(on: sql) {
+        if let sender, sender.transport.pausedReason == nil, held.count(.deliveries) < settings.maxInFlight,
+           let d = try await deliveryLease.nextDue(on: sql) {
             next = min(next ?? d, d)
         }
         guard let next else { return .seconds(1) }

@@ -106,6 +106,10 @@ struct StageController: RouteCollection {
     /// publish privileges of the token already held (kicking rule, for that token's lifetime).
     @Sendable func remove(req: Request) async throws -> MessageResponse {
         let (stream, user, _) = try await target(req)
+        // On an open stage everyone eligible publishes: taking one member off is a mute (or a block).
+        guard stream.stagePolicy != .open else {
+            throw APIError(.conflict, "stage_closed", "This stream's stage is open to everyone: mute or block the member instead")
+        }
         try await req.db.writeTransaction { tx in
             try await Stage.set(.removed, stream: stream.id!, user: user.id!, now: clock.now(), on: tx.sql)
             if kickingEnabled {

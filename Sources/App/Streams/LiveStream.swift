@@ -20,6 +20,8 @@ final class LiveStream: Model, @unchecked Sendable {
     @Field(key: "replay_verified") var replayVerified: Bool
     /// Who may publish (issue 18).
     @Field(key: "stage_policy") var stagePolicy: StagePolicy
+    /// Places for RSVPs (nil: unlimited, anyone eligible may join).
+    @OptionalField(key: "capacity") var capacity: Int?
     @Field(key: "agora_channel_id") var agoraChannelId: String
     @Field(key: "viewer_count") var viewerCount: Int
     @OptionalField(key: "recording_id") var recordingId: String?

@@ -33,7 +33,11 @@ struct StreamController: RouteCollection {
             details: try Validation.text(body.description, field: "description", max: 5000, lines: .multi),
             workoutType: try Validation.text(body.workoutType, field: "workoutType", max: 60),
             thumbnail: try Self.thumbnail(body.thumbnail) ?? nil,
-            stagePolicy: try Self.stagePolicy(body.stagePolicy) ?? .hostOnly)
+            stagePolicy: try Self.stagePolicy(body.stagePolicy) ?? .hostOnly,
+            capacity: try body.capacity.map { c in
+                guard (1...100_000).contains(c) else { throw APIError.validation("capacity must be 1–100000") }
+                return c
+            })
         if body.isScheduled {
             guard let raw = body.startTime else { throw APIError.validation("startTime is required for a scheduled stream") }
             guard let start = ISO8601.parse(raw) else {
@@ -123,8 +127,10 @@ struct StreamController: RouteCollection {
         let policy = try Self.stagePolicy(body.stagePolicy)
         let onlyPolicy = policy != nil && body.title == nil && body.description == nil && body.workoutType == nil
             && body.thumbnail == nil && body.startTime == nil
-        if let policy { try await lifecycle.setStagePolicy(policy, stream, on: req.db) }
-        if onlyPolicy { return UpdateStreamResponse(stream: .init(stream), message: "Stream updated") }
+        if let policy, onlyPolicy {
+            try await lifecycle.setStagePolicy(policy, stream, on: req.db)
+            return UpdateStreamResponse(stream: .init(stream), message: "Stream updated")
+        }
         var edits = StreamEdits()
         if let title = body.title { edits.title = try Validation.text(title, field: "title", min: 1, max: 200)! }
         if let description = body.description { edits.details = .some(try Validation.text(description, field: "description", max: 5000, lines: .multi)) }
@@ -135,6 +141,8 @@ struct StreamController: RouteCollection {
             edits.startTime = start
         }
         let (updated, rescheduled) = try await lifecycle.edit(stream, edits, on: req.db)
+        // The policy only once the rest of the edit was valid and applied.
+        if let policy { try await lifecycle.setStagePolicy(policy, updated, on: req.db) }
         return UpdateStreamResponse(stream: .init(updated), message: rescheduled ? "Stream rescheduled" : "Stream updated")
     }
 

@@ -10,6 +10,8 @@ struct CreateStreamRequest: Content {
     let isScheduled: Bool
     /// host_only (default) | invite | open.
     let stagePolicy: String?
+    /// Places for RSVPs (1–100000); absent: unlimited.
+    let capacity: Int?
 }
 
 struct CreateStreamResponse: Content {
@@ -95,18 +97,21 @@ struct StreamDetails: Content {
     @NullEncodable var startTimeLocal: String?
     /// Who may publish: host_only, invite or open.
     let stagePolicy: StagePolicy
+    /// RSVP counts and capacity (GET /api/streams/:id; null in lists).
+    @NullEncodable var rsvps: RSVP.Counts?
     struct Creator: Content { let id: String; let name: String }
 
-    init(_ s: LiveStream, creator: User, local: String? = nil) {
+    init(_ s: LiveStream, creator: User, local: String? = nil, rsvps: RSVP.Counts? = nil) {
         summary = StreamSummary(s)
         stagePolicy = s.stagePolicy
+        self.rsvps = rsvps
         viewerCount = s.viewerCount
         replayUrl = s.replayUrl
         self.creator = Creator(id: creator.id!, name: creator.name)
         startTimeLocal = local
     }
 
-    private enum Keys: String, CodingKey { case viewerCount, replayUrl, creator, startTimeLocal, stagePolicy }
+    private enum Keys: String, CodingKey { case viewerCount, replayUrl, creator, startTimeLocal, stagePolicy, rsvps }
 
     func encode(to encoder: any Encoder) throws {
         try summary.encode(to: encoder)
@@ -116,6 +121,7 @@ struct StreamDetails: Content {
         try c.encode(creator, forKey: .creator)
         try c.encode(startTimeLocal, forKey: .startTimeLocal)
         try c.encode(stagePolicy, forKey: .stagePolicy)
+        try c.encode(rsvps, forKey: .rsvps)
     }
 
     init(from decoder: any Decoder) throws {
@@ -126,6 +132,7 @@ struct StreamDetails: Content {
         creator = try c.decode(Creator.self, forKey: .creator)
         startTimeLocal = try c.decodeIfPresent(String.self, forKey: .startTimeLocal)
         stagePolicy = try c.decode(StagePolicy.self, forKey: .stagePolicy)
+        rsvps = try c.decodeIfPresent(RSVP.Counts.self, forKey: .rsvps)
     }
 }
 

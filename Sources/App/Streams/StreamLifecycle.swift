@@ -18,6 +18,7 @@ struct StreamDraft: Sendable {
     /// nil: go live now.
     var scheduledStart: Date?
     var stagePolicy: StagePolicy = .hostOnly
+    var capacity: Int? = nil
 }
 
 /// An edit of an upcoming stream; nil leaves a field as it is (`.some(nil)` clears it).
@@ -98,6 +99,7 @@ struct StreamLifecycle: Sendable {
         stream.viewerCount = 0
         stream.replayVerified = false
         stream.stagePolicy = draft.stagePolicy
+        stream.capacity = draft.capacity
         stream.reminderSent = draft.scheduledStart == nil
         stream.scheduleRevision = 0
         stream.$creator.id = try creator.requireID()

@@ -19,10 +19,12 @@ final class TokenCache: Sendable {
         let upcoming: Bool
         let startTime: Date
         let stagePolicy: StagePolicy
+        /// Capacity-limited: only confirmed RSVPs (and the creator) get tokens.
+        let capacity: Int?
 
         init(_ s: LiveStream) {
-            (id, channel, creatorID, cancelled, ended, upcoming, startTime, stagePolicy) =
-                (s.id!, s.agoraChannelId, s.$creator.id, s.isCancelled, s.hasEnded, s.isUpcoming, s.startTime, s.stagePolicy)
+            (id, channel, creatorID, cancelled, ended, upcoming, startTime, stagePolicy, capacity) =
+                (s.id!, s.agoraChannelId, s.$creator.id, s.isCancelled, s.hasEnded, s.isUpcoming, s.startTime, s.stagePolicy, s.capacity)
         }
     }
 
@@ -51,6 +53,7 @@ final class TokenCache: Sendable {
         var accounts: [String: Entry<Account?>] = [:]
         var moderation: [String: Entry<ModerationState>] = [:]
         var stage: [String: Entry<[String: Date?]>] = [:]
+        var registered: [String: Entry<Set<String>>] = [:]
     }
 
     let ttlNanoseconds: UInt64
@@ -68,6 +71,15 @@ final class TokenCache: Sendable {
     func peek(account id: String) -> Account?? { lookup(\.accounts, id) }
     func peek(moderation streamID: String) -> ModerationState? { lookup(\.moderation, streamID) }
     func peek(stage streamID: String) -> [String: Date?]? { lookup(\.stage, streamID) }
+    func peek(registered streamID: String) -> Set<String>? { lookup(\.registered, streamID) }
+
+    /// Confirmed RSVPs of a capacity-limited stream, through the cache.
+    func registered(_ streamID: String, on db: any Database) async throws -> Set<String> {
+        if let hit = lookup(\.registered, streamID) { return hit }
+        let value = try await RSVP.confirmed(stream: streamID, on: db.sql)
+        store(\.registered, streamID, value)
+        return value
+    }
 
     /// The stream's active stage invitations (member → end), read through the cache.
     func stage(_ streamID: String, now: Date, on db: any Database) async throws -> [String: Date?] {

@@ -111,6 +111,7 @@ struct TokenController: RouteCollection {
         guard let stream = cache.peek(stream: input.streamID), let account = cache.peek(account: input.caller) else { return nil }
         var moderation: TokenCache.ModerationState?
         var stage: [String: Date?]?
+        var registered: Set<String>?
         if let stream, stream.creatorID != input.caller {
             guard let cached = cache.peek(moderation: stream.id) else { return nil }
             moderation = cached
@@ -118,8 +119,12 @@ struct TokenController: RouteCollection {
                 guard let onStage = cache.peek(stage: stream.id) else { return nil }
                 stage = onStage
             }
+            if stream.capacity != nil {
+                guard let list = cache.peek(registered: stream.id) else { return nil }
+                registered = list
+            }
         }
-        return try issue(req, input, stream: stream, account: account, moderation: moderation, stage: stage)
+        return try issue(req, input, stream: stream, account: account, moderation: moderation, stage: stage, registered: registered)
     }
 
     /// The same decision, loading what the cache lacks (and caching it); `fresh` (renewal) reads
@@ -131,11 +136,13 @@ struct TokenController: RouteCollection {
         let account = try await cache.account(input.caller, on: req.db)
         var moderation: TokenCache.ModerationState?
         var stage: [String: Date?]?
+        var registered: Set<String>?
         if let stream, stream.creatorID != input.caller {
             moderation = try await cache.moderation(stream, on: req.db)
             if input.role == .publisher, stream.stagePolicy == .invite { stage = try await cache.stage(stream.id, now: clock.now(), on: req.db) }
+            if stream.capacity != nil { registered = try await cache.registered(stream.id, on: req.db) }
         }
-        return try issue(req, input, stream: stream, account: account, moderation: moderation, stage: stage)
+        return try issue(req, input, stream: stream, account: account, moderation: moderation, stage: stage, registered: registered)
     }
 
     /// The one rule: the stream exists and has not ended; the account is active; blocks and mutes
@@ -143,7 +150,7 @@ struct TokenController: RouteCollection {
     /// creator, members on stage (their publish privileges end with the invitation) or anyone when
     /// the stage is open.
     private func issue(_ req: Request, _ input: Input, stream: TokenCache.StreamState?, account: TokenCache.Account?,
-                       moderation: TokenCache.ModerationState?, stage: [String: Date?]?) throws -> TokenResponse {
+                       moderation: TokenCache.ModerationState?, stage: [String: Date?]?, registered: Set<String>?) throws -> TokenResponse {
         guard let stream else { throw APIError.notFound("stream_not_found", "Stream not found") }
         if stream.cancelled { throw StreamLifecycle.cancelledError }
         guard !stream.ended else { throw APIError(.conflict, "stream_ended", "This stream has ended") }
@@ -154,6 +161,10 @@ struct TokenController: RouteCollection {
         let isCreator = stream.creatorID == input.caller
         if !isCreator, stream.upcoming, now < stream.startTime.addingTimeInterval(-agora.earlyJoinSeconds) {
             throw APIError(.forbidden, "too_early", "Tokens for this stream are issued from \(Int(agora.earlyJoinSeconds / 60)) minutes before its start (\(ISO8601.string(stream.startTime)))")
+        }
+        // A class with limited places: only confirmed RSVPs (members on stage were invited by the creator).
+        if !isCreator, stream.capacity != nil, !(registered?.contains(input.caller) ?? false), stage?[input.caller] == nil {
+            throw RSVP.notRegistered
         }
         var publishUntil: Date?
         if input.role == .publisher, !isCreator {
