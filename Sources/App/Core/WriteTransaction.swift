@@ -48,8 +48,10 @@ extension Database {
             } catch let error as SQLiteError where SQLiteWrites.isBusy(error) && !began.value {
                 // Only the lock was not had: nothing ran, the body may run again. (A busy error after
                 // BEGIN — e.g. at COMMIT without WAL — goes up: the body's models may already be saved.)
+                // The wait is asynchronous: no thread of NIO's pool (shared by every connection) sits
+                // in SQLite's busy handler while the lock holder needs one to finish.
                 guard ContinuousClock.now < deadline else { throw SQLiteWrites.exhausted }
-                try await Task.sleep(for: .milliseconds(Int.random(in: 5...(10 * min(attempt, 20)))))
+                try await Task.sleep(for: .milliseconds(Int.random(in: 2...(4 * min(attempt, 12)))))
             }
         }
     }
@@ -61,10 +63,11 @@ private final class BeganFlag: @unchecked Sendable {
 }
 
 enum SQLiteWrites {
-    /// How long one attempt waits for the write lock (blocking a pool thread meanwhile).
-    static let lockWaitMilliseconds = 250
+    /// How long one attempt waits for the write lock inside SQLite (blocking a pool thread): not
+    /// at all — a taken lock is retried after an asynchronous pause instead.
+    static let lockWaitMilliseconds = 0
     /// What other statements on a connection that ran a write transaction wait for a lock.
-    static let statementWaitMilliseconds = 30_000
+    static let statementWaitMilliseconds = 5_000
     /// How long a transaction keeps trying for the lock before the client gets 503 database_busy.
     static let patienceSeconds: Int64 = 20
 
