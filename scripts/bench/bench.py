@@ -1061,9 +1061,11 @@ def emailapi_compare(kind, n, rounds, transports, helpers, raised):
             else:
                 srv = Server(db, f"emailapi-{t}-{n}", api_env(t, helpers[t].port, raised), drop_env=API_DROP)
             servers[t] = srv.start()
+            # Addresses unique per size and round: the fakes and the sink live through every size, and
+            # "distinct new recipients" must grow by exactly n in each round.
             for r in range(rounds):
-                seed_audience(srv, f"ea-c{r}", n, f"ea{r}-")
-            seed_audience(srv, "ea-warm", 200, "eaw-")
+                seed_audience(srv, f"ea-c{r}", n, f"ea{n}-{r}-")
+            seed_audience(srv, "ea-warm", 200, f"eaw{n}-")
             measure_fanout(srv, db, helpers[t], "ea-warm", 200, f"{t} warm-up", timeout=300)
         runs = {t: [] for t in transports}
         for r in range(rounds):

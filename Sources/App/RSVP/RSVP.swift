@@ -25,25 +25,28 @@ enum RSVP {
         let id = try stream.requireID()
         return try await db.writeTransaction { tx in
             let sql = tx.sql
+            // The stream's row is the lock (PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes).
+            // The counts are read by the next statement, so they see every RSVP committed before the
+            // lock was granted (READ COMMITTED takes a new snapshot per statement).
             struct Capacity: Decodable { let capacity: Int? }
             let lock: SQLQueryString = sql.dialect.name == "postgresql"
                 ? "SELECT capacity FROM streams WHERE id = \(bind: id) FOR UPDATE" : "SELECT capacity FROM streams WHERE id = \(bind: id)"
             let capacity = try await sql.raw(lock).first(decoding: Capacity.self)?.capacity
+            struct Snapshot: Decodable { let confirmed: Int; let waitlisted: Int }
+            let snapshot = try await sql.raw("""
+                SELECT COUNT(CASE WHEN status = \(bind: Status.confirmed.rawValue) THEN 1 END) AS confirmed,
+                       COUNT(CASE WHEN status = \(bind: Status.waitlisted.rawValue) THEN 1 END) AS waitlisted
+                FROM rsvps WHERE stream_id = \(bind: id)
+                """).first(decoding: Snapshot.self)
             if let existing = try await state(stream: id, user: user, on: sql) { return existing }
-            var status = Status.confirmed
-            if let capacity {
-                struct N: Decodable { let n: Int }
-                let confirmed = try await sql.raw("""
-                    SELECT COUNT(*) AS n FROM rsvps WHERE stream_id = \(bind: id) AND status = \(bind: Status.confirmed.rawValue)
-                    """).first(decoding: N.self)?.n ?? 0
-                if confirmed >= capacity { status = .waitlisted }
-            }
+            let full = capacity.map { (snapshot?.confirmed ?? 0) >= $0 } ?? false
             try await sql.raw("""
                 INSERT INTO rsvps (id, stream_id, user_id, status, seq, created_at, updated_at)
-                VALUES (\(bind: UUID()), \(bind: id), \(bind: user), \(bind: status.rawValue),
+                VALUES (\(bind: UUID()), \(bind: id), \(bind: user), \(bind: (full ? Status.waitlisted : .confirmed).rawValue),
                         (SELECT COALESCE(MAX(seq), 0) + 1 FROM rsvps WHERE stream_id = \(bind: id)), \(bind: now), \(bind: now))
                 """).run()
-            return try await state(stream: id, user: user, on: sql) ?? State(status: status, position: nil)
+            // A new waitlisted RSVP is last in line.
+            return full ? State(status: .waitlisted, position: (snapshot?.waitlisted ?? 0) + 1) : State(status: .confirmed, position: nil)
         }
     }
 
