@@ -29,7 +29,7 @@ import VaporTesting
             let pub = try await t.send(.GET, "api/streams/\(id)/token?role=publisher&userId=m1", bearer: member)
             #expect(pub.status == .ok)
             let pubToken = try AccessToken2.verify(try #require(pub.json["token"] as? String), appCertificate: TestCredentials.agoraCert)
-            #expect(pubToken.services == [.rtc(channel: id, uid: String(m1.agoraUid32), privileges: [1: 3600, 2: 3600, 3: 3600, 4: 3600])])
+            #expect(pubToken.services == [.rtc(channel: id, uid: String(m1.agoraUid32), privileges: [1: 3600, 2: 600, 3: 600, 4: 600])])
 
             // The same user always gets the same uid.
             let again = try await t.send(.GET, "api/streams/\(id)/token", bearer: member)

@@ -54,6 +54,9 @@ final class TokenCache: Sendable {
         var moderation: [String: Entry<ModerationState>] = [:]
         var stage: [String: Entry<[String: Date?]>] = [:]
         var registered: [String: Entry<Set<String>>] = [:]
+        /// Bumped by every `removeAll`: a slow-path read that started before an invalidation does
+        /// not store what it read (it may predate the write that invalidated).
+        var generation: UInt64 = 0
     }
 
     let ttlNanoseconds: UInt64
@@ -64,7 +67,8 @@ final class TokenCache: Sendable {
 
     var isEnabled: Bool { ttlNanoseconds > 0 }
 
-    func removeAll() { state.withLockedValue { $0 = State() } }
+    func removeAll() { state.withLockedValue { $0 = State(generation: $0.generation &+ 1) } }
+    private var generation: UInt64 { state.withLockedValue { $0.generation } }
 
     /// What the cache holds now, without the database. nil = not cached; `.some(nil)` = cached as absent.
     func peek(stream id: String) -> StreamState?? { lookup(\.streams, id) }
@@ -76,42 +80,47 @@ final class TokenCache: Sendable {
     /// Confirmed RSVPs of a capacity-limited stream, through the cache.
     func registered(_ streamID: String, on db: any Database) async throws -> Set<String> {
         if let hit = lookup(\.registered, streamID) { return hit }
+        let gen = generation
         let value = try await RSVP.confirmed(stream: streamID, on: db.sql)
-        store(\.registered, streamID, value)
+        store(\.registered, streamID, value, generation: gen)
         return value
     }
 
     /// The stream's active stage invitations (member → end), read through the cache.
     func stage(_ streamID: String, now: Date, on db: any Database) async throws -> [String: Date?] {
         if let hit = lookup(\.stage, streamID) { return hit }
+        let gen = generation
         let value = try await Stage.invitations(stream: streamID, now: now, on: db.sql)
-        store(\.stage, streamID, value)
+        store(\.stage, streamID, value, generation: gen)
         return value
     }
 
     func stream(_ id: String, on db: any Database) async throws -> StreamState? {
         if let hit = lookup(\.streams, id) { return hit }
+        let gen = generation
         let value = try await LiveStream.find(id, on: db).map(StreamState.init)
-        store(\.streams, id, value)
+        store(\.streams, id, value, generation: gen)
         return value
     }
 
     func account(_ userID: String, on db: any Database) async throws -> Account? {
         if let hit = lookup(\.accounts, userID) { return hit }
+        let gen = generation
         let value = try await User.find(userID, on: db).map { Account(uid: $0.agoraUid32, isActive: $0.isActive) }
-        store(\.accounts, userID, value)
+        store(\.accounts, userID, value, generation: gen)
         return value
     }
 
     func moderation(_ stream: StreamState, on db: any Database) async throws -> ModerationState {
         if let hit = lookup(\.moderation, stream.id) { return hit }
+        let gen = generation
         let bans = try await CreatorBan.query(on: db).filter(\.$creatorID == stream.creatorID).all(\.$userID)
         let blocks = try await StreamBlock.query(on: db).filter(\.$streamID == stream.id).all()
         let mutes = try await StreamMute.query(on: db).filter(\.$streamID == stream.id).all(\.$userID)
         var blocked: [String: Date?] = [:]
         for b in blocks { blocked[b.userID] = b.expiresAt }
         let value = ModerationState(banned: Set(bans), blocked: blocked, muted: Set(mutes))
-        store(\.moderation, stream.id, value)
+        store(\.moderation, stream.id, value, generation: gen)
         return value
     }
 
@@ -124,10 +133,11 @@ final class TokenCache: Sendable {
         }
     }
 
-    private func store<V: Sendable>(_ path: WritableKeyPath<State, [String: Entry<V>]>, _ key: String, _ value: V) {
+    private func store<V: Sendable>(_ path: WritableKeyPath<State, [String: Entry<V>]>, _ key: String, _ value: V, generation: UInt64) {
         guard isEnabled else { return }
         let expires = DispatchTime.now().uptimeNanoseconds + ttlNanoseconds
         state.withLockedValue { s in
+            guard s.generation == generation else { return } // invalidated while we read
             if s[keyPath: path].count >= Self.maxEntries { s[keyPath: path].removeAll(keepingCapacity: true) }
             s[keyPath: path][key] = Entry(value: value, expires: expires)
         }

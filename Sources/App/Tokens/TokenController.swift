@@ -8,6 +8,8 @@ struct TokenController: RouteCollection {
     let appID: String
     let clock: AppClock
     var agora: AppConfig.AgoraSettings { tokens.settings }
+    /// Longest publish privilege a member's token carries (the creator's follow the token TTL).
+    static let memberPublishSeconds: TimeInterval = 600
 
     func boot(routes: any RoutesBuilder) throws {
         // Served synchronously when the cache holds everything (no task hop, no database), else
@@ -175,6 +177,11 @@ struct TokenController: RouteCollection {
                 guard let invitation = stage?[input.caller] else { throw Stage.notOnStage }
                 publishUntil = invitation
             }
+            // A member's publish privileges last at most `memberPublishSeconds`: the SDK's
+            // privilege-will-expire callback then renews, which re-checks stage, mutes and blocks —
+            // so a removal or a mute bites within minutes even without Agora's kicking rules.
+            let recheck = now.addingTimeInterval(Self.memberPublishSeconds)
+            publishUntil = min(publishUntil ?? recheck, recheck)
         }
         let issued = try tokens.issue(channel: stream.channel, uid: account.uid, role: input.role, publishUntil: publishUntil)
         return TokenResponse(token: issued.token, uid: account.uid, channelId: stream.channel, appId: appID, expiresAt: issued.expiresAt,
