@@ -1128,7 +1128,8 @@ def scenario_emailapi():
     results, errors = {}, []
     for kind in selected_dbs("emailapi"):
         helpers = {}
-        res = {"latency_ms": latency, "raised_rate_limit": raised, "compare": [], "skipped": [], "errors": []}
+        res = {"latency_ms": latency, "raised_rate_limit": raised, "compare": [], "skipped": [], "errors": [],
+               "api_concurrency": os.environ.get("BENCH_APP_EMAIL_API_CONCURRENCY")}
         results[kind] = res
         try:
             helpers["smtp"] = start_delayed_sink(latency)

@@ -264,7 +264,7 @@ def render_emailapi(res):
         out += [f"**{db}** — {lat:g} ms added by the local fakes: the fake email API answers every call {lat:g} ms after it arrived "
                 f"(`scripts/bench/fake_email_api.py`), the SMTP sink holds its 220 greeting {lat:g} ms on every new connection "
                 f"(`count_sink.py --connect-delay-ms {lat:g}`). One server process per transport, each with a fresh database; "
-                f"HTTPS APIs with `EMAIL_API_RATE_LIMIT={r['raised_rate_limit']}` and no limit in the fake, `EMAIL_API_CONCURRENCY` default (4); "
+                f"HTTPS APIs with `EMAIL_API_RATE_LIMIT={r['raised_rate_limit']}` and no limit in the fake, `EMAIL_API_CONCURRENCY` {r.get('api_concurrency') or 'default (4)'}; "
                 "SMTP with the pool of 8 connections. After a 200-member warm-up fan-out per server, the rounds alternate the transports; "
                 "each round is a fresh audience of the same size (new addresses), timed from `POST /api/creator/streams/create` to the last email "
                 "accepted by the fake or sink. Every round checked: every member accepted exactly once, every delivery row `sent`.", ""]
@@ -304,8 +304,12 @@ def render_emailapi(res):
                 out += ["Emails per accepted call (first round; size: calls): " + "; ".join(
                     f"{t} " + ", ".join(f"{k}: {v}" for k, v in sorted(b.items(), key=lambda kv: -kv[1])[:8]) + (" …" if len(b) > 8 else "")
                     for t, b in batches.items()) + ".", ""]
+        sg_rate = next((c["median"]["sendgrid"]["per_second"] for c in r["compare"] if "sendgrid" in c["median"]), None)
         for msg in r.get("skipped", []):
-            out += [f"Not run: {msg}.", ""]
+            m = re.match(r"sendgrid at ([\d,]+) members", msg)
+            proj = (f"; at its measured {sg_rate:.0f} emails/s it would take about {int(m.group(1).replace(',', '')) / sg_rate / 60:.0f} minutes"
+                    if m and sg_rate else "")
+            out += [f"Not run: {msg}{proj}.", ""]
         rd = r.get("resend_default")
         if rd:
             fk = rd["fake"]

@@ -315,6 +315,7 @@ struct AppConfig: Sendable {
             }
             var settings = EmailAPISettings(provider: provider, apiKey: key, baseURL: provider.defaultBaseURL,
                                             requestsPerSecond: provider.defaultRequestsPerSecond)
+            settings.maxConcurrentRequests = provider.defaultConcurrency
             if let base = value("EMAIL_API_BASE_URL") {
                 guard let url = URL(string: base), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil else {
                     problems.append("EMAIL_API_BASE_URL must be an http(s) URL")

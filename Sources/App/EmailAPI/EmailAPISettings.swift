@@ -23,6 +23,16 @@ enum EmailProvider: String, Sendable, CaseIterable, Codable {
         }
     }
 
+    /// Calls one process keeps open at once when EMAIL_API_CONCURRENCY is unset: batching APIs need
+    /// few (two batches in flight fill the worker's window); one-email-per-call SendGrid needs more
+    /// to hide each call's latency (the benchmark: 4 calls at 50 ms each capped it near 80 emails/s).
+    var defaultConcurrency: Int {
+        switch self {
+        case .resend, .postmark: 4
+        case .sendgrid: 16
+        }
+    }
+
     /// Requests per second when EMAIL_API_RATE_LIMIT is unset: Resend's documented team default
     /// (2/s); Postmark and SendGrid publish no hard per-second limit for sending, these are
     /// conservative starting points.
@@ -47,7 +57,7 @@ struct EmailAPISettings: Sendable, Equatable {
     var requestsPerSecond: Double
     /// EMAIL_API_TIMEOUT_SECONDS: connect + response, per call.
     var timeoutSeconds: Double = 15
-    /// EMAIL_API_CONCURRENCY: calls one process has open at once.
+    /// EMAIL_API_CONCURRENCY: calls one process has open at once (default per provider).
     var maxConcurrentRequests: Int = 4
     /// How long the transport stays paused after the provider refused our key before it tries again.
     var pauseSeconds: TimeInterval = 60
