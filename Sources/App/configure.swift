@@ -12,6 +12,13 @@ private let sqlitePoolWait: TimeAmount = .seconds(60)
 /// Builds the whole application from a typed config. `entrypoint` passes the environment's
 /// config; tests pass their own config and overrides.
 func configure(_ app: Application, config: AppConfig, overrides: Overrides = Overrides()) async throws {
+    if case .postgres = config.database {} else {
+        // SQLite runs every statement on a thread of the app's pool, and a statement waiting for the
+        // write lock holds its thread: with at least one thread per connection (one connection per
+        // event loop) plus two, the lock holder always finds a thread to commit on. NIO's shared
+        // singleton pool has only one thread per core, shared by every app in the process.
+        app.threadPool = NIOThreadPool(numberOfThreads: System.coreCount + 2)
+    }
     switch config.database {
     case .sqliteFile(let path):
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path

@@ -1105,6 +1105,7 @@ def emailapi_resend_default(kind, n, latency_ms):
             time.sleep(3)  # a fresh rate-limit window and a full token bucket, as after any quiet moment
             log(f"[{kind}] Resend at its default 2 requests/s (server pacing + the fake's limit): {n:,} members")
             r = measure_fanout(srv, db, fake, "ea-c0", n, f"resend default {n // 1000}k", timeout=max(900, n / 20))
+            r["worker_max_in_flight"] = int(srv.env.get("WORKER_MAX_IN_FLIGHT") or WORKER_IN_FLIGHT_DEFAULT["resend"])
     finally:
         fake.stop()
     floor = n / 200.0

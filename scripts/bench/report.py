@@ -264,7 +264,7 @@ def render_emailapi(res):
         out += [f"**{db}** — {lat:g} ms added by the local fakes: the fake email API answers every call {lat:g} ms after it arrived "
                 f"(`scripts/bench/fake_email_api.py`), the SMTP sink holds its 220 greeting {lat:g} ms on every new connection "
                 f"(`count_sink.py --connect-delay-ms {lat:g}`). One server process per transport, each with a fresh database; "
-                f"HTTPS APIs with `EMAIL_API_RATE_LIMIT={r['raised_rate_limit']}` and no limit in the fake, `EMAIL_API_CONCURRENCY` {r.get('api_concurrency') or 'default (4)'}; "
+                f"HTTPS APIs with `EMAIL_API_RATE_LIMIT={r['raised_rate_limit']}` and no limit in the fake, `EMAIL_API_CONCURRENCY` {r.get('api_concurrency') or 'unset (the binary’s default; see “max calls at once”)'}; "
                 "SMTP with the pool of 8 connections. After a 200-member warm-up fan-out per server, the rounds alternate the transports; "
                 "each round is a fresh audience of the same size (new addresses), timed from `POST /api/creator/streams/create` to the last email "
                 "accepted by the fake or sink. Every round checked: every member accepted exactly once, every delivery row `sent`.", ""]
@@ -315,7 +315,7 @@ def render_emailapi(res):
             fk = rd["fake"]
             gap = fk.get("call_gap_s") or {}
             out += [f"*Resend at its default pace, {rd['members']:,} members:* the server's own pacing (`EMAIL_API_RATE_LIMIT` unset → 2 requests/s, "
-                    "`WORKER_MAX_IN_FLIGHT` default 200) against a fake that allows 2 requests per fixed 1 s window (aligned to the Unix second) "
+                    f"`WORKER_MAX_IN_FLIGHT` {rd.get('worker_max_in_flight', 200)}) against a fake that allows 2 requests per fixed 1 s window (aligned to the Unix second) "
                     "and answers 429 with `retry-after` beyond that; every answer carries `ratelimit-limit/remaining/reset`.", "",
                     "| wall s | floor s (members ÷ 200) | wall ÷ floor | calls | answered 429 | share 429 | emails per call (mean / max) | calls per 1 s window (calls: windows) | gap between calls s (min / p50 / max) | first email accepted after the API call s |",
                     "|---:|---:|---:|---:|---:|---:|---|---|---|---:|",
