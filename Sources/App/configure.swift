@@ -28,11 +28,11 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
     case .sqliteMemory:
         app.databases.use(.sqlite(.memory, connectionPoolTimeout: sqlitePoolWait), as: .sqlite)
     case .postgres(let url):
-        // A request waits up to 30 s for a pooled connection (bursts queue behind row locks); an
+        // A request waits up to 60 s for a pooled connection (bursts queue behind row locks); an
         // unreachable server still fails fast (connection errors, not pool waits).
         app.databases.use(.postgres(configuration: try SQLPostgresConfiguration(url: url),
                                     maxConnectionsPerEventLoop: config.databaseConnectionsPerLoop,
-                                    connectionPoolTimeout: .seconds(30)), as: .psql)
+                                    connectionPoolTimeout: .seconds(60)), as: .psql)
     }
     app.migrations.add(Migrations.all)
 
