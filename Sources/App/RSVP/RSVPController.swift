@@ -22,10 +22,7 @@ struct RSVPController: RouteCollection {
     }
 
     private func open(_ req: Request) async throws -> LiveStream {
-        let stream = try await lifecycle.stream(req.parameters.get("streamId") ?? "", on: req.db)
-        if stream.isCancelled { throw StreamLifecycle.cancelledError }
-        guard !stream.hasEnded else { throw APIError(.conflict, "stream_ended", "This stream has ended") }
-        return stream
+        try await lifecycle.notOver(req.parameters.get("streamId") ?? "", on: req.db)
     }
 
     @Sendable func take(req: Request) async throws -> Answer {

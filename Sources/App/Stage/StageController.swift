@@ -32,17 +32,10 @@ struct StageController: RouteCollection {
     struct StateBody: Content { var success = true; let stagePolicy: StagePolicy; let requests: [Member]; let onStage: [Member] }
     struct RequestBody: Content { var success = true; let status: StageStatus; let stagePolicy: StagePolicy }
 
-    private func live(_ req: Request) async throws -> LiveStream {
-        let stream = try await lifecycle.stream(req.parameters.get("streamId") ?? "", on: req.db)
-        if stream.isCancelled { throw StreamLifecycle.cancelledError }
-        guard !stream.hasEnded else { throw APIError(.conflict, "stream_ended", "This stream has ended") }
-        return stream
-    }
-
     /// POST …/stage/requests — the caller raises a hand (invite policy only).
     @Sendable func raiseHand(req: Request) async throws -> RequestBody {
         let caller = try req.caller.id
-        let stream = try await live(req)
+        let stream = try await lifecycle.notOver(req.parameters.get("streamId") ?? "", on: req.db)
         guard stream.stagePolicy == .invite else { throw Stage.closed }
         guard stream.$creator.id != caller else { throw APIError.validation("The creator is always on stage") }
         let moderation = try await req.deps.cache.moderation(.init(stream), on: req.db)
@@ -72,7 +65,7 @@ struct StageController: RouteCollection {
     private func target(_ req: Request) async throws -> (LiveStream, User, Target) {
         let stream = try await lifecycle.ownedStream(req.parameters.get("streamId") ?? "", by: try req.caller.id, on: req.db)
         if stream.isCancelled { throw StreamLifecycle.cancelledError }
-        guard !stream.hasEnded else { throw APIError(.conflict, "stream_ended", "This stream has ended") }
+        guard !stream.hasEnded else { throw StreamLifecycle.endedError }
         let body = try req.json(Target.self)
         guard Validation.isValidUserID(body.userId), let user = try await User.find(body.userId, on: req.db) else {
             throw APIError.notFound("user_not_found", "No such user")

@@ -296,6 +296,14 @@ struct StreamLifecycle: Sendable {
 
     static let cancelledError = APIError(.conflict, "stream_cancelled", "This stream was cancelled")
     static let endedError = APIError(.conflict, "stream_ended", "This stream has ended")
+
+    /// A stream that is neither cancelled nor ended (409 stream_cancelled / stream_ended otherwise).
+    func notOver(_ id: String, on db: any Database) async throws -> LiveStream {
+        let stream = try await self.stream(id, on: db)
+        if stream.isCancelled { throw Self.cancelledError }
+        guard !stream.hasEnded else { throw Self.endedError }
+        return stream
+    }
     static let busyError = APIError(.conflict, "stream_busy", "The stream changed state during the request; try again")
 
     /// The 409 for a change only upcoming streams allow (`action`: "edited", "cancelled").

@@ -155,7 +155,7 @@ struct TokenController: RouteCollection {
                        moderation: TokenCache.ModerationState?, stage: [String: Date?]?, registered: Set<String>?) throws -> TokenResponse {
         guard let stream else { throw APIError.notFound("stream_not_found", "Stream not found") }
         if stream.cancelled { throw StreamLifecycle.cancelledError }
-        guard !stream.ended else { throw APIError(.conflict, "stream_ended", "This stream has ended") }
+        guard !stream.ended else { throw StreamLifecycle.endedError }
         guard let account else { throw APIError.notFound("user_not_found", "The authenticated user is not known to this server") }
         guard account.isActive else { throw APIError(.forbidden, "user_inactive", "This account is inactive") }
         let now = clock.now()
