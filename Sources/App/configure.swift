@@ -58,12 +58,14 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
     let lifecycle = StreamLifecycle(
         clock: clock, events: overrides.streamEvents ?? NotifyingStreamEvents(queue: jobs, reminders: reminders),
         recordings: overrides.streamRecordings ?? recordings, jobs: jobs, hostGrace: config.hostGrace, logger: app.logger)
+    let series = SeriesService(clock: clock, reminders: reminders, jobs: jobs)
     let worker = Worker(
         db: app.db, clock: clock, logger: app.logger, sender: sender,
         handlers: [
             .fanout: { job, db in try await FanOut.run(job, db: db, now: clock.now, wake: { wake.wake() }) },
             .reminder: { job, db in try await reminders.runJob(job, on: db) },
             .hostGrace: { job, db in try await lifecycle.graceExpired(job, on: db) },
+            .seriesTopUp: { job, db in try await series.topUpJob(job, on: db) },
             .emailEvents: { job, db in try await EmailEventApplier(clock: clock).run(job, on: db) },
             .kickingRule: { job, db in
                 guard let kicking else { return .skipped("Agora REST credentials not configured") }
@@ -85,6 +87,7 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
         recordings: recordings,
         kickingRules: kicking,
         lifecycle: lifecycle,
+        series: series,
         rateLimiter: RateLimiter(clock: clock),
         mailTransport: transport,
         metrics: metrics,

@@ -19,7 +19,7 @@ func routes(_ app: Application) throws {
     let lifecycle = deps.lifecycle
     let api = app.grouped("api")
     try api.register(collection: UnsubscribeController(tokens: deps.unsubscribe))
-    try api.register(collection: CronController(reminders: deps.reminders))
+    try api.register(collection: CronController(reminders: deps.reminders, series: deps.series))
     try api.register(collection: FeedController(authed: false, lifecycle: lifecycle, mail: deps.config.mail))
     try api.register(collection: WebhookController(
         ncsSecret: deps.config.ncsSecret, channelEvents: ChannelEvents(lifecycle: lifecycle),
@@ -39,6 +39,7 @@ func routes(_ app: Application) throws {
     try authed.register(collection: ModerationController(lifecycle: lifecycle, jobs: deps.jobs, kickingEnabled: deps.kickingRules != nil))
     try authed.register(collection: FeedController(authed: true, lifecycle: lifecycle, mail: deps.config.mail))
     try authed.register(collection: RSVPController(lifecycle: lifecycle, jobs: deps.jobs, clock: deps.clock))
+    try authed.register(collection: SeriesController(service: deps.series, lifecycle: lifecycle, clock: deps.clock))
     try authed.register(collection: AttendanceController(lifecycle: lifecycle, clock: deps.clock))
     try authed.register(collection: StageController(lifecycle: lifecycle, jobs: deps.jobs, kickingEnabled: deps.kickingRules != nil,
                                                     tokenTTL: Int(deps.config.agora.tokenTTLSeconds), clock: deps.clock))

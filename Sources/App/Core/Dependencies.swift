@@ -20,6 +20,8 @@ struct Dependencies: Sendable {
     var kickingRules: KickingRules?
     /// Every change of a stream's state.
     var lifecycle: StreamLifecycle
+    /// Weekly class series (their occurrences go through `lifecycle` like any stream).
+    var series: SeriesService
     var rateLimiter: RateLimiter
     /// nil when no relay is configured (deliveries wait in the queue).
     var mailTransport: (any MailTransport)?

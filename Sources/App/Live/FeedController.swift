@@ -85,18 +85,20 @@ struct FeedController: RouteCollection {
             throw APIError.notFound("creator_not_found", "Creator not found")
         }
         let now = req.now
-        let streams = try await LiveStream.query(on: req.db).filter(\.$creator.$id == creatorID)
+        let streams = try await LiveStream.query(on: req.db).filter(\.$creator.$id == creatorID).filter(\.$seriesID == nil)
             .filter(state: .scheduled, .live, .paused).filter(\.$startTime >= now.addingTimeInterval(-86_400))
             .sort(\.$startTime).limit(Self.publicFeedLimit).all()
         let host = URL(string: mail.publicBaseURL)?.host ?? "localhost"
         // DTSTAMP is the stream's last change, so the feed (and its ETag) only changes when the schedule does.
-        let events = streams.map { s in
+        var events = streams.map { s in
             let url = "\(mail.frontendURL)/live/\(s.id!)"
-            return CalendarEvent(uid: "\(s.id!)@\(host)", sequence: s.scheduleRevision, start: s.startTime, end: s.startTime.addingTimeInterval(3600),
+            return CalendarEvent(uid: "\(s.id!)@\(host)", sequence: s.scheduleRevision, start: s.startTime, end: s.plannedEnd,
                                  summary: s.title, description: [s.workoutType.map { "Workout: \($0)" }, url].compactMap { $0 }.joined(separator: "\n"),
                                  url: url, stamp: s.updatedAt ?? s.createdAt ?? s.startTime)
         }
-        let body = CalendarEvent.calendar(events, method: .publish, name: "\(creator.name) — live streams")
+        events += try await seriesEvents(creator: creatorID, host: host, now: now, on: req.db)
+        let body = CalendarEvent.calendar(events, method: .publish, name: "\(creator.name) — live streams",
+                                          zoneIfEmpty: (creator.timezone ?? "UTC", now))
         let etag = "\"" + SHA256.hash(data: Data(body.utf8)).prefix(16).map { String(format: "%02x", $0) }.joined() + "\""
         if req.headers.first(name: .ifNoneMatch) == etag {
             let r = Response(status: .notModified)
@@ -108,5 +110,48 @@ struct FeedController: RouteCollection {
         r.headers.replaceOrAdd(name: .eTag, value: etag)
         r.headers.replaceOrAdd(name: .cacheControl, value: "public, max-age=300")
         return r
+    }
+
+    /// Series in the feed: one VEVENT each (RRULE, EXDATE), plus a RECURRENCE-ID override for each
+    /// upcoming occurrence that differs from its rule (moved or retitled). Series still going, or
+    /// whose last class was within 30 days; at most `publicFeedLimit` series and as many overrides.
+    private func seriesEvents(creator: String, host: String, now: Date, on db: any Database) async throws -> [CalendarEvent] {
+        let all = try await ClassSeries.query(on: db).filter(\.$creator.$id == creator).sort(\.$createdAt).sort(\.$id)
+            .limit(Self.publicFeedLimit * 5).all()
+        let shown = all.filter { s in
+            let rule = s.rule
+            guard let first = rule.firstDate else { return false }
+            guard let last = rule.lastDate else { return true }
+            return last >= first && rule.instant(on: last) >= now.addingTimeInterval(-30 * 86_400)
+        }.suffix(Self.publicFeedLimit)
+        guard !shown.isEmpty else { return [] }
+        let byID = Dictionary(uniqueKeysWithValues: shown.map { ($0.id!, $0) })
+        let occurrences = try await LiveStream.query(on: db).filter(\.$seriesID ~~ Array(byID.keys))
+            .filter(state: .scheduled, .live, .paused).filter(\.$startTime >= now.addingTimeInterval(-86_400))
+            .sort(\.$startTime).limit(Self.publicFeedLimit * 10).all()
+        var events: [CalendarEvent] = []
+        for s in shown {
+            let url = "\(mail.frontendURL)/series/\(s.id!)"
+            let description = [s.workoutType.map { "Workout: \($0)" }, url].compactMap { $0 }.joined(separator: "\n")
+            events.append(SeriesCalendar.event(.init(s), uid: SeriesCalendar.uid(s.id!, host: host), summary: s.title, description: description,
+                                               url: url, stamp: s.updatedAt ?? s.createdAt ?? now))
+        }
+        var overrides = 0
+        for o in occurrences {
+            guard overrides < Self.publicFeedLimit, let s = o.seriesID.flatMap({ byID[$0] }), let date = o.occurrenceDate.flatMap(LocalDate.init) else { continue }
+            let rule = s.rule
+            let due = rule.instant(on: date)
+            guard o.startTime != due || o.title != s.title || o.details != s.details else { continue }
+            let url = "\(mail.frontendURL)/live/\(o.id!)"
+            var event = CalendarEvent(uid: SeriesCalendar.uid(s.id!, host: host), sequence: s.revision + o.scheduleRevision, start: o.startTime,
+                                      end: o.plannedEnd, summary: o.title,
+                                      description: [o.workoutType.map { "Workout: \($0)" }, url].compactMap { $0 }.joined(separator: "\n"),
+                                      url: url, stamp: o.updatedAt ?? o.createdAt ?? now)
+            event.tzid = rule.zoneID
+            event.recurrenceID = due
+            events.append(event)
+            overrides += 1
+        }
+        return events
     }
 }

@@ -59,7 +59,7 @@ enum Audience {
         """
         EXISTS (SELECT 1 FROM rsvps rv WHERE rv.user_id = \(unsafeRaw: member) AND rv.stream_id = \(unsafeRaw: stream)
                 AND (rv.status = \(bind: RSVP.Status.confirmed.rawValue)
-                     OR \(unsafeRaw: kindColumn) IN (\(bind: NotificationKind.rescheduled.rawValue), \(bind: NotificationKind.cancelled.rawValue))))
+                     OR \(unsafeRaw: kindColumn) IN (\(SQLList(NotificationKind.allCases.filter { $0.rsvpStatuses.contains(.waitlisted) }.map { SQLBind($0.rawValue) })))))
         """
     }
 
@@ -141,12 +141,15 @@ enum Audience {
     /// each branch of the union (each reads at most `limit` ids from its index), so every page costs
     /// the same however large the audience is; the rule's filters apply after, which is why the
     /// cursor is the last candidate rather than the last row.
-    static func page(creator: String, kind: NotificationKind, stream: String, after cursor: String, limit: Int, on sql: any SQLDatabase) async throws -> Page {
+    /// `seriesOccurrence`: the stream is an occurrence of a series, whose announcement went to
+    /// the audience as a series notice — its reschedule and cancel go to the audience (and RSVPs).
+    static func page(creator: String, kind: NotificationKind, stream: String, seriesOccurrence: Bool = false, after cursor: String, limit: Int,
+                     on sql: any SQLDatabase) async throws -> Page {
         let rsvp = kind.rsvpStatuses
         let rsvpStatuses = SQLList((rsvp.isEmpty ? [RSVP.Status.confirmed] : rsvp).map { SQLBind($0.rawValue) })
         let hasRSVP: SQLQueryString = rsvp.isEmpty ? "1 = 0"
             : "EXISTS (SELECT 1 FROM rsvps rq WHERE rq.stream_id = \(bind: stream) AND rq.user_id = u.id AND rq.status IN (\(rsvpStatuses)))"
-        let scheduledOnly: SQLQueryString = kind.audienceIsScheduledRecipients
+        let scheduledOnly: SQLQueryString = kind.audienceIsScheduledRecipients && !seriesOccurrence
             ? "AND (\(receivedSchedule(member: "u.id", stream: SQLBind(stream))) OR \(hasRSVP))" : ""
         let rsvpBranch: SQLQueryString = rsvp.isEmpty ? "" : """
                 UNION
@@ -192,7 +195,7 @@ extension NotificationKind {
         case .liveNow: "live_now"
         case .scheduled, .rescheduled, .cancelled: "scheduled"
         case .reminder, .manualReminder: "reminder"
-        case .rsvpConfirmed: "scheduled"
+        case .rsvpConfirmed, .seriesScheduled, .seriesChanged, .seriesEnded: "scheduled"
         }
     }
 }

@@ -8,6 +8,11 @@ enum NotificationKind: String, Codable, Sendable, CaseIterable {
     case manualReminder = "manual_reminder"
     /// A waitlisted RSVP got a place (issue 19): to that member only.
     case rsvpConfirmed = "rsvp_confirmed"
+    /// A weekly series (issue 19): announced, changed (edit, skipped dates), ended — one email per
+    /// member for the whole series, anchored on one occurrence.
+    case seriesScheduled = "series_scheduled", seriesChanged = "series_changed", seriesEnded = "series_ended"
+
+    var isSeriesNotice: Bool { self == .seriesScheduled || self == .seriesChanged || self == .seriesEnded }
 
     /// The email template (a manual reminder reads like the automatic one).
     var template: String { self == .manualReminder ? NotificationKind.reminder.rawValue : rawValue }
@@ -24,8 +29,8 @@ enum NotificationKind: String, Codable, Sendable, CaseIterable {
     var rsvpStatuses: [RSVP.Status] {
         switch self {
         case .reminder, .manualReminder, .liveNow, .rsvpConfirmed: [.confirmed]
-        case .rescheduled, .cancelled: [.confirmed, .waitlisted]
-        case .scheduled: []
+        case .rescheduled, .cancelled, .seriesChanged, .seriesEnded: [.confirmed, .waitlisted]
+        case .scheduled, .seriesScheduled: []
         }
     }
 }

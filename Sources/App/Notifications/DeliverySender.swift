@@ -66,6 +66,20 @@ struct DeliverySender: Sendable {
         let creator_tz: String?
         let creator_active: Bool
         let creator_role: UserRole
+        let duration_minutes: Int?
+        let occurrence_date: String?
+        /// The stream's series (nil for a single stream).
+        let series_id: String?
+        let series_tz: String?
+        let series_start: String?
+        let series_time: String?
+        let series_by_day: String?
+        let series_interval: Int?
+        let series_until: String?
+        let series_count: Int?
+        let series_skipped: String?
+        let series_revision: Int?
+        let series_duration: Int?
     }
 
     /// The note on a delivery skipped because its address is on the suppression list.
@@ -85,11 +99,16 @@ struct DeliverySender: Sendable {
                    \(Suppression.isSuppressed(user: "u")) AS suppressed,
                    d.previous_start_time, s.schedule_revision, s.is_live, s.went_live_at, s.end_time, s.cancelled_at,
                    s.title, s.description, s.workout_type, s.start_time, s.creator_id,
-                   c.name AS creator_name, c.timezone AS creator_tz, c.is_active AS creator_active, c.role AS creator_role
+                   c.name AS creator_name, c.timezone AS creator_tz, c.is_active AS creator_active, c.role AS creator_role,
+                   s.duration_minutes, s.occurrence_date, s.series_id, x.timezone AS series_tz, x.start_date AS series_start,
+                   x.local_time AS series_time, x.by_day AS series_by_day, x.interval AS series_interval, x.until_date AS series_until,
+                   x.count AS series_count, x.skipped_dates AS series_skipped, x.revision AS series_revision,
+                   x.duration_minutes AS series_duration
             FROM deliveries d
             JOIN users u ON u.id = d.recipient_id
             JOIN streams s ON s.id = d.stream_id
             JOIN users c ON c.id = s.creator_id
+            LEFT JOIN series x ON x.id = s.series_id
             WHERE d.id IN (\(idList))
             """
         return try await sql.raw(query).all(decoding: Row.self)
@@ -150,15 +169,30 @@ struct DeliverySender: Sendable {
         let streamURL = "\(settings.frontendURL)/live/\(row.stream_id)"
         let unsubscribeURL = "\(settings.publicBaseURL)/api/unsubscribe/"
             + unsubscribe.token(member: row.recipient_id, creator: row.creator_id, memberUID: row.recipient_uid)
-        let event = CalendarEvent(
-            uid: "\(row.stream_id)@\(calendarHost)", sequence: row.schedule_revision,
-            start: row.start_time, end: row.start_time.addingTimeInterval(3600), summary: "\(row.title) — \(row.creator_name)",
-            description: [row.description, "Join: \(streamURL)"].compactMap { $0 }.joined(separator: "\n\n"), url: streamURL, stamp: clock.now())
         let kind = row.kind
-        let invite: MailMessage.Calendar.Method? = switch kind {
-        case .scheduled, .rescheduled, .rsvpConfirmed: .publish
+        let series = row.seriesRule
+        var event = CalendarEvent(
+            uid: "\(row.stream_id)@\(calendarHost)", sequence: row.schedule_revision,
+            start: row.start_time, end: row.start_time.addingTimeInterval(TimeInterval((row.duration_minutes ?? 60) * 60)),
+            summary: "\(row.title) — \(row.creator_name)",
+            description: [row.description, "Join: \(streamURL)"].compactMap { $0 }.joined(separator: "\n\n"), url: streamURL, stamp: clock.now())
+        var invite: MailMessage.Calendar.Method? = switch kind {
+        case .scheduled, .rescheduled, .rsvpConfirmed, .seriesScheduled, .seriesChanged, .seriesEnded: .publish
         case .cancelled: .cancel
         default: nil
+        }
+        if let series, let seriesID = row.series_id {
+            // A series is one calendar event (RRULE); an occurrence is its RECURRENCE-ID override.
+            event.uid = SeriesCalendar.uid(seriesID, host: calendarHost)
+            event.tzid = series.rule.zoneID
+            if kind.isSeriesNotice {
+                event = SeriesCalendar.event(series, uid: event.uid, summary: event.summary, description: event.description,
+                                             url: streamURL, stamp: event.stamp)
+                if series.rule.lastDate.map({ last in series.rule.firstDate.map { last < $0 } ?? true }) == true { invite = .cancel }
+            } else if let date = row.occurrence_date.flatMap(LocalDate.init) {
+                event.recurrenceID = series.rule.instant(on: date)
+                event.sequence = series.revision + row.schedule_revision
+            }
         }
         // Everything but the recipient's own values is the same for the whole notice: prepared once.
         let shared: [String: String?] = [
@@ -168,6 +202,9 @@ struct DeliverySender: Sendable {
             "workoutType": row.workout_type,
             "streamURL": streamURL,
             "startCreatorZone": TimeFormatting.format(row.start_time, zoneID: creatorZone),
+            "seriesPattern": kind.isSeriesNotice ? series?.rule.pattern(at: row.start_time) : nil,
+            "seriesEnd": kind.isSeriesNotice ? series?.endWording : nil,
+            "skippedDates": kind == .seriesChanged ? series?.upcomingSkips(now: clock.now()) : nil,
         ]
         let values: [String: String?] = [
             "unsubscribeURL": unsubscribeURL,
@@ -177,6 +214,8 @@ struct DeliverySender: Sendable {
             "memberZone": row.recipient_tz,
             "otherZoneNote": row.recipient_tz == nil
                 ? (row.creator_tz.map { "\(row.creator_name)'s timezone (\($0))" } ?? "UTC") : nil,
+            "seriesPatternMember": kind.isSeriesNotice
+                ? row.recipient_tz.flatMap { series?.rule.memberPattern(at: row.start_time, memberZone: $0) } : nil,
             "startsIn": kind.isReminder
                 ? ReminderWording.startsIn(row.start_time, now: clock.now(), zoneID: memberZone) : nil,
         ]
@@ -192,6 +231,17 @@ struct DeliverySender: Sendable {
 }
 
 extension DeliverySender.Row {
+    /// The stream's series, as the email and its calendar file need it.
+    var seriesRule: SeriesCalendar.Series? {
+        guard series_id != nil, let tz = series_tz, let start = series_start.flatMap(LocalDate.init), let time = series_time.flatMap(LocalTime.init)
+        else { return nil }
+        let rule = SeriesRule(zoneID: tz, startDate: start, time: time,
+                              byDay: (series_by_day ?? "").split(separator: ",").compactMap { Weekday(rawValue: String($0)) },
+                              interval: series_interval ?? 1, until: series_until.flatMap(LocalDate.init), count: series_count)
+        return .init(rule: rule, skipped: Set((series_skipped ?? "").split(separator: ",").compactMap { LocalDate(String($0)) }),
+                     revision: series_revision ?? 0, durationMinutes: series_duration ?? 60)
+    }
+
     var streamState: StreamState { StreamState(isLive: is_live, wentLiveAt: went_live_at, endTime: end_time, cancelledAt: cancelled_at) }
 
     /// Why this email must not go out now (nil: send it). The send-time half of `Audience`'s rule.

@@ -56,7 +56,7 @@ enum FanOut {
         let sql = db.sql
         var cursor = ""
         while true {
-            let page = try await Audience.page(creator: creator.id!, kind: p.kind, stream: p.streamId, after: cursor, limit: pageSize, on: sql)
+            let page = try await Audience.page(creator: creator.id!, kind: p.kind, stream: p.streamId, seriesOccurrence: stream.seriesID != nil, after: cursor, limit: pageSize, on: sql)
             guard let next = page.next else { break }
             cursor = next
             guard !page.rows.isEmpty else { continue }
@@ -85,6 +85,9 @@ extension StreamState {
         case .liveNow: self == .live
         case .scheduled, .reminder, .manualReminder, .rescheduled: self == .scheduled
         case .rsvpConfirmed: self == .scheduled || self == .live
+        // A series notice is about the series; its anchor occurrence may have started meanwhile.
+        case .seriesScheduled, .seriesChanged: self != .ended
+        case .seriesEnded: true
         case .cancelled: self == .cancelled
         }
     }

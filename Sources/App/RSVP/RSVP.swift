@@ -73,6 +73,15 @@ enum RSVP {
         }
     }
 
+    /// The "you're in" email to a member promoted from the waitlist.
+    static func notifyPromoted(_ member: String, stream: LiveStream, now: Date, on db: any Database) async throws {
+        try await db.sql.insert(into: Delivery.schema)
+            .columns("stream_id", "kind", "recipient_id", "revision", "status", "run_at", "attempts", "created_at", "updated_at")
+            .values(SQLBind(stream.id!), SQLBind(NotificationKind.rsvpConfirmed), SQLBind(member), SQLBind(stream.scheduleRevision),
+                    SQLBind(DeliveryStatus.queued), SQLBind(now), SQLBind(0), SQLBind(now), SQLBind(now))
+            .ignoringConflicts(with: ["stream_id", "kind", "recipient_id", "revision"]).run()
+    }
+
     static func state(stream: String, user: String, on sql: any SQLDatabase) async throws -> State? {
         struct Row: Decodable { let status: String; let seq: Int }
         guard let mine = try await sql.raw("""

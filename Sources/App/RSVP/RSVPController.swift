@@ -46,12 +46,7 @@ struct RSVPController: RouteCollection {
         let stream = try await open(req)
         let (removed, promoted) = try await RSVP.cancel(stream: stream, user: caller, now: clock.now(), on: req.db)
         if let promoted {
-            let now = clock.now()
-            try await req.db.sql.insert(into: Delivery.schema)
-                .columns("stream_id", "kind", "recipient_id", "revision", "status", "run_at", "attempts", "created_at", "updated_at")
-                .values(SQLBind(stream.id!), SQLBind(NotificationKind.rsvpConfirmed), SQLBind(promoted), SQLBind(stream.scheduleRevision),
-                        SQLBind(DeliveryStatus.queued), SQLBind(now), SQLBind(0), SQLBind(now), SQLBind(now))
-                .ignoringConflicts(with: ["stream_id", "kind", "recipient_id", "revision"]).run()
+            try await RSVP.notifyPromoted(promoted, stream: stream, now: clock.now(), on: req.db)
             req.deps.wake.wake()
         }
         return Cancelled(deleted: removed)

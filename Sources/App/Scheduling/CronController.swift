@@ -5,11 +5,20 @@ import Vapor
 /// run together and alongside the worker): `Authorization: Bearer {CRON_SECRET}`.
 struct CronController: RouteCollection {
     let reminders: Reminders
+    let series: SeriesService
 
     func boot(routes: any RoutesBuilder) throws {
         let cron = routes.grouped("cron").grouped(CronAuthMiddleware())
         cron.post("trigger-stream-emails", use: run)
         cron.get("check-stream-reminders", use: run)
+        cron.post("series-top-up", use: topUp)
+    }
+
+    struct TopUp: Content { var success = true; let occurrencesCreated: Int }
+
+    /// POST /api/cron/series-top-up — the daily job's work, for an external cron (idempotent).
+    @Sendable func topUp(req: Request) async throws -> TopUp {
+        TopUp(occurrencesCreated: try await series.topUp(on: req.db))
     }
 
     struct Response: Content {

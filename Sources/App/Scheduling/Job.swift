@@ -42,6 +42,8 @@ enum JobKind: String, Codable, Sendable, CaseIterable {
     case kickingRule = "kicking_rule"
     /// Apply email delivery events a provider's webhook reported (EmailEventApplier).
     case emailEvents = "email_events"
+    /// The daily top-up of class series' occurrences (issue 19).
+    case seriesTopUp = "series_topup"
 }
 
 /// A job's place in the queue: queued → running (leased) → done | skipped, or back to queued

@@ -33,6 +33,12 @@ final class LiveStream: Model, @unchecked Sendable {
     @OptionalField(key: "cancelled_at") var cancelledAt: Date?
     /// When it first went live (nil while scheduled or if cancelled before).
     @OptionalField(key: "went_live_at") var wentLiveAt: Date?
+    /// The weekly series this stream is an occurrence of (issue 19), and the rule's date for it
+    /// (in the series' zone; the iCalendar RECURRENCE-ID).
+    @OptionalField(key: "series_id") var seriesID: String?
+    @OptionalField(key: "occurrence_date") var occurrenceDate: String?
+    /// Length of the class (nil: one hour, the calendar default).
+    @OptionalField(key: "duration_minutes") var durationMinutes: Int?
     @Timestamp(key: "created_at", on: .create) var createdAt: Date?
     @Timestamp(key: "updated_at", on: .update) var updatedAt: Date?
     @Parent(key: "creator_id") var creator: User
@@ -49,4 +55,7 @@ final class LiveStream: Model, @unchecked Sendable {
     var isCancelled: Bool { state == .cancelled }
     /// Not started, not ended, not cancelled: the schedule may still change.
     var isUpcoming: Bool { state == .scheduled }
+
+    /// When the class is planned to end (calendar entries).
+    var plannedEnd: Date { startTime.addingTimeInterval(TimeInterval((durationMinutes ?? 60) * 60)) }
 }

@@ -108,7 +108,7 @@ struct StreamController: RouteCollection {
         }
         // Served by the (creator_id, start_time) index.
         var query = sql.select()
-            .columns("id", "title", "description", "workout_type", "thumbnail", "start_time", "end_time", "is_live", "went_live_at", "cancelled_at")
+            .columns("id", "title", "description", "workout_type", "thumbnail", "start_time", "end_time", "is_live", "went_live_at", "cancelled_at", "series_id")
             .from(LiveStream.schema).where("creator_id", .equal, SQLBind(creatorID))
         if req.query[String.self, at: "includeCancelled"] != "true" { query = query.where("cancelled_at", .is, SQLLiteral.null) }
         if let start { query = query.where("start_time", .greaterThanOrEqual, SQLBind(start)) }
@@ -156,14 +156,14 @@ struct StreamController: RouteCollection {
         }
     }
 
-    private static func stagePolicy(_ raw: String?) throws -> StagePolicy? {
+    static func stagePolicy(_ raw: String?) throws -> StagePolicy? {
         guard let raw else { return nil }
         guard let policy = StagePolicy(rawValue: raw) else { throw APIError.validation("stagePolicy must be host_only, invite or open") }
         return policy
     }
 
     /// nil: not sent; `.some(nil)`: cleared (""); else an https URL.
-    private static func thumbnail(_ raw: String?) throws -> String?? {
+    static func thumbnail(_ raw: String?) throws -> String?? {
         guard let raw else { return nil }
         guard raw.isEmpty || Validation.isHTTPSURL(raw) else { throw APIError.validation("thumbnail must be an https URL of at most 2048 characters") }
         return .some(raw.isEmpty ? nil : raw)

@@ -73,15 +73,17 @@ struct StreamSummary: Content {
     @NullEncodable var cancelledAt: Date?
     /// scheduled, live, paused, ended or cancelled (`StreamState`).
     let state: StreamState
+    /// The weekly series this stream is an occurrence of (null for a single stream).
+    @NullEncodable var seriesId: String?
 
     init(_ s: LiveStream) {
-        (id, title, description, workoutType, thumbnail, startTime, endTime, isLive, cancelledAt, state) =
-            (s.id ?? "", s.title, s.details, s.workoutType, s.thumbnail, s.startTime, s.endTime, s.isLive, s.cancelledAt, s.state)
+        (id, title, description, workoutType, thumbnail, startTime, endTime, isLive, cancelledAt, state, seriesId) =
+            (s.id ?? "", s.title, s.details, s.workoutType, s.thumbnail, s.startTime, s.endTime, s.isLive, s.cancelledAt, s.state, s.seriesID)
     }
 
     init(_ r: ScheduledStreamsResponse.Row) {
-        (id, title, description, workoutType, thumbnail, startTime, endTime, isLive, cancelledAt) =
-            (r.id, r.title, r.description, r.workout_type, r.thumbnail, r.start_time, r.end_time, r.is_live, r.cancelled_at)
+        (id, title, description, workoutType, thumbnail, startTime, endTime, isLive, cancelledAt, seriesId) =
+            (r.id, r.title, r.description, r.workout_type, r.thumbnail, r.start_time, r.end_time, r.is_live, r.cancelled_at, r.series_id)
         state = StreamState(isLive: r.is_live, wentLiveAt: r.went_live_at, endTime: r.end_time, cancelledAt: r.cancelled_at)
     }
 }
@@ -149,6 +151,7 @@ struct ScheduledStreamsResponse: Content {
         let is_live: Bool
         let went_live_at: Date?
         let cancelled_at: Date?
+        let series_id: String?
     }
     var success = true
     let streams: [StreamSummary]

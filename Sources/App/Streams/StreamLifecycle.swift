@@ -202,7 +202,9 @@ struct StreamLifecycle: Sendable {
             guard try await transition(id, from: [.scheduled], now: clock.now(), on: tx, {
                 $0.set("cancelled_at", to: SQLBind(clock.now())).set("schedule_revision", to: SQLQueryString("schedule_revision + 1"))
             }) else { return false }
-            try await events.streamCancelled(try await reload(id, on: tx), on: tx)
+            let cancelled = try await reload(id, on: tx)
+            try await SeriesService.occurrenceCancelled(cancelled, on: tx)
+            try await events.streamCancelled(cancelled, on: tx)
             return true
         }
     }
