@@ -94,7 +94,22 @@ import VaporTesting
         Case(method: .POST, path: "api/creator/streams/{stream}/moderation/mute", access: .owner, body: ["userId": "m1"], ok: .ok),
         Case(method: .POST, path: "api/creator/streams/{stream}/moderation/unmute", access: .owner, body: ["userId": "m1"], ok: .ok),
         Case(method: .POST, path: "api/creator/blocks", access: .creatorRole, body: ["userId": "m1"], ok: .ok),
+        Case(method: .POST, path: "api/creator/series", access: .creatorRole, body: seriesBody, ok: .created),
+        Case(method: .GET, path: "api/creator/series", access: .creatorRole, ok: .ok),
+        Case(method: .GET, path: "api/creator/series/{series}", access: .owner, ok: .ok),
+        Case(method: .PATCH, path: "api/creator/series/{series}", access: .owner, body: ["title": "Renamed"], ok: .ok),
+        Case(method: .POST, path: "api/creator/series/{series}/skip", access: .owner, body: ["dates": []], ok: .badRequest),
+        Case(method: .POST, path: "api/creator/series/{series}/end", access: .owner, ok: .ok),
+        Case(method: .POST, path: "api/series/{series}/rsvp", access: .anyUser, ok: .ok),
+        Case(method: .DELETE, path: "api/series/{series}/rsvp", access: .anyUser, ok: .ok),
+        Case(method: .POST, path: "api/cron/series-top-up", access: .cron, ok: .ok),
         Case(method: .DELETE, path: "api/creator/blocks/m1", access: .creatorRole, ok: .ok),
+    ] }
+
+    /// A weekly class from the Monday after the tests' start (2026-03-07).
+    static var seriesBody: [String: Any] { [
+        "title": "Matrix series", "timezone": "America/New_York", "startDate": "2026-03-09", "localTime": "07:30",
+        "recurrence": ["frequency": "weekly", "byDay": ["MO"]],
     ] }
 
     static func expected(_ c: Case, _ caller: Caller) -> HTTPStatus {
@@ -145,7 +160,12 @@ import VaporTesting
             for c in Self.cases {
                 // A fresh stream per route: what one caller does cannot change what the next one gets.
                 let stream = try await t.createStream()
-                let path = c.path.replacingOccurrences(of: "{stream}", with: stream)
+                var series = ""
+                if c.path.contains("{series}") {
+                    let r = try await t.send(.POST, "api/creator/series", bearer: bearer[.owner]!, json: Self.seriesBody)
+                    series = (r.json["series"] as? [String: Any])?["id"] as? String ?? ""
+                }
+                let path = c.path.replacingOccurrences(of: "{stream}", with: stream).replacingOccurrences(of: "{series}", with: series)
                     .replacingOccurrences(of: "{creator}", with: "creator").replacingOccurrences(of: "{unsubscribe}", with: unsubscribe)
                     .replacingOccurrences(of: "{provider}", with: "resend").replacingOccurrences(of: "{email}", with: "x@example.com")
                 // Refused callers first, permitted ones last (they may change state).

@@ -32,7 +32,10 @@ struct AddSeries: AsyncMigration {
         try await db.sql.create(index: "series_creator_idx").on(ClassSeries.schema).column("creator_id").column("state").run()
         // No foreign key from streams (SQLite cannot add one to an existing table); a series is
         // never deleted while its creator exists, and both go with the creator.
-        try await db.schema(LiveStream.schema).field("series_id", .string).field("occurrence_date", .string).field("duration_minutes", .int).update()
+        // One column per ALTER (SQLite adds one at a time).
+        for (name, type) in [("series_id", DatabaseSchema.DataType.string), ("occurrence_date", .string), ("duration_minutes", .int)] {
+            try await db.schema(LiveStream.schema).field(FieldKey(stringLiteral: name), type).update()
+        }
         try await db.sql.create(index: "streams_series_occurrence_key").unique().on(LiveStream.schema).column("series_id").column("occurrence_date").run()
         try await db.schema(SeriesRSVP.schema)
             .field("series_id", .string, .required, .references(ClassSeries.schema, "id", onDelete: .cascade))
@@ -44,7 +47,7 @@ struct AddSeries: AsyncMigration {
     func revert(on db: any Database) async throws {
         try await db.schema(SeriesRSVP.schema).delete()
         try await db.sql.drop(index: "streams_series_occurrence_key").run()
-        try await db.schema(LiveStream.schema).deleteField("series_id").deleteField("occurrence_date").deleteField("duration_minutes").update()
+        for name in ["series_id", "occurrence_date", "duration_minutes"] { try await db.schema(LiveStream.schema).deleteField(FieldKey(stringLiteral: name)).update() }
         try await db.schema(ClassSeries.schema).delete()
     }
 }

@@ -253,7 +253,8 @@ struct SeriesController: RouteCollection {
     @Sendable func rsvp(req: Request) async throws -> RSVPAnswer {
         let caller = try req.caller.id
         let series = try await service.series(req.parameters.get("seriesId") ?? "", on: req.db)
-        guard series.$creator.id != caller else { throw APIError.validation("The creator does not RSVP to their own series") }
+        // The creator always has a place (nothing is stored), as for a single stream.
+        guard series.$creator.id != caller else { return RSVPAnswer(rsvp: .init(status: .confirmed, position: nil), occurrences: []) }
         guard let user = try await User.find(caller, on: req.db) else { throw APIError.notFound("user_not_found", "The authenticated user is not known to this server") }
         guard user.isActive else { throw APIError(.forbidden, "user_inactive", "This account is inactive") }
         if let next = try await service.occurrences(of: series.id!, upcomingOnly: true, limit: 1, on: req.db).first {

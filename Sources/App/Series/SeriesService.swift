@@ -76,9 +76,11 @@ struct SeriesService: Sendable {
     }
 
     /// The series' occurrences, by start time (`upcomingOnly`: not yet started or cancelled).
-    func occurrences(of seriesID: String, upcomingOnly: Bool, limit: Int = 200, on db: any Database) async throws -> [LiveStream] {
+    /// `startingAfter`: only classes that have not reached their start time.
+    func occurrences(of seriesID: String, upcomingOnly: Bool, startingAfter: Date? = nil, limit: Int = 200, on db: any Database) async throws -> [LiveStream] {
         var q = LiveStream.query(on: db).filter(\.$seriesID == seriesID)
         if upcomingOnly { q = q.filter(state: .scheduled) }
+        if let startingAfter { q = q.filter(\.$startTime > startingAfter) }
         return try await q.sort(\.$startTime).sort(\.$id).limit(limit).all()
     }
 
@@ -420,7 +422,7 @@ struct SeriesService: Sendable {
         try await db.sql.insert(into: SeriesRSVP.schema).columns("series_id", "user_id", "created_at")
             .values(SQLBind(seriesID), SQLBind(user), SQLBind(now)).ignoringConflicts(with: ["series_id", "user_id"]).run()
         var answers: [SeatAnswer] = []
-        for stream in try await occurrences(of: seriesID, upcomingOnly: true, on: db) {
+        for stream in try await occurrences(of: seriesID, upcomingOnly: true, startingAfter: now, on: db) {
             answers.append(.init(stream: stream, state: try await RSVP.take(stream: stream, user: user, now: now, on: db)))
         }
         return answers
@@ -434,7 +436,7 @@ struct SeriesService: Sendable {
             DELETE FROM series_rsvps WHERE series_id = \(bind: seriesID) AND user_id = \(bind: user) RETURNING user_id
             """).all(decoding: Row.self)
         var promoted: [(LiveStream, String)] = []
-        for stream in try await occurrences(of: seriesID, upcomingOnly: true, on: db) {
+        for stream in try await occurrences(of: seriesID, upcomingOnly: true, startingAfter: clock.now(), on: db) {
             let (_, who) = try await RSVP.cancel(stream: stream, user: user, now: clock.now(), on: db)
             if let who { promoted.append((stream, who)) }
         }

@@ -1,0 +1,36 @@
+import Foundation
+@testable import App
+
+/// scripts/oracles/series_oracle.py: python-dateutil's rrule, and PyPI icalendar +
+/// recurring-ical-events reading our feed.
+enum SeriesOracle {
+    static var available: Bool { ProcessInfo.processInfo.environment["AGORA_ORACLE_PYTHON"] != nil }
+
+    static func run(_ arguments: [String], input: Data) throws -> Any {
+        let python = ProcessInfo.processInfo.environment["AGORA_ORACLE_PYTHON"]!
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("scripts/oracles/series_oracle.py").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = [script] + arguments
+        let stdin = Pipe(), stdout = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        try process.run()
+        stdin.fileHandleForWriting.write(input)
+        try stdin.fileHandleForWriting.close()
+        let out = stdout.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return try JSONSerialization.jsonObject(with: out)
+    }
+
+    /// UTC instants ("2026-03-09T12:30:00Z") of each rule, expanded by dateutil.
+    static func expand(_ rules: [[String: Any]]) throws -> [[String]] {
+        try run(["rrule"], input: try JSONSerialization.data(withJSONObject: rules)) as? [[String]] ?? []
+    }
+
+    /// The feed as icalendar + recurring-ical-events read it, between two UTC instants.
+    static func feed(_ ics: String, from: Date, to: Date) throws -> [String: Any] {
+        try run(["feed", ISO8601.string(from), ISO8601.string(to)], input: Data(ics.utf8)) as? [String: Any] ?? [:]
+    }
+}
