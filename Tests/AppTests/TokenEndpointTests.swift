@@ -90,9 +90,9 @@ import VaporTesting
             let streams = try #require(all.json["streams"] as? [[String: Any]])
             #expect(streams.map { $0["title"] as? String } == ["S1", "S2", "S3", "S4", "S5"])
             let first = streams[0]
-            #expect(Set(first.keys) == ["id", "title", "description", "workoutType", "thumbnail", "startTime", "endTime", "isLive", "cancelledAt", "state"])
+            #expect(Set(first.keys) == ["id", "title", "description", "workoutType", "thumbnail", "startTime", "endTime", "isLive", "cancelledAt", "state", "seriesId"])
             #expect(first["state"] as? String == "scheduled")
-            #expect(first["description"] is NSNull && first["workoutType"] is NSNull && first["thumbnail"] is NSNull && first["endTime"] is NSNull)
+            #expect(first["description"] is NSNull && first["workoutType"] is NSNull && first["thumbnail"] is NSNull && first["endTime"] is NSNull && first["seriesId"] is NSNull)
             #expect((first["startTime"] as? String)?.hasSuffix("Z") == true)
 
             // Inclusive bounds.
