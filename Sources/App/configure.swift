@@ -1,6 +1,7 @@
 import Fluent
 import FluentPostgresDriver
 import FluentSQLiteDriver
+import AsyncHTTPClient
 import Mailer
 import NIOSSL
 import Vapor
@@ -56,13 +57,21 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
         cloud: config.cloudRecording.map { CloudRecordingClient(settings: $0, appID: config.agora.appId, client: agoraClient) },
         externalOrigins: config.replayOrigins)
     let lifecycle = StreamLifecycle(
-        clock: clock, events: overrides.streamEvents ?? NotifyingStreamEvents(queue: jobs, reminders: reminders),
+        clock: clock, events: WebhookStreamEvents(inner: overrides.streamEvents ?? NotifyingStreamEvents(queue: jobs, reminders: reminders), clock: clock),
         recordings: overrides.streamRecordings ?? recordings, jobs: jobs, hostGrace: config.hostGrace, logger: app.logger)
     let series = SeriesService(clock: clock, reminders: reminders, jobs: jobs)
+    // Its own client: redirects are never followed (SSRF), every call bounded by the timeout.
+    let webhookClient = HTTPClient(eventLoopGroupProvider: .shared(app.eventLoopGroup), configuration: .init(
+        redirectConfiguration: .disallow,
+        timeout: .init(connect: .seconds(config.webhooks.timeoutSeconds), read: .seconds(config.webhooks.timeoutSeconds))))
+    // Registered before the worker's handler, so it shuts down after the worker stopped sending.
+    app.lifecycle.use(HTTPClientShutdown(client: webhookClient))
+    let webhooks = WebhookDispatcher(sql: app.db.sql, clock: clock, client: webhookClient, settings: config.webhooks, logger: app.logger, metrics: metrics)
     let worker = Worker(
         db: app.db, clock: clock, logger: app.logger, sender: sender,
         handlers: [
-            .fanout: { job, db in try await FanOut.run(job, db: db, now: clock.now, wake: { wake.wake() }) },
+            .fanout: { job, db in try await FanOut.run(job, db: db, now: clock.now, wake: { wake.wake() }, completion: jobs) },
+            .noticeCompletion: { job, db in try await NoticeCompletion.run(job, queue: jobs, clock: clock, on: db) },
             .reminder: { job, db in try await reminders.runJob(job, on: db) },
             .hostGrace: { job, db in try await lifecycle.graceExpired(job, on: db) },
             .seriesTopUp: { job, db in try await series.topUpJob(job, on: db) },
@@ -72,7 +81,7 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
                 return try await kicking.run(job, on: db)
             },
         ],
-        settings: config.worker, wake: wake)
+        settings: config.worker, wake: wake, webhooks: webhooks)
     app.deps = Dependencies(
         config: config,
         clock: clock,
@@ -88,6 +97,7 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
         kickingRules: kicking,
         lifecycle: lifecycle,
         series: series,
+        webhooks: webhooks,
         rateLimiter: RateLimiter(clock: clock),
         mailTransport: transport,
         metrics: metrics,

@@ -23,12 +23,13 @@ func routes(_ app: Application) throws {
     try api.register(collection: FeedController(authed: false, lifecycle: lifecycle, mail: deps.config.mail))
     try api.register(collection: WebhookController(
         ncsSecret: deps.config.ncsSecret, channelEvents: ChannelEvents(lifecycle: lifecycle),
-        recordingEvents: RecordingEvents(recordings: deps.recordings), clock: deps.clock))
+        recordingEvents: RecordingEvents(recordings: deps.recordings, clock: deps.clock), clock: deps.clock))
     try api.register(collection: EmailWebhookController(secrets: deps.config.emailWebhooks, jobs: deps.jobs, clock: deps.clock))
     if app.deps.config.devOutbox { try app.grouped("dev").register(collection: OutboxController()) }
     let admin = api.grouped("admin").grouped(AdminAuthMiddleware())
     try admin.register(collection: AdminController(uids: deps.uids, clock: deps.clock))
     try admin.register(collection: SuppressionController())
+    try admin.register(collection: WebhookAdminController(settings: deps.config.webhooks, clock: deps.clock))
 
     let authed = api.grouped(UserAuthMiddleware())
     try authed.register(collection: StreamController(lifecycle: lifecycle, recordings: deps.recordings, tokens: deps.tokens))

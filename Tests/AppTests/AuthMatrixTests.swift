@@ -103,6 +103,15 @@ import VaporTesting
         Case(method: .POST, path: "api/series/{series}/rsvp", access: .anyUser, ok: .ok),
         Case(method: .DELETE, path: "api/series/{series}/rsvp", access: .anyUser, ok: .ok),
         Case(method: .POST, path: "api/cron/series-top-up", access: .cron, ok: .ok),
+        Case(method: .POST, path: "api/admin/webhooks", access: .admin, body: ["url": "https://93.184.216.34/hook"], ok: .created),
+        Case(method: .GET, path: "api/admin/webhooks", access: .admin, ok: .ok),
+        Case(method: .GET, path: "api/admin/webhooks/x1", access: .admin, ok: .notFound),
+        Case(method: .PATCH, path: "api/admin/webhooks/x1", access: .admin, body: ["enabled": false], ok: .notFound),
+        Case(method: .DELETE, path: "api/admin/webhooks/x1", access: .admin, ok: .notFound),
+        Case(method: .POST, path: "api/admin/webhooks/x1/rotate-secret", access: .admin, ok: .notFound),
+        Case(method: .GET, path: "api/admin/webhooks/x1/deliveries", access: .admin, ok: .notFound),
+        Case(method: .POST, path: "api/admin/webhooks/x1/replay", access: .admin, body: ["since": "2026-03-01T00:00:00Z"], ok: .notFound),
+        Case(method: .GET, path: "api/admin/events", access: .admin, ok: .ok),
         Case(method: .DELETE, path: "api/creator/blocks/m1", access: .creatorRole, ok: .ok),
     ] }
 

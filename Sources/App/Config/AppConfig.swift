@@ -45,6 +45,8 @@ struct AppConfig: Sendable {
     var trustedProxies: [CIDR] = []
     /// METRICS_TOKEN: bearer token for /metrics and /ready (nil: both public, as in development).
     var metricsToken: String? = nil
+    /// Outgoing webhooks to the host platform.
+    var webhooks = WebhookSettings()
     /// REPLAY_URL_ORIGINS (plus the S3 bucket / S3_PUBLIC_BASE_URL): where a creator's replay URL may point.
     var replayOrigins: [String] = []
     /// The origins CORS allows: FRONTEND_URL (in development, its default) and CORS_ALLOWED_ORIGINS.
@@ -224,6 +226,7 @@ struct AppConfig: Sendable {
         }
 
         let earlyJoin = number("TOKEN_EARLY_JOIN_MINUTES", in: 0...1440, default: 15) * 60
+        let webhooks = WebhookSettings.load(value: value, development: environment == .development, problems: &problems)
         guard problems.isEmpty else { throw Error(problems: problems) }
         return AppConfig(
             database: database,
@@ -250,6 +253,7 @@ struct AppConfig: Sendable {
             shutdownDrainSeconds: drain,
             trustedProxies: trusted,
             metricsToken: metricsToken,
+            webhooks: webhooks,
             replayOrigins: replayOrigins
         )
     }

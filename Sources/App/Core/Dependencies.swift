@@ -22,6 +22,8 @@ struct Dependencies: Sendable {
     var lifecycle: StreamLifecycle
     /// Weekly class series (their occurrences go through `lifecycle` like any stream).
     var series: SeriesService
+    /// Sends the outbox to the host platform's webhook endpoints (runs inside the worker).
+    var webhooks: WebhookDispatcher
     var rateLimiter: RateLimiter
     /// nil when no relay is configured (deliveries wait in the queue).
     var mailTransport: (any MailTransport)?

@@ -36,6 +36,12 @@ final class AppMetrics: Sendable {
                              labels: [("system", system.rawValue)]).increment()
     }
 
+    /// One webhook delivery attempt to the host platform: delivered | failed.
+    func webhook(outcome: String) {
+        registry.makeCounter(descriptor: d("webhook_deliveries", "total", "Webhook delivery attempts by outcome"),
+                             labels: [("outcome", outcome)]).increment()
+    }
+
     /// How late a reminder ran after its due time.
     func reminderLateness(seconds: Double) {
         registry.makeValueHistogram(descriptor: d("reminder_lateness", "seconds", "Reminder run time minus due time"),
@@ -45,7 +51,8 @@ final class AppMetrics: Sendable {
     /// The text exposition, with queue depth and oldest due age read now.
     func render(sql: (any SQLDatabase)?, now: Date) async -> String {
         if let sql {
-            for (table, queued) in [(Job.schema, JobStatus.queued.rawValue), (Delivery.schema, DeliveryStatus.queued.rawValue)] {
+            for (table, queued) in [(Job.schema, JobStatus.queued.rawValue), (Delivery.schema, DeliveryStatus.queued.rawValue),
+                                    (WebhookOutbox.deliveries, WebhookDeliveryStatus.queued.rawValue)] {
                 struct Row: Decodable { let depth: Int; let oldest: Date? }
                 let query: SQLQueryString = """
                     SELECT COUNT(*) AS depth, MIN(run_at) AS oldest FROM \(ident: table)

@@ -12,7 +12,11 @@ enum ReadinessController {
         /// running | stopped | external (RUN_WORKER=false: another process runs it)
         let worker: String
         let email: String
+        /// Host-platform webhook endpoints: how many, and the ones disabled (circuit breaker, 410, admin).
+        let webhooks: Webhooks
         let warnings: [String]
+        struct Webhooks: Content { let endpoints: Int; let disabled: [Disabled] }
+        struct Disabled: Content { let id: String; @NullEncodable var reason: String?; @NullEncodable var disabledAt: Date? }
     }
 
     @Sendable static func ready(req: Request) async throws -> Response {
@@ -33,9 +37,16 @@ enum ReadinessController {
             warnings.append("no mail relay configured: emails stay queued until SMTP_HOST or EMAIL_PROVIDER is set")
         }
         if let paused = req.deps.mailTransport?.pausedReason { warnings.append("email sending paused: \(paused)") }
+        struct Endpoint: Decodable { let id: String; let enabled: Bool; let disabled_reason: String?; let disabled_at: Date? }
+        let endpoints = migrations == "applied"
+            ? ((try? await sql.raw("SELECT id, enabled, disabled_reason, disabled_at FROM webhook_endpoints ORDER BY id LIMIT 500")
+                .all(decoding: Endpoint.self)) ?? []) : []
+        let disabled = endpoints.filter { !$0.enabled }.map { Body.Disabled(id: $0.id, reason: $0.disabled_reason, disabledAt: $0.disabled_at) }
+        if !disabled.isEmpty { warnings.append("\(disabled.count) webhook endpoint(s) disabled: see /api/admin/webhooks") }
         let ready = databaseOK && migrations == "applied" && worker != "stopped"
         let body = Body(status: ready ? "ready" : "unavailable", database: databaseOK ? "ok" : "unreachable",
-                        migrations: migrations, worker: worker, email: email, warnings: warnings)
+                        migrations: migrations, worker: worker, email: email,
+                        webhooks: .init(endpoints: endpoints.count, disabled: disabled), warnings: warnings)
         return try await body.encodeResponse(status: ready ? .ok : .serviceUnavailable, for: req)
     }
 

@@ -129,18 +129,19 @@ struct EmailEventApplier: Sendable {
 
     func run(_ job: Job, on db: any Database) async throws -> Worker.JobResult {
         let payload = try job.decodePayload(Payload.self)
-        for event in payload.events { try await apply(event, provider: payload.provider, on: db) }
+        // Each event with what it changes (and the host-platform webhook it emits) in one transaction.
+        for event in payload.events { try await db.writeTransaction { tx in try await apply(event, provider: payload.provider, on: tx) } }
         return .done
     }
 
-    struct Match: Decodable { let id: Int64; let recipient_id: String; let email: String; let creator_id: String }
+    struct Match: Decodable { let id: Int64; let recipient_id: String; let email: String; let creator_id: String; let stream_id: String }
 
     func apply(_ event: EmailEvent, provider: EmailProvider, on db: any Database) async throws {
         let sql = db.sql
         let now = clock.now()
         var match: Match?
         let base: SQLQueryString = """
-            SELECT d.id, d.recipient_id, u.email, s.creator_id FROM deliveries d
+            SELECT d.id, d.recipient_id, u.email, s.creator_id, d.stream_id FROM deliveries d
             JOIN users u ON u.id = d.recipient_id JOIN streams s ON s.id = d.stream_id WHERE
             """
         if let id = event.deliveryID {
@@ -170,10 +171,13 @@ struct EmailEventApplier: Sendable {
         let hash = EmailHash.of(address)
         let userID = match?.recipient_id
         switch event.kind {
-        case .hardBounce: try await Suppression.suppress(hash: hash, userID: userID, reason: .hardBounce, now: now, on: sql)
+        case .hardBounce:
+            try await Suppression.suppress(hash: hash, userID: userID, reason: .hardBounce, now: now, on: sql)
+            try await WebhookOutbox.emailEvent(.emailBounced, userID: userID, addressHash: hash, streamID: match?.stream_id, now: now, on: db)
         case .softBounce: try await Suppression.softBounce(hash: hash, userID: userID, now: now, on: sql)
         case .complained:
             try await Suppression.suppress(hash: hash, userID: userID, reason: .complaint, now: now, on: sql)
+            try await WebhookOutbox.emailEvent(.emailComplained, userID: userID, addressHash: hash, streamID: match?.stream_id, now: now, on: db)
             if let m = match { try await NotificationMute.mute(member: m.recipient_id, creator: m.creator_id, on: db) }
         case .delivered: try await Suppression.delivered(hash: hash, now: now, on: sql)
         case .opened, .clicked: break

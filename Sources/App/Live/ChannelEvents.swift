@@ -33,6 +33,7 @@ struct ChannelEvents: Sendable {
                                                AND m.role = \(bind: ChannelRole.audience))
             WHERE id = \(bind: streamID)
             """).run()
+        try await WebhookOutbox.viewers(streamID, now: lifecycle.clock.now(), on: db)
         // The host: leaving starts the grace period; coming back cancels it.
         let creator = try await stream.$creator.get(on: db)
         guard creator.agoraUid == uid, stream.state == .live else { return }

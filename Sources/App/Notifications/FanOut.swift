@@ -46,7 +46,8 @@ enum FanOut {
     }
 
     @discardableResult
-    static func run(_ job: Job, db: any Database, now: @Sendable () -> Date, wake: @Sendable () -> Void = {}) async throws -> Worker.JobResult {
+    static func run(_ job: Job, db: any Database, now: @Sendable () -> Date, wake: @Sendable () -> Void = {},
+                    completion queue: JobQueue? = nil) async throws -> Worker.JobResult {
         let p = try job.decodePayload(Payload.self)
         guard let stream = try await LiveStream.find(p.streamId, on: db), stream.isEligible(for: p.kind) else {
             return .skipped("stream no longer fits a \(p.kind.rawValue) email")
@@ -73,6 +74,9 @@ enum FanOut {
             }
             try await insert.ignoringConflicts(with: ["stream_id", "kind", "recipient_id", "revision"]).run()
             wake() // this process's worker starts sending the first page while the next ones are inserted
+        }
+        if let queue {
+            try await NoticeCompletion.enqueue(.init(streamId: p.streamId, kind: p.kind, revision: p.revision, round: 0), queue: queue, now: now(), on: db)
         }
         return .done
     }

@@ -5,6 +5,7 @@ import Foundation
 /// recording is over.
 struct RecordingEvents: Sendable {
     let recordings: Recordings
+    var clock: AppClock = .system
 
     func apply(_ event: RecordingEventType, payload: [String: Any], on db: any Database) async throws {
         guard let cname = payload["cname"] as? String,
@@ -16,6 +17,7 @@ struct RecordingEvents: Sendable {
             if let store = recordings.store, let key = RecordingKeys.replayKey(streamID: stream.id!, files: names) {
                 stream.replayUrl = store.replayURL(key: key)
                 try await recordings.saveRecordingColumns(stream, on: db)
+                try await WebhookOutbox.recordingReady(stream, now: clock.now(), on: db)
             }
         case .sessionExited:
             stream.resourceId = nil

@@ -18,7 +18,8 @@ struct Housekeeping: Sendable {
     static let interval: TimeInterval = 600
     static let batch = 1000
 
-    struct Result: Sendable, Equatable { var notices = 0, jobs = 0, outbox = 0 }
+    struct Result: Sendable, Equatable { var notices = 0, jobs = 0, outbox = 0, webhooks = 0 }
+    static let webhookEventRetention: TimeInterval = 30 * 86_400
 
     /// One pass: deletes everything past its retention (batch by batch). Returns the counts.
     @discardableResult
@@ -32,6 +33,15 @@ struct Housekeeping: Sendable {
             """)
         result.outbox = try await prune(sql, table: "outbox_messages", key: "id",
                                         where: "created_at < \(bind: now.addingTimeInterval(-outboxRetention))")
+        // Host-platform webhooks: deliveries done with after 7 days, events (replayable, pollable) after 30.
+        result.webhooks = try await prune(sql, table: WebhookOutbox.deliveries, key: "id", where: """
+            status IN (\(bind: WebhookDeliveryStatus.delivered.rawValue), \(bind: WebhookDeliveryStatus.dead.rawValue))
+            AND updated_at < \(bind: now.addingTimeInterval(-jobRetention))
+            """)
+        result.webhooks += try await prune(sql, table: WebhookOutbox.events, key: "id", where: """
+            created_at < \(bind: now.addingTimeInterval(-webhookEventRetention))
+            AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id)
+            """)
         return result
     }
 

@@ -44,6 +44,8 @@ enum JobKind: String, Codable, Sendable, CaseIterable {
     case emailEvents = "email_events"
     /// The daily top-up of class series' occurrences (issue 19).
     case seriesTopUp = "series_topup"
+    /// notification.completed for the host platform's webhooks (issue 20).
+    case noticeCompletion = "notice_completion"
 }
 
 /// A job's place in the queue: queued → running (leased) → done | skipped, or back to queued

@@ -22,6 +22,8 @@ final class Worker: Sendable {
     let wake: WakeSignal
     let id: String
     let jobRetry: Backoff
+    /// Host-platform webhooks, sent by their own loop inside this worker.
+    let webhooks: WebhookDispatcher?
 
     private let jobLease: Lease<JobStatus>
     private let deliveryLease: Lease<DeliveryStatus>
@@ -42,7 +44,8 @@ final class Worker: Sendable {
     }
 
     init(db: any Database, clock: AppClock, logger: Logger, sender: DeliverySender?, handlers: Handlers,
-         settings: AppConfig.WorkerSettings, wake: WakeSignal, jobRetry: Backoff = Backoff(base: 5, cap: 600)) {
+         settings: AppConfig.WorkerSettings, wake: WakeSignal, jobRetry: Backoff = Backoff(base: 5, cap: 600), webhooks: WebhookDispatcher? = nil) {
+        self.webhooks = webhooks
         self.db = db
         self.clock = clock
         self.logger = logger
@@ -64,6 +67,7 @@ final class Worker: Sendable {
         logger.info("worker started", metadata: ["worker": "\(id)"])
         await withDiscardingTaskGroup { group in
             group.addTask { await self.renewLeases() }
+            if let webhooks { group.addTask { await webhooks.run(isStopping: { [self] in self.isStopping }) } }
             while !Task.isCancelled && !isStopping {
                 do {
                     try await claimAndStart(in: &group)
@@ -119,7 +123,7 @@ final class Worker: Sendable {
         do {
             let pruned = try await Housekeeping.run(on: sql, now: now)
             if pruned != Housekeeping.Result() {
-                logger.info("housekeeping", metadata: ["notices": "\(pruned.notices)", "jobs": "\(pruned.jobs)", "outbox": "\(pruned.outbox)"])
+                logger.info("housekeeping", metadata: ["notices": "\(pruned.notices)", "jobs": "\(pruned.jobs)", "outbox": "\(pruned.outbox)", "webhooks": "\(pruned.webhooks)"])
             }
         } catch {
             logger.warning("housekeeping failed", metadata: ["error": "\(String(reflecting: type(of: error)))"])

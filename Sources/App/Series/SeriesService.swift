@@ -173,6 +173,8 @@ struct SeriesService: Sendable {
             stream.$id.exists = true
             try await reminders.schedule(stream, on: tx)
             try await SeriesRSVP.seat(holders, stream: id, capacity: series.capacity, now: now, on: tx.sql)
+            // The host platform hears of every class (members get the series email instead).
+            try await WebhookOutbox.stream(.streamScheduled, stream, now: now, on: tx)
             created.append(stream)
         }
         return created
@@ -487,6 +489,7 @@ struct SeriesService: Sendable {
     /// An upcoming occurrence onto `target`'s fields and a new start (same stream id).
     private func move(_ stream: LiveStream, to target: ClassSeries, start: Date, now: Date, on tx: any Database) async throws {
         let moved = start != stream.startTime
+        let previous = stream.startTime
         var update = tx.sql.update(LiveStream.schema)
             .set("series_id", to: SQLBind(target.id!)).set("title", to: SQLBind(target.title))
             .set("description", to: SQLBind(target.details)).set("workout_type", to: SQLBind(target.workoutType))
@@ -500,6 +503,7 @@ struct SeriesService: Sendable {
         if moved {
             stream.startTime = start
             try await reminders.schedule(stream, on: tx)
+            try await WebhookOutbox.stream(.streamRescheduled, stream, now: now, on: tx, previousStart: previous)
         }
     }
 
@@ -510,6 +514,8 @@ struct SeriesService: Sendable {
                 .set("schedule_revision", to: SQLQueryString("schedule_revision + 1"))
                 .where("id", .equal, SQLBind(stream.id!)).where(StreamState.any(of: [.scheduled])).run()
             try await reminders.cancel(stream.id!, on: tx)
+            stream.cancelledAt = now
+            try await WebhookOutbox.stream(.streamCancelled, stream, now: now, on: tx)
         }
     }
 }

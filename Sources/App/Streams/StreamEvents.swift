@@ -10,11 +10,16 @@ protocol StreamEvents: Sendable {
     /// Back on air after a pause (not a second "live now" for those who had one).
     func streamResumed(_ stream: LiveStream, on db: any Database) async throws
     func streamEnded(_ stream: LiveStream, on db: any Database) async throws
+    /// The same with why it ended (what the lifecycle calls; by default the one above).
+    func streamEnded(_ stream: LiveStream, reason: EndReason, on db: any Database) async throws
     func streamRescheduled(_ stream: LiveStream, from previous: Date, on db: any Database) async throws
     func streamCancelled(_ stream: LiveStream, on db: any Database) async throws
 }
 
 extension StreamEvents {
+    func streamEnded(_ stream: LiveStream, reason: EndReason, on db: any Database) async throws {
+        try await streamEnded(stream, on: db)
+    }
     func streamResumed(_ stream: LiveStream, on db: any Database) async throws {}
     func streamRescheduled(_ stream: LiveStream, from previous: Date, on db: any Database) async throws {}
     func streamCancelled(_ stream: LiveStream, on db: any Database) async throws {}

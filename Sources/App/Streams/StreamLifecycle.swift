@@ -172,7 +172,7 @@ struct StreamLifecycle: Sendable {
                 $0.set("is_live", to: SQLBind(false)).set("end_time", to: SQLBind(now))
             }) else { return nil }
             let stream = try await reload(id, on: tx)
-            try await events.streamEnded(stream, on: tx)
+            try await events.streamEnded(stream, reason: reason, on: tx)
             try await tx.query(Job.self).filter(\.$key == Self.graceKey(id)).delete()
             return stream
         }
@@ -271,6 +271,7 @@ struct StreamLifecycle: Sendable {
         }
         stream.replayUrl = replay.url
         stream.replayVerified = replay.verified
+        try await WebhookOutbox.recordingReady(stream, now: clock.now(), on: db)
     }
 
     // MARK: The host's presence (Agora channel events)

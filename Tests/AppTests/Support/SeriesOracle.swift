@@ -4,24 +4,10 @@ import Foundation
 /// scripts/oracles/series_oracle.py: python-dateutil's rrule, and PyPI icalendar +
 /// recurring-ical-events reading our feed.
 enum SeriesOracle {
-    static var available: Bool { ProcessInfo.processInfo.environment["AGORA_ORACLE_PYTHON"] != nil }
+    static var available: Bool { PythonOracle.available }
 
     static func run(_ arguments: [String], input: Data) throws -> Any {
-        let python = ProcessInfo.processInfo.environment["AGORA_ORACLE_PYTHON"]!
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("scripts/oracles/series_oracle.py").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [script] + arguments
-        let stdin = Pipe(), stdout = Pipe()
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        try process.run()
-        stdin.fileHandleForWriting.write(input)
-        try stdin.fileHandleForWriting.close()
-        let out = stdout.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return try JSONSerialization.jsonObject(with: out)
+        try JSONSerialization.jsonObject(with: try PythonOracle.run("series_oracle.py", arguments: arguments, input: input))
     }
 
     /// UTC instants ("2026-03-09T12:30:00Z") of each rule, expanded by dateutil.

@@ -1,0 +1,63 @@
+import FluentKit
+import SQLKit
+
+/// Outgoing webhooks to the host platform (issue 20): endpoints, the event outbox, deliveries.
+struct AddWebhooks: AsyncMigration {
+    func prepare(on db: any Database) async throws {
+        try await db.schema(WebhookOutbox.endpoints)
+            .field("id", .string, .identifier(auto: false))
+            .field("url", .string, .required)
+            .field("events", .string, .required)
+            .field("description", .string)
+            .field("enabled", .bool, .required)
+            .field("secret", .string, .required)
+            .field("previous_secret", .string)
+            .field("previous_secret_until", .datetime)
+            .field("consecutive_failures", .int, .required)
+            .field("disabled_reason", .string)
+            .field("disabled_at", .datetime)
+            .field("created_at", .datetime, .required)
+            .field("updated_at", .datetime, .required)
+            .create()
+        try await db.schema(WebhookOutbox.events)
+            .field("id", .int64, .identifier(auto: true))
+            .field("message_id", .string, .required)
+            .field("type", .string, .required)
+            .field("stream_id", .string)
+            .field("stream_seq", .int)
+            .field("body", .string, .required)
+            .field("created_at", .datetime, .required)
+            .unique(on: "message_id", name: "webhook_events_message_key")
+            .create()
+        try await db.sql.create(index: "webhook_events_stream_idx").on(WebhookOutbox.events).column("stream_id").column("stream_seq").run()
+        try await db.sql.create(index: "webhook_events_created_idx").on(WebhookOutbox.events).column("created_at").run()
+        try await db.schema(WebhookOutbox.deliveries)
+            .field("id", .int64, .identifier(auto: true))
+            .field("endpoint_id", .string, .required, .references(WebhookOutbox.endpoints, "id", onDelete: .cascade))
+            .field("event_id", .int64, .required, .references(WebhookOutbox.events, "id", onDelete: .cascade))
+            .field("order_key", .string)
+            .field("status", .string, .required)
+            .field("attempts", .int, .required)
+            .field("run_at", .datetime, .required)
+            .field("locked_by", .string)
+            .field("locked_until", .datetime)
+            .field("last_status_code", .int)
+            .field("last_error", .string)
+            .field("delivered_at", .datetime)
+            .field("created_at", .datetime, .required)
+            .field("updated_at", .datetime, .required)
+            .unique(on: "endpoint_id", "event_id", name: "webhook_deliveries_key")
+            .create()
+        try await db.sql.create(index: "webhook_deliveries_due_idx").on(WebhookOutbox.deliveries).column("status").column("run_at").run()
+        try await db.sql.create(index: "webhook_deliveries_order_idx").on(WebhookOutbox.deliveries)
+            .column("endpoint_id").column("order_key").column("event_id").run()
+        // stream.viewers at most once a minute per stream: one conditional write on this column.
+        try await db.schema(LiveStream.schema).field("viewers_webhook_at", .datetime).update()
+    }
+    func revert(on db: any Database) async throws {
+        try await db.schema(LiveStream.schema).deleteField("viewers_webhook_at").update()
+        try await db.schema(WebhookOutbox.deliveries).delete()
+        try await db.schema(WebhookOutbox.events).delete()
+        try await db.schema(WebhookOutbox.endpoints).delete()
+    }
+}
