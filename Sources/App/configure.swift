@@ -67,10 +67,11 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
     // Registered before the worker's handler, so it shuts down after the worker stopped sending.
     app.lifecycle.use(HTTPClientShutdown(client: webhookClient))
     let webhooks = WebhookDispatcher(sql: app.db.sql, clock: clock, client: webhookClient, settings: config.webhooks, logger: app.logger, metrics: metrics)
+    let push = try makePushSender(config, app: app, clock: clock, templates: templates, metrics: metrics)
     let worker = Worker(
         db: app.db, clock: clock, logger: app.logger, sender: sender,
         handlers: [
-            .fanout: { job, db in try await FanOut.run(job, db: db, now: clock.now, wake: { wake.wake() }, completion: jobs) },
+            .fanout: { job, db in try await FanOut.run(job, db: db, now: clock.now, wake: { wake.wake() }, completion: jobs, push: push.enabled) },
             .noticeCompletion: { job, db in try await NoticeCompletion.run(job, queue: jobs, clock: clock, on: db) },
             .reminder: { job, db in try await reminders.runJob(job, on: db) },
             .hostGrace: { job, db in try await lifecycle.graceExpired(job, on: db) },
@@ -81,7 +82,7 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
                 return try await kicking.run(job, on: db)
             },
         ],
-        settings: config.worker, wake: wake, webhooks: webhooks)
+        settings: config.worker, wake: wake, webhooks: webhooks, push: push)
     app.deps = Dependencies(
         config: config,
         clock: clock,
@@ -98,6 +99,7 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
         lifecycle: lifecycle,
         series: series,
         webhooks: webhooks,
+        push: push,
         rateLimiter: RateLimiter(clock: clock),
         mailTransport: transport,
         metrics: metrics,

@@ -36,6 +36,7 @@ func routes(_ app: Application) throws {
     try authed.register(collection: TokenController(cache: deps.cache, tokens: deps.tokens, appID: deps.config.agora.appId, clock: deps.clock))
     try authed.register(collection: NotifyController(lifecycle: lifecycle, jobs: deps.jobs))
     try authed.register(collection: PreferencesController())
+    try authed.register(collection: DevicesController())
     try authed.register(collection: RecordingController(lifecycle: lifecycle, recordings: deps.recordings, agora: deps.config.agora))
     try authed.register(collection: ModerationController(lifecycle: lifecycle, jobs: deps.jobs, kickingEnabled: deps.kickingRules != nil))
     try authed.register(collection: FeedController(authed: true, lifecycle: lifecycle, mail: deps.config.mail))

@@ -258,7 +258,7 @@ struct HostWebhookCrashTests {
         try await TestApp.run(realClock: true, fileDatabase: true, adjust: HostWebhookTests.allowPrivate) { t in
             try await t.seedBasics()
             _ = try await HostWebhookTests.endpoint(t, url: receiver.url, events: ["stream.scheduled"])
-            for i in 0..<events { _ = try await t.createStream(start: t.start.addingTimeInterval(Double(3600 + i))) }
+            for i in 0..<events { _ = try await t.createStream(start: Date().addingTimeInterval(Double(3600 + i))) }
             let env = try AppProcess.environment(database: t.app.deps.config.database,
                                                  extra: ["WEBHOOK_ALLOW_PRIVATE_URLS": "true", "WEBHOOK_TIMEOUT_SECONDS": "2"])
             let first = try AppProcess.start(["worker"], environment: env)

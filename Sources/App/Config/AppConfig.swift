@@ -47,6 +47,8 @@ struct AppConfig: Sendable {
     var metricsToken: String? = nil
     /// Outgoing webhooks to the host platform.
     var webhooks = WebhookSettings()
+    /// APNs and FCM (each off until configured).
+    var push = PushSettings()
     /// REPLAY_URL_ORIGINS (plus the S3 bucket / S3_PUBLIC_BASE_URL): where a creator's replay URL may point.
     var replayOrigins: [String] = []
     /// The origins CORS allows: FRONTEND_URL (in development, its default) and CORS_ALLOWED_ORIGINS.
@@ -227,6 +229,7 @@ struct AppConfig: Sendable {
 
         let earlyJoin = number("TOKEN_EARLY_JOIN_MINUTES", in: 0...1440, default: 15) * 60
         let webhooks = WebhookSettings.load(value: value, development: environment == .development, problems: &problems)
+        let push = PushSettings.load(value: value, problems: &problems)
         guard problems.isEmpty else { throw Error(problems: problems) }
         return AppConfig(
             database: database,
@@ -254,6 +257,7 @@ struct AppConfig: Sendable {
             trustedProxies: trusted,
             metricsToken: metricsToken,
             webhooks: webhooks,
+            push: push,
             replayOrigins: replayOrigins
         )
     }

@@ -24,6 +24,8 @@ struct Dependencies: Sendable {
     var series: SeriesService
     /// Sends the outbox to the host platform's webhook endpoints (runs inside the worker).
     var webhooks: WebhookDispatcher
+    /// APNs / FCM pushes (runs inside the worker).
+    var push: PushSender
     var rateLimiter: RateLimiter
     /// nil when no relay is configured (deliveries wait in the queue).
     var mailTransport: (any MailTransport)?

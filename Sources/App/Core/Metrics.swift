@@ -42,6 +42,12 @@ final class AppMetrics: Sendable {
                              labels: [("outcome", outcome)]).increment()
     }
 
+    /// One push attempt: channel apns | fcm, outcome sent | unregistered | retry | failed.
+    func push(channel: String, outcome: String) {
+        registry.makeCounter(descriptor: d("pushes", "total", "Push attempts by channel and outcome"),
+                             labels: [("channel", channel), ("outcome", outcome)]).increment()
+    }
+
     /// How late a reminder ran after its due time.
     func reminderLateness(seconds: Double) {
         registry.makeValueHistogram(descriptor: d("reminder_lateness", "seconds", "Reminder run time minus due time"),
@@ -52,7 +58,8 @@ final class AppMetrics: Sendable {
     func render(sql: (any SQLDatabase)?, now: Date) async -> String {
         if let sql {
             for (table, queued) in [(Job.schema, JobStatus.queued.rawValue), (Delivery.schema, DeliveryStatus.queued.rawValue),
-                                    (WebhookOutbox.deliveries, WebhookDeliveryStatus.queued.rawValue)] {
+                                    (WebhookOutbox.deliveries, WebhookDeliveryStatus.queued.rawValue),
+                                    (PushDelivery.schema, PushDelivery.Status.queued.rawValue)] {
                 struct Row: Decodable { let depth: Int; let oldest: Date? }
                 let query: SQLQueryString = """
                     SELECT COUNT(*) AS depth, MIN(run_at) AS oldest FROM \(ident: table)

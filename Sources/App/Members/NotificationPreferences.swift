@@ -9,6 +9,12 @@ final class NotificationPreference: Model, @unchecked Sendable {
     @Field(key: "live_now") var liveNow: Bool
     @Field(key: "scheduled") var scheduled: Bool
     @Field(key: "reminder") var reminder: Bool
+    /// Push per kind (issue 21): on for live-now and reminders by default.
+    @Field(key: "push_live_now") var pushLiveNow: Bool
+    @Field(key: "push_reminder") var pushReminder: Bool
+    @Field(key: "push_scheduled") var pushScheduled: Bool
+    @Field(key: "push_rescheduled") var pushRescheduled: Bool
+    @Field(key: "push_cancelled") var pushCancelled: Bool
     @Timestamp(key: "updated_at", on: .update) var updatedAt: Date?
     init() {}
 }
@@ -41,11 +47,15 @@ struct PreferencesController: RouteCollection {
         let preferences: Kinds
         let mutedCreators: [String]
     }
-    struct Kinds: Content { let liveNow: Bool; let scheduled: Bool; let reminder: Bool }
+    /// Email switches at the top level (rescheduled and cancelled emails follow `scheduled`), push per kind in `push`.
+    struct Kinds: Content { let liveNow: Bool; let scheduled: Bool; let reminder: Bool; let push: PushKinds }
+    struct PushKinds: Content { let liveNow: Bool; let reminder: Bool; let scheduled: Bool; let rescheduled: Bool; let cancelled: Bool }
+    struct PushUpdate: Content { let liveNow: Bool?; let reminder: Bool?; let scheduled: Bool?; let rescheduled: Bool?; let cancelled: Bool? }
     struct Update: Content {
         let liveNow: Bool?
         let scheduled: Bool?
         let reminder: Bool?
+        let push: PushUpdate?
         /// Replaces the whole list when present.
         let mutedCreators: [String]?
     }
@@ -77,6 +87,12 @@ struct PreferencesController: RouteCollection {
             if let v = update.liveNow { changes = changes.set("live_now", to: SQLBind(v)) }
             if let v = update.scheduled { changes = changes.set("scheduled", to: SQLBind(v)) }
             if let v = update.reminder { changes = changes.set("reminder", to: SQLBind(v)) }
+            if let push = update.push {
+                for (column, value) in [("push_live_now", push.liveNow), ("push_reminder", push.reminder), ("push_scheduled", push.scheduled),
+                                        ("push_rescheduled", push.rescheduled), ("push_cancelled", push.cancelled)] {
+                    if let value { changes = changes.set(SQLIdentifier(column), to: SQLBind(value)) }
+                }
+            }
             try await changes.where("user_id", .equal, SQLBind(userID)).run()
             if let muted = update.mutedCreators {
                 try await NotificationMute.query(on: tx).filter(\.$member.$id == userID).delete()
@@ -89,7 +105,9 @@ struct PreferencesController: RouteCollection {
     private func current(_ req: Request, userID: String) async throws -> Body {
         let pref = try await NotificationPreference.find(userID, on: req.db)
         let muted = try await NotificationMute.query(on: req.db).filter(\.$member.$id == userID).all().map(\.$creator.id).sorted()
-        return Body(preferences: Kinds(liveNow: pref?.liveNow ?? true, scheduled: pref?.scheduled ?? true, reminder: pref?.reminder ?? true),
+        let push = PushKinds(liveNow: pref?.pushLiveNow ?? true, reminder: pref?.pushReminder ?? true, scheduled: pref?.pushScheduled ?? false,
+                             rescheduled: pref?.pushRescheduled ?? false, cancelled: pref?.pushCancelled ?? false)
+        return Body(preferences: Kinds(liveNow: pref?.liveNow ?? true, scheduled: pref?.scheduled ?? true, reminder: pref?.reminder ?? true, push: push),
                     mutedCreators: muted)
     }
 }

@@ -47,7 +47,7 @@ enum FanOut {
 
     @discardableResult
     static func run(_ job: Job, db: any Database, now: @Sendable () -> Date, wake: @Sendable () -> Void = {},
-                    completion queue: JobQueue? = nil) async throws -> Worker.JobResult {
+                    completion queue: JobQueue? = nil, push: Set<PushChannel> = []) async throws -> Worker.JobResult {
         let p = try job.decodePayload(Payload.self)
         guard let stream = try await LiveStream.find(p.streamId, on: db), stream.isEligible(for: p.kind) else {
             return .skipped("stream no longer fits a \(p.kind.rawValue) email")
@@ -73,6 +73,9 @@ enum FanOut {
                                        SQLBind(p.previousStart), SQLBind(skip))
             }
             try await insert.ignoringConflicts(with: ["stream_id", "kind", "recipient_id", "revision"]).run()
+            // The push channel: this page's members' devices (their own push switches).
+            try await PushDelivery.enqueue(stream: p.streamId, creator: creator.id!, kind: p.kind, revision: p.revision,
+                                           members: page.rows.map(\.uid), enabled: push, now: t, on: sql)
             wake() // this process's worker starts sending the first page while the next ones are inserted
         }
         if let queue {

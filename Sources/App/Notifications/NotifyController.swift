@@ -57,8 +57,10 @@ struct NotifyController: RouteCollection {
     struct CountsResponse: Content {
         var success = true
         let streamId: String
-        /// kind → status → count, every kind and status present.
+        /// kind → status → count, every kind and status present (email).
         let notifications: [String: [String: Int]]
+        /// The push channel: kind → status → count (queued, sending, sent, failed, skipped).
+        let push: [String: [String: Int]]
     }
 
     /// What the providers reported after sending (delivery events), counted beside the statuses.
@@ -82,6 +84,15 @@ struct NotifyController: RouteCollection {
             result[r.kind, default: [:]]["bounced", default: 0] += r.bounced
             result[r.kind, default: [:]]["complained", default: 0] += r.complained
         }
-        return CountsResponse(streamId: stream.id!, notifications: result)
+        struct PushRow: Decodable { let kind: String; let status: String; let n: Int }
+        let pushRows = try await req.db.sql.raw("""
+            SELECT kind, status, COUNT(*) AS n FROM push_deliveries WHERE stream_id = \(bind: stream.id!) GROUP BY kind, status
+            """).all(decoding: PushRow.self)
+        var push: [String: [String: Int]] = [:]
+        for kind in NotificationKind.allCases {
+            push[kind.rawValue] = Dictionary(uniqueKeysWithValues: PushDelivery.Status.allCases.map { ($0.rawValue, 0) })
+        }
+        for r in pushRows { push[r.kind, default: [:]][r.status] = r.n }
+        return CountsResponse(streamId: stream.id!, notifications: result, push: push)
     }
 }

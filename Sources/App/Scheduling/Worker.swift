@@ -24,6 +24,8 @@ final class Worker: Sendable {
     let jobRetry: Backoff
     /// Host-platform webhooks, sent by their own loop inside this worker.
     let webhooks: WebhookDispatcher?
+    /// Pushes (APNs, FCM), by their own loop inside this worker.
+    let push: PushSender?
 
     private let jobLease: Lease<JobStatus>
     private let deliveryLease: Lease<DeliveryStatus>
@@ -44,8 +46,10 @@ final class Worker: Sendable {
     }
 
     init(db: any Database, clock: AppClock, logger: Logger, sender: DeliverySender?, handlers: Handlers,
-         settings: AppConfig.WorkerSettings, wake: WakeSignal, jobRetry: Backoff = Backoff(base: 5, cap: 600), webhooks: WebhookDispatcher? = nil) {
+         settings: AppConfig.WorkerSettings, wake: WakeSignal, jobRetry: Backoff = Backoff(base: 5, cap: 600), webhooks: WebhookDispatcher? = nil,
+         push: PushSender? = nil) {
         self.webhooks = webhooks
+        self.push = push
         self.db = db
         self.clock = clock
         self.logger = logger
@@ -68,6 +72,7 @@ final class Worker: Sendable {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.renewLeases() }
             if let webhooks { group.addTask { await webhooks.run(isStopping: { [self] in self.isStopping }) } }
+            if let push { group.addTask { await push.run(isStopping: { [self] in self.isStopping }) } }
             while !Task.isCancelled && !isStopping {
                 do {
                     try await claimAndStart(in: &group)
