@@ -112,6 +112,9 @@ import VaporTesting
         Case(method: .GET, path: "api/admin/webhooks/x1/deliveries", access: .admin, ok: .notFound),
         Case(method: .POST, path: "api/admin/webhooks/x1/replay", access: .admin, body: ["since": "2026-03-01T00:00:00Z"], ok: .notFound),
         Case(method: .GET, path: "api/admin/events", access: .admin, ok: .ok),
+        Case(method: .POST, path: "api/me/devices", access: .anyUser,
+             body: ["platform": "ios", "token": String(repeating: "ab", count: 32)], ok: .created),
+        Case(method: .DELETE, path: "api/me/devices/x1", access: .anyUser, ok: .ok),
         Case(method: .DELETE, path: "api/creator/blocks/m1", access: .creatorRole, ok: .ok),
     ] }
 

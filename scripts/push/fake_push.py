@@ -91,6 +91,9 @@ class State:
         self.token_requests = 0
         self.once = set()       # one-shot failures already served
         self.expired = {}       # device token -> the JWT answered ExpiredProviderToken
+        self.verified = {}      # provider JWT -> (header, claims), verified once
+        self.keep_log = True    # the benchmark only counts
+        self.apns_count = 0
 
 
 async def read_body(receive):
@@ -128,12 +131,17 @@ def make_app(state, apns_public, fcm_public, token_uri):
         if not auth.startswith("bearer "):
             return await refuse(403, "MissingProviderToken")
         provider_jwt = auth[len("bearer "):]
-        try:
-            header = jwt.get_unverified_header(provider_jwt)
-            claims = jwt.decode(provider_jwt, apns_public, algorithms=["ES256"],
-                                options={"verify_exp": False, "verify_iat": False, "require": ["iss", "iat"]})
-        except jwt.PyJWTError as e:
-            return await refuse(403, "InvalidProviderToken", {"detail": str(e)})
+        # Like APNs, a provider token is verified once and then recognised.
+        verified = state.verified.get(provider_jwt)
+        if verified is None:
+            try:
+                header = jwt.get_unverified_header(provider_jwt)
+                claims = jwt.decode(provider_jwt, apns_public, algorithms=["ES256"],
+                                    options={"verify_exp": False, "verify_iat": False, "require": ["iss", "iat"]})
+            except jwt.PyJWTError as e:
+                return await refuse(403, "InvalidProviderToken", {"detail": str(e)})
+            verified = state.verified[provider_jwt] = (header, claims)
+        header, claims = verified
         if header.get("kid") != KEY_ID or claims.get("iss") != TEAM_ID or header.get("alg") != "ES256":
             return await refuse(403, "InvalidProviderToken")
         state.jwts.add(provider_jwt)
@@ -170,8 +178,10 @@ def make_app(state, apns_public, fcm_public, token_uri):
         if state.latency:
             await asyncio.sleep(state.latency)
         apns_id = headers.get("apns-id") or str(uuid.uuid4()).upper()
-        state.apns.append({"token": token, "headers": {k: v for k, v in headers.items() if k.startswith("apns-")},
-                           "payload": payload, "iat": claims["iat"]})
+        state.apns_count += 1
+        if state.keep_log:
+            state.apns.append({"token": token, "headers": {k: v for k, v in headers.items() if k.startswith("apns-")},
+                               "payload": payload, "iat": claims["iat"]})
         await respond(send, 200, None, [("apns-id", apns_id)])
 
     async def oauth(scope, receive, send):
@@ -244,7 +254,7 @@ def make_app(state, apns_public, fcm_public, token_uri):
                                              "jwts": len(state.jwts), "accessTokens": len(state.access_tokens),
                                              "tokenRequests": state.token_requests})
         if scope["scheme"] == "http" and path == "/_stats":
-            return await respond(send, 200, {"apns": len(state.apns), "fcm": len(state.fcm), "errors": len(state.errors),
+            return await respond(send, 200, {"apns": state.apns_count, "fcm": len(state.fcm), "errors": len(state.errors),
                                              "jwts": len(state.jwts)})
         if scope["scheme"] == "http" and path == "/_reset" and method == "POST":
             state.apns.clear(); state.fcm.clear(); state.errors.clear(); state.once.clear(); state.expired.clear()
@@ -258,6 +268,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--dir", required=True)
     parser.add_argument("--latency-ms", type=int, default=0)
+    parser.add_argument("--no-log", action="store_true", help="count pushes without keeping them (benchmarks)")
     args = parser.parse_args()
     os.makedirs(args.dir, exist_ok=True)
     make_certs(args.dir)
@@ -284,6 +295,7 @@ def main():
     config.h2_max_concurrent_streams = 1000
     config.keep_alive_timeout = 600
     state = State(args.latency_ms / 1000)
+    state.keep_log = not args.no_log
     app = make_app(state, apns_key.public_key(), fcm_key.public_key(), token_uri)
     print(f"READY {https_port} {http_port}", flush=True)
     asyncio.run(serve(app, config))

@@ -49,7 +49,9 @@ final class WebhookDispatcher: Sendable {
 
     /// Tests: sends everything due now (including retries that fall due as the clock moves).
     func drain(maxPasses: Int = 100) async throws {
-        for _ in 0..<maxPasses where try await pass() > 0 {}
+        for _ in 0..<maxPasses {
+            guard try await pass() > 0 else { return }
+        }
     }
 
     /// Claims up to `concurrency` due deliveries and sends them concurrently. Returns how many.

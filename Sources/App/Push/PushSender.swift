@@ -43,19 +43,42 @@ final class PushSender: Sendable {
     var enabled: Set<PushChannel> { Set([apns == nil ? nil : PushChannel.apns, fcm == nil ? nil : .fcm].compactMap { $0 }) }
 
     func run(isStopping: @escaping @Sendable () -> Bool) async {
-        while !isStopping() && !Task.isCancelled {
-            let sent: Int
-            do { sent = try await pass() } catch {
-                logger.error("push pass failed", metadata: ["error": "\(String(reflecting: type(of: error)))"])
-                sent = 0
-            }
-            if sent == 0 { try? await Task.sleep(for: .milliseconds(250)) }
-        }
+        await pump(stopWhenIdle: false, isStopping: isStopping)
     }
 
-    /// Tests and benchmarks: sends everything due now.
-    func drain(maxPasses: Int = 100_000) async throws {
-        for _ in 0..<maxPasses where try await pass() > 0 {}
+    /// Tests and benchmarks: sends everything due now, then returns.
+    func drain() async throws {
+        await pump(stopWhenIdle: true, isStopping: { false })
+    }
+
+    /// Keeps up to `concurrency` pushes in flight: claims more as soon as a quarter of the
+    /// window is free (no waiting for the slowest push of a batch; HTTP/2 multiplexes them).
+    private func pump(stopWhenIdle: Bool, isStopping: @escaping @Sendable () -> Bool) async {
+        await withTaskGroup(of: Void.self) { group in
+            var inFlight = 0
+            while !Task.isCancelled {
+                let stopping = isStopping()
+                let room = concurrency - inFlight
+                var claimed = 0
+                if !stopping, room >= max(1, concurrency / 4) {
+                    do {
+                        let rows = try await claimAndLoad(limit: room)
+                        claimed = rows.count
+                        for row in rows { group.addTask { await self.process(row) } }
+                        inFlight += rows.count
+                    } catch {
+                        logger.error("push claim failed", metadata: ["error": "\(String(reflecting: type(of: error)))"])
+                    }
+                }
+                if inFlight > 0, claimed == 0 || inFlight >= concurrency - concurrency / 4 {
+                    await group.next()
+                    inFlight -= 1
+                } else if inFlight == 0, claimed == 0 {
+                    if stopping || stopWhenIdle { return }
+                    try? await Task.sleep(for: .milliseconds(250))
+                }
+            }
+        }
     }
 
     struct Row: Decodable, Sendable {
@@ -78,22 +101,17 @@ final class PushSender: Sendable {
         let creator_role: UserRole
     }
 
-    @discardableResult
-    func pass() async throws -> Int {
+    private func claimAndLoad(limit: Int) async throws -> [Row] {
         let now = clock.now()
-        let claimed = try await lease.claim(limit: concurrency, now: now, on: sql)
-        guard !claimed.isEmpty else { return 0 }
-        let rows = try await sql.raw("""
+        let claimed = try await lease.claim(limit: limit, now: now, on: sql)
+        guard !claimed.isEmpty else { return [] }
+        return try await sql.raw("""
             SELECT p.id, p.attempts, p.kind, p.channel, p.stream_id, p.device_id, d.token, s.title, s.start_time, s.duration_minutes,
                    s.is_live, s.went_live_at, s.end_time, s.cancelled_at, c.name AS creator_name, c.is_active AS creator_active, c.role AS creator_role
             FROM push_deliveries p JOIN streams s ON s.id = p.stream_id JOIN users c ON c.id = s.creator_id
             LEFT JOIN devices d ON d.id = p.device_id
             WHERE p.id IN (\(SQLList(claimed.map { SQLBind($0.id) })))
             """).all(decoding: Row.self)
-        await withTaskGroup(of: Void.self) { group in
-            for row in rows { group.addTask { await self.process(row) } }
-        }
-        return rows.count
     }
 
     private func process(_ row: Row) async {

@@ -32,7 +32,7 @@ struct PushSettings: Sendable {
     /// PUSH_DEEP_LINK_TEMPLATE: where a push opens, `{streamId}` replaced (default {FRONTEND_URL}/live/{streamId}).
     var deepLinkTemplate: String?
     /// PUSH_CONCURRENCY: pushes in flight per process (HTTP/2 multiplexes them on few connections).
-    var concurrency = 64
+    var concurrency = 256
 
     static func load(value: (String) -> String?, problems: inout [String]) -> PushSettings {
         var s = PushSettings()
