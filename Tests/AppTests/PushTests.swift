@@ -171,3 +171,47 @@ struct PushTests {
         }
     }
 }
+
+/// kill -9 of `App worker` in the middle of a push fan-out: after a restart every device gets
+/// its push; duplicates at most the in-flight window (PUSH_CONCURRENCY).
+@Suite(.serialized, .enabled(if: FakePush.available && MailPeers.available && ProcessInfo.processInfo.environment["APP_BINARY"] != nil,
+                            "needs APP_BINARY, the SMTP peers and the oracle venv (scripts/test provides them)"))
+struct PushCrashTests {
+    @Test func killDashNineMidFanOutLosesNoPush() async throws {
+        let fake = try FakePush(latencyMilliseconds: 100)
+        defer { fake.stop() }
+        let members = 400, window = 16
+        try await TestApp.run(realClock: true, fileDatabase: true, adjust: { $0.push = fake.settings }) { t in
+            try await t.seedBasics()
+            let ids = (0..<members).map { "k\($0)" }
+            try await t.importUsers(ids.map { TestApp.user($0) }, follows: ids.map { ["followerId": $0, "followedId": "creator"] })
+            for (i, m) in ids.enumerated() {
+                try await Devices.register(user: m, platform: .ios, token: PushTests.iosToken("cd", i), appVersion: nil, locale: nil, now: Date(), on: t.app.db.sql)
+            }
+            _ = try await t.createStream(scheduled: false) // the fan-out job waits for the worker process
+            let apns = fake.settings.apns!
+            let env = try AppProcess.environment(database: t.app.deps.config.database, extra: [
+                "APNS_KEY_P8": apns.keyPEM.replacingOccurrences(of: "\n", with: "\\n"), "APNS_KEY_ID": apns.keyID, "APNS_TEAM_ID": apns.teamID,
+                "APNS_TOPIC": apns.topic, "APNS_BASE_URL": apns.baseURL, "PUSH_CA_FILE": fake.settings.caFile!, "PUSH_CONCURRENCY": String(window),
+            ])
+            func pushed() throws -> [String] { (try fake.log()["apns"] as? [[String: Any]] ?? []).compactMap { $0["token"] as? String } }
+            let first = try AppProcess.start(["worker"], environment: env)
+            let underWay = try await DeliveryResilienceTests.waitUntil(timeout: 120) { try pushed().count >= 40 || !first.isRunning }
+            #expect(underWay && first.isRunning, "the first worker never got going")
+            kill(first.processIdentifier, SIGKILL)
+            _ = await AppProcess.exited(first)
+            #expect(Set(try pushed()).count < members, "killed too late to prove anything")
+            let second = try AppProcess.start(["worker"], environment: env)
+            let done = try await DeliveryResilienceTests.waitUntil(timeout: 300) { Set(try pushed()).count == members }
+            second.terminate()
+            _ = await AppProcess.exited(second)
+            let all = try pushed()
+            #expect(done, "\(Set(all).count) of \(members) devices got their push")
+            #expect(all.count - Set(all).count <= window, "\(all.count - Set(all).count) duplicates; at most the window (\(window))")
+            struct N: Decodable { let n: Int }
+            let unsent = try await t.app.db.sql.raw("SELECT COUNT(*) AS n FROM push_deliveries WHERE status <> 'sent'").first(decoding: N.self)?.n
+            #expect(unsent == 0)
+            print("push crash test: \(all.count - Set(all).count) duplicate(s) after SIGKILL")
+        }
+    }
+}

@@ -9,6 +9,7 @@ Each scenario writes benchmarks/results/<scenario>[.<label>].{json,md}; BENCHMAR
 re-assembled from every file there (report.py), so one scenario can be re-run on its own.
 """
 import asyncio
+import hashlib
 import http.client
 import json
 import os
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -48,11 +50,12 @@ AGORA_CERT = "fedcba9876543210fedcba9876543210"
 SMTP_CONNECTIONS = int(os.environ.get("BENCH_SMTP_CONNECTIONS", "8"))
 MAX_IN_FLIGHT = 64     # AppConfig: WorkerSettings.maxInFlight = 64 (fixed)
 
-ALL_SCENARIOS = ["token", "fanout", "fanout100k", "reminders", "schedule", "import", "emailapi"]
+ALL_SCENARIOS = ["token", "fanout", "fanout100k", "reminders", "schedule", "import", "emailapi", "push100k"]
 SUPPORTED_DBS = {
     "token": ["sqlite", "postgres"], "fanout": ["sqlite", "postgres"], "fanout100k": ["postgres", "sqlite"],
     "reminders": ["sqlite", "postgres"], "schedule": ["postgres"], "import": ["sqlite", "postgres"],
     "emailapi": ["sqlite", "postgres"],
+    "push100k": ["postgres", "sqlite"],
 }
 # fanout100k runs on SQLite only when asked (BENCH_FANOUT100K_SQLITE=1): it takes a long time there.
 ZONES = ["America/New_York", "Europe/Madrid", "Asia/Tokyo", "Australia/Sydney", "Asia/Kathmandu", "America/Chicago", None]
@@ -1164,6 +1167,108 @@ def scenario_emailapi():
     return results
 
 
+# --- push100k: 100,000 live-now pushes through the fake APNs (HTTP/2, TLS) with 50 ms added ---------
+
+def start_fake_push(latency_ms):
+    """scripts/push/fake_push.py (hypercorn, HTTP/2 over TLS; verifies the provider JWT); returns
+    (process, settings dict, directory)."""
+    d = os.path.join(TMP, f"fake-push-{time.time_ns()}")
+    out_path = d + ".out"
+    out = open(out_path, "ab")
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts/push/fake_push.py"), "--dir", d, "--latency-ms", str(latency_ms), "--no-log"],
+                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(HELPER_PIDS, "a") as f:
+        f.write(f"{proc.pid}\n")
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            break
+        with open(out_path, "rb") as f:
+            if b"READY" in f.read() and os.path.exists(os.path.join(d, "settings.json")):
+                with open(os.path.join(d, "settings.json")) as s:
+                    return proc, json.load(s), d
+        time.sleep(0.1)
+    with open(out_path, "rb") as f:
+        raise BenchError(f"the fake push server did not start: {f.read()[-2000:].decode('utf-8', 'replace')}")
+
+
+def fake_push_stats(settings):
+    with urllib.request.urlopen(settings["controlURL"] + "/_stats", timeout=10) as r:
+        return json.loads(r.read())
+
+
+def register_devices(srv, ids, threads=8):
+    """POST /api/me/devices for every member (the real path), `threads` clients in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(uid):
+        token = hashlib.sha256(uid.encode()).hexdigest()
+        srv.call("POST", "/api/me/devices", {"platform": "ios", "token": token}, token=mint(uid), expect=201)
+    t = time.time()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, ids))
+    return time.time() - t
+
+
+def scenario_push100k():
+    n = int(os.environ.get("BENCH_PUSH_MEMBERS", "100000"))
+    latency = int(os.environ.get("BENCH_PUSH_LATENCY_MS", "50"))
+    results = {}
+    for kind in selected_dbs("push100k"):
+        proc, fake, d = start_fake_push(latency)
+        try:
+            db = Database(kind, "push100k")
+            with Server(db, "push100k-seed") as seeder:
+                setup = seed_audience(seeder, "push-creator", n, "pm")
+                devices_s = register_devices(seeder, [f"pm{i:06d}" for i in range(n)])
+                log(f"[{kind}] registered {n} iOS devices in {devices_s:.1f} s")
+            env = {"APNS_KEY_P8_PATH": os.path.join(d, "apns.p8"), "APNS_KEY_ID": fake["keyId"], "APNS_TEAM_ID": fake["teamId"],
+                   "APNS_TOPIC": fake["topic"], "APNS_BASE_URL": fake["baseURL"], "PUSH_CA_FILE": os.path.join(d, "ca.pem")}
+            # Email off (no relay): the fan-out still writes every member's email row, only pushes are sent.
+            srv = Server(db, "push100k", env, drop_env=("EMAIL_TRANSPORT", "SMTP_HOST", "SMTP_PORT", "SMTP_SECURITY", "SMTP_MAX_CONNECTIONS"))
+            with srv:
+                idle_hwm = srv.proc_status("VmHWM")
+                sampler = RSSSampler(srv)
+                sampler.start()
+                before = fake_push_stats(fake)["apns"]
+                cpu0 = srv.cpu_seconds()
+                t0 = time.time()
+                try:
+                    srv.create_stream("push-creator", live=True, title="Push 100k")
+                    api_s = time.time() - t0
+                    last, last_change = -1, time.time()
+                    while True:
+                        st = fake_push_stats(fake)
+                        got = st["apns"] - before
+                        if got != last:
+                            last, last_change = got, time.time()
+                        if got >= n:
+                            break
+                        if time.time() - last_change > 90:
+                            raise BenchError(f"push100k: stuck at {got} of {n}; server log:\n{srv.tail()}")
+                        time.sleep(0.2)
+                    wall = time.time() - t0
+                finally:
+                    sampler.stop()
+                cpu = srv.cpu_seconds() - cpu0
+                hwm = srv.proc_status("VmHWM")
+                st = fake_push_stats(fake)
+                rows = db.query("SELECT status, COUNT(*) FROM push_deliveries GROUP BY status ORDER BY status")
+            counts = {r[0]: int(r[1]) for r in rows}
+            r = {"members": n, "latency_ms": latency, "seconds": wall, "per_second": n / wall, "create_api_s": api_s,
+                 "server_cpu_seconds": cpu, "vmhwm_mb": hwm / 1024, "vmhwm_at_start_mb": idle_hwm / 1024,
+                 "provider_jwts_seen": st["jwts"], "fake_accepted": st["apns"], "fake_errors": st["errors"],
+                 "push_deliveries_by_status": counts, "setup_import_seconds": setup, "device_registration_seconds": devices_s,
+                 "push_concurrency": os.environ.get("BENCH_APP_PUSH_CONCURRENCY") or "256 (default)"}
+            r["all_sent_once"] = counts == {"sent": n} and st["apns"] - before == n
+            log(f"[{kind}] {n} pushes in {wall:.1f} s ({n / wall:.0f}/s), VmHWM {hwm / 1024:.1f} MB, JWTs {st['jwts']}, deliveries {counts}")
+            results[kind] = r
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=10)
+    return results
+
+
 # --- Profiling (diagnosis): perf on the server under one scenario's load ------------------------------
 
 def perf_profile(srv, name, seconds=8):
@@ -1247,7 +1352,7 @@ def profile(args):
 
 SCENARIOS = {"token": scenario_token, "fanout": scenario_fanout, "fanout100k": scenario_fanout100k,
              "reminders": scenario_reminders, "schedule": scenario_schedule, "import": scenario_import,
-             "emailapi": scenario_emailapi}
+             "emailapi": scenario_emailapi, "push100k": scenario_push100k}
 
 
 def main(argv):
