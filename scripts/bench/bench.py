@@ -50,12 +50,14 @@ AGORA_CERT = "fedcba9876543210fedcba9876543210"
 SMTP_CONNECTIONS = int(os.environ.get("BENCH_SMTP_CONNECTIONS", "8"))
 MAX_IN_FLIGHT = 64     # AppConfig: WorkerSettings.maxInFlight = 64 (fixed)
 
-ALL_SCENARIOS = ["token", "fanout", "fanout100k", "reminders", "schedule", "import", "emailapi", "push100k"]
+ALL_SCENARIOS = ["token", "fanout", "fanout100k", "reminders", "schedule", "import", "emailapi", "push100k", "joinstorm", "ncsburst"]
 SUPPORTED_DBS = {
     "token": ["sqlite", "postgres"], "fanout": ["sqlite", "postgres"], "fanout100k": ["postgres", "sqlite"],
     "reminders": ["sqlite", "postgres"], "schedule": ["postgres"], "import": ["sqlite", "postgres"],
     "emailapi": ["sqlite", "postgres"],
     "push100k": ["postgres", "sqlite"],
+    "joinstorm": ["sqlite", "postgres"],
+    "ncsburst": ["sqlite", "postgres"],
 }
 # fanout100k runs on SQLite only when asked (BENCH_FANOUT100K_SQLITE=1): it takes a long time there.
 ZONES = ["America/New_York", "Europe/Madrid", "Asia/Tokyo", "Australia/Sydney", "Asia/Kathmandu", "America/Chicago", None]
@@ -353,12 +355,14 @@ def parse_duration(s):
     return v * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def run_wrk(url, token=None, threads=2, connections=64, duration="10s", allow_errors=False):
+def run_wrk(url, token=None, threads=2, connections=64, duration="10s", allow_errors=False, script=None, env=None):
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}", "--latency"]
     if token:
         cmd += ["-H", f"Authorization: Bearer {token}"]
+    if script:
+        cmd += ["-s", script]
     cmd.append(url)
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
     if out.returncode != 0:
         raise BenchError(f"wrk failed: {out.stderr}")
     text = out.stdout
@@ -1269,6 +1273,141 @@ def scenario_push100k():
     return results
 
 
+# --- joinstorm: the class-start join storm — every token request a different account --------------
+
+# wrk script: each request carries the next member's JWT (threads start at different offsets).
+JOINSTORM_LUA = r"""
+local tokens = {}
+for line in io.lines(os.getenv("JOIN_TOKENS")) do tokens[#tokens + 1] = line end
+local counter = 0
+local ids = 0
+function setup(thread) thread:set("offset", ids * 7919); ids = ids + 1 end
+function init(args) counter = tonumber(wrk.thread:get("offset")) or 0 end
+function request()
+  counter = counter + 1
+  return wrk.format("GET", nil, {["Authorization"] = "Bearer " .. tokens[(counter % #tokens) + 1]})
+end
+"""
+
+
+def scenario_joinstorm():
+    sizes = [int(x) for x in os.environ.get("BENCH_JOINSTORM_MEMBERS", "5000,20000").split(",") if x.strip()]
+    results = {}
+    script = os.path.join(TMP, "joinstorm.lua")
+    with open(script, "w") as f:
+        f.write(JOINSTORM_LUA)
+    for kind in selected_dbs("joinstorm"):
+        db = Database(kind, "joinstorm")
+        res = {}
+        # Production settings: rate limits on (the default), JSON logs at info.
+        with Server(db, "joinstorm", {"RATE_LIMIT_ENABLED": "true", "LOG_LEVEL": "info"}) as srv:
+            seed_audience(srv, "js-creator", max(sizes), "js")
+            stream = srv.create_stream("js-creator", live=True)
+            url = f"http://{srv.base}/api/streams/{stream['id']}/token?role=subscriber"
+            health = f"http://{srv.base}/health"
+            for n in sizes:
+                tokens = os.path.join(TMP, f"join-tokens-{n}.txt")
+                with open(tokens, "w") as f:
+                    f.write("\n".join(mint(f"js{i:06d}") for i in range(n)) + "\n")
+                env = {"JOIN_TOKENS": tokens}
+                run_wrk(health, duration="3s")
+                run_wrk(url, duration="3s", script=script, env=env, allow_errors=True)
+                rounds = []
+                for r in range(3):
+                    h = run_wrk(health)
+                    t = run_wrk(url, script=script, env=env, allow_errors=True)
+                    log(f"[{kind}] {n} members round {r + 1}: health {h['rps']:.0f} req/s p99 {h['p99_ms']:.2f} ms; "
+                        f"token {t['rps']:.0f} req/s p99 {t['p99_ms']:.2f} ms, non-2xx {t['non2xx']}, socket errors {t['socket_errors']}")
+                    for x in (h, t):
+                        x.pop("raw", None)
+                    rounds.append({"health": h, "token": t})
+                med = {f"{w}_{m}": median([r[w][m] for r in rounds]) for w in ("health", "token") for m in ("rps", "p99_ms")}
+                med["ratio_rps"] = med["token_rps"] / med["health_rps"]
+                med["ratio_p99"] = med["token_p99_ms"] / med["health_p99_ms"]
+                errors = sum(r["token"]["non2xx"] + sum(r["token"]["socket_errors"]) for r in rounds)
+                res[str(n)] = {"rounds": rounds, "median": med, "errors": errors,
+                               "met": errors == 0 and med["ratio_rps"] >= 0.5 and med["ratio_p99"] <= 3}
+                log(f"[{kind}] {n} members: token/health {med['ratio_rps']:.2f} (rps), p99 ×{med['ratio_p99']:.2f}, errors {errors}")
+        results[kind] = res
+    return results
+
+
+# --- ncsburst: Agora NCS join events for 5,000 viewers in ~30 s, 10 % duplicates, shuffled -------------
+
+NCS_SECRET = "bench-ncs-secret-0123456789"
+
+
+async def open_loop_posts(port, bodies, rate, headers_for):
+    """POSTs `bodies` open loop at `rate`/s; latencies from the intended send time."""
+    import aiohttp
+    lat, statuses, errors = [], {}, []
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+        loop = asyncio.get_running_loop()
+        start = loop.time() + 0.2
+
+        async def one(i, body):
+            intended = start + i / rate
+            now = loop.time()
+            if intended > now:
+                await asyncio.sleep(intended - now)
+            try:
+                if body is None:
+                    async with session.get(f"http://127.0.0.1:{port}/health") as r:
+                        await r.read()
+                        st = r.status
+                else:
+                    async with session.post(f"http://127.0.0.1:{port}/api/webhooks/agora", data=body, headers=headers_for(body)) as r:
+                        await r.read()
+                        st = r.status
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+                return
+            statuses[st] = statuses.get(st, 0) + 1
+            lat.append((loop.time() - intended) * 1000)
+
+        await asyncio.gather(*[asyncio.create_task(one(i, b)) for i, b in enumerate(bodies)])
+        elapsed = loop.time() - start
+    lat.sort()
+    return {"sent": len(bodies), "elapsed": elapsed, "statuses": {str(k): v for k, v in statuses.items()}, "errors": len(errors),
+            "latency_ms": {"p50": percentile(lat, 50), "p99": percentile(lat, 99), "max": lat[-1]} if lat else None}
+
+
+def scenario_ncsburst():
+    import hmac
+    n = int(os.environ.get("BENCH_NCS_VIEWERS", "5000"))
+    seconds = float(os.environ.get("BENCH_NCS_SECONDS", "30"))
+    results = {}
+    for kind in selected_dbs("ncsburst"):
+        db = Database(kind, "ncsburst")
+        with Server(db, "ncsburst", {"AGORA_NCS_SECRET": NCS_SECRET, "RATE_LIMIT_ENABLED": "true", "LOG_LEVEL": "info"}) as srv:
+            srv.import_members(users=[user("ncs-creator", role="creator", i=1), user("ncs-member", i=2)])
+            stream = srv.create_stream("ncs-creator", live=True)
+            now_ms = int(time.time() * 1000)
+            events = [json.dumps({"noticeId": f"ncs-{stream['id'][:8]}-{i}", "productId": 1, "eventType": 105, "notifyMs": now_ms + i,
+                                  "payload": {"channelName": stream["id"], "uid": 200000 + i, "clientSeq": now_ms + i, "ts": now_ms // 1000,
+                                              "platform": 1, "clientType": 0}}, separators=(",", ":")).encode() for i in range(n)]
+            rng = random.Random(7)
+            burst = events + rng.sample(events, n // 10)   # Agora retries: 10 % arrive twice
+            rng.shuffle(burst)
+            rate = len(burst) / seconds
+            sign = lambda body: {"Agora-Signature-V2": hmac.new(NCS_SECRET.encode(), body, "sha256").hexdigest(), "Content-Type": "application/json"}
+            log(f"[{kind}] {len(burst)} NCS events ({n} viewers + {n // 10} duplicates) at {rate:.0f}/s")
+            hooks = asyncio.run(open_loop_posts(srv.port, burst, rate, sign))
+            health = asyncio.run(open_loop_posts(srv.port, [None] * len(burst), rate, lambda b: {}))
+            time.sleep(5)
+            details = srv.call("GET", f"/api/streams/{stream['id']}", token=mint("ncs-member"))["stream"]
+            applied = int(db.query(f"SELECT COUNT(*) FROM webhook_notices WHERE notice_id LIKE 'ncs-{stream['id'][:8]}-%'")[0][0])
+        ratio = hooks["latency_ms"]["p99"] / health["latency_ms"]["p99"]
+        r = {"viewers": n, "events_sent": len(burst), "rate_per_s": rate, "webhooks": hooks, "health": health, "ratio_p99": ratio,
+             "viewer_count_after": details["viewerCount"], "notices_recorded_after_5s": applied,
+             "met": ratio <= 3 and details["viewerCount"] == n and hooks["statuses"] == {"200": len(burst)} and applied == n}
+        log(f"[{kind}] webhook p99 {hooks['latency_ms']['p99']:.1f} ms vs health p99 {health['latency_ms']['p99']:.1f} ms (×{ratio:.2f}); "
+            f"viewerCount {details['viewerCount']} of {n}; statuses {hooks['statuses']}")
+        results[kind] = r
+    return results
+
+
 # --- Profiling (diagnosis): perf on the server under one scenario's load ------------------------------
 
 def perf_profile(srv, name, seconds=8):
@@ -1352,7 +1491,7 @@ def profile(args):
 
 SCENARIOS = {"token": scenario_token, "fanout": scenario_fanout, "fanout100k": scenario_fanout100k,
              "reminders": scenario_reminders, "schedule": scenario_schedule, "import": scenario_import,
-             "emailapi": scenario_emailapi, "push100k": scenario_push100k}
+             "emailapi": scenario_emailapi, "push100k": scenario_push100k, "joinstorm": scenario_joinstorm, "ncsburst": scenario_ncsburst}
 
 
 def main(argv):

@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 
-ORDER = ["token", "fanout", "fanout100k", "reminders", "schedule", "import", "emailapi", "push100k"]
+ORDER = ["token", "fanout", "fanout100k", "reminders", "schedule", "import", "emailapi", "push100k", "joinstorm", "ncsburst"]
 TITLES = {
     "token": "1. `token` — Agora token endpoint vs `/health`",
     "fanout": "2. `fanout` — live-now fan-out to 10,000 followers vs an smtplib blaster",
@@ -25,8 +25,12 @@ TITLES = {
     "import": "6. `import` — admin import of 10,000 users + 10,000 follows",
     "emailapi": "7. `emailapi` — live-now fan-out through Resend / Postmark / SendGrid HTTPS APIs vs SMTP, 50 ms added",
     "push100k": "8. `push100k` — 100,000 live-now pushes through a fake APNs (HTTP/2 over TLS), 50 ms added",
+    "joinstorm": "9. `joinstorm` — class-start join storm: every token request a different member, production settings",
+    "ncsburst": "10. `ncsburst` — Agora NCS join events for 5,000 viewers in ~30 s, 10 % duplicates, shuffled",
 }
 TARGETS = {
+    "joinstorm": "0 errors; token req/s ≥ 0.5 × /health; token p99 ≤ 3 × /health p99 (wrk, same connections and duration; medians of 3)",
+    "ncsburst": "every event acknowledged, webhook p99 ≤ 3 × /health p99 at the same open-loop rate, viewer count exact, no backlog 5 s after",
     "push100k": "100,000 pushes, each once, in < 60 s wall; server peak RSS (VmHWM) < 200 MB",
     "token": "token req/s ÷ health req/s ≥ 0.5 (medians of 3 rounds, each database)",
     "fanout": "server emails/s ÷ blaster messages/s ≥ 0.8 (medians of 3 alternating rounds)",
@@ -348,6 +352,27 @@ def render_push100k(res):
     return out
 
 
+def render_joinstorm(res):
+    out = ["| database | members | health req/s | token req/s | ratio | health p99 ms | token p99 ms | p99 ratio | errors | met |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for db, r in res.items():
+        for n, x in r.items():
+            m = x["median"]
+            out.append(f"| {db} | {int(n):,} | {m['health_rps']:,.0f} | {m['token_rps']:,.0f} | {m['ratio_rps']:.2f} | {m['health_p99_ms']:.2f} | "
+                       f"{m['token_p99_ms']:.2f} | {m['ratio_p99']:.2f} | {x['errors']} | {x['met']} |")
+    return out + [""]
+
+
+def render_ncsburst(res):
+    out = ["| database | events | rate/s | webhook p50 / p99 ms | health p50 / p99 ms | p99 ratio | viewer count | notices after 5 s | met |",
+           "|---|---:|---:|---|---|---:|---:|---:|---|"]
+    for db, r in res.items():
+        w, h = r["webhooks"]["latency_ms"], r["health"]["latency_ms"]
+        out.append(f"| {db} | {r['events_sent']:,} | {r['rate_per_s']:.0f} | {w['p50']:.1f} / {w['p99']:.1f} | {h['p50']:.1f} / {h['p99']:.1f} | "
+                   f"{r['ratio_p99']:.2f} | {r['viewer_count_after']:,} of {r['viewers']:,} | {r['notices_recorded_after_5s']:,} | {r['met']} |")
+    return out + [""]
+
+
 def headline(rec):
     s, res = rec["scenario"], rec["results"]
     h = {}
@@ -370,6 +395,12 @@ def headline(rec):
             h[f"{db}: p99 ms"] = r["latency_ms"]["p99"]
         elif s == "import":
             h[f"{db}: median s"] = r["median_seconds"]
+        elif s == "joinstorm":
+            for n, x in r.items():
+                h[f"{db} {n}: ratio rps"] = x["median"]["ratio_rps"]
+                h[f"{db} {n}: ratio p99"] = x["median"]["ratio_p99"]
+        elif s == "ncsburst":
+            h[f"{db}: p99 ratio"] = r["ratio_p99"]
         elif s == "push100k":
             h[f"{db}: pushes/s"] = r["per_second"]
             h[f"{db}: VmHWM MB"] = r["vmhwm_mb"]
@@ -464,6 +495,14 @@ def summary(rec):
                        l["p99"] < 20 and errs == 0 and r["explain"]["uses_creator_start_index"])
         elif s == "import":
             out[db] = (f"median {r['median_seconds']:.2f} s", None)
+        elif s == "joinstorm":
+            for n, x in r.items():
+                m = x["median"]
+                out[f"{db}, {int(n):,} members"] = (f"token {m['token_rps']:,.0f} vs health {m['health_rps']:,.0f} req/s (×{m['ratio_rps']:.2f}), "
+                                                    f"p99 ×{m['ratio_p99']:.2f}, errors {x['errors']}", x["met"])
+        elif s == "ncsburst":
+            out[db] = (f"webhook p99 {r['webhooks']['latency_ms']['p99']:.1f} ms vs health {r['health']['latency_ms']['p99']:.1f} ms (×{r['ratio_p99']:.2f}), "
+                       f"viewers {r['viewer_count_after']:,}/{r['viewers']:,}", r["met"])
         elif s == "push100k":
             out[db] = (f"{r['members']:,} in {r['seconds']:.1f} s ({r['per_second']:,.0f}/s), all once: {r['all_sent_once']}, VmHWM {r['vmhwm_mb']:.0f} MB",
                        r["all_sent_once"] and r["seconds"] < 60 and r["vmhwm_mb"] < 200)
