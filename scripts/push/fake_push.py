@@ -294,6 +294,9 @@ def main():
     config.errorlog = None
     config.h2_max_concurrent_streams = 1000
     config.keep_alive_timeout = 600
+    # hypercorn closes a connection after 1,000 requests by default; APNs keeps it open (in-flight
+    # streams would be cut off every 1,000 pushes).
+    config.keep_alive_max_requests = 1 << 40
     state = State(args.latency_ms / 1000)
     state.keep_log = not args.no_log
     app = make_app(state, apns_key.public_key(), fcm_key.public_key(), token_uri)

@@ -16,8 +16,11 @@ struct RecordingEvents: Sendable {
             let names = (details["fileList"] as? [[String: Any]])?.compactMap { ($0["fileName"] ?? $0["filename"]) as? String } ?? []
             if let store = recordings.store, let key = RecordingKeys.replayKey(streamID: stream.id!, files: names) {
                 stream.replayUrl = store.replayURL(key: key)
-                try await recordings.saveRecordingColumns(stream, on: db)
-                try await WebhookOutbox.recordingReady(stream, now: clock.now(), on: db)
+                // The replay and its recording.ready event commit together.
+                try await db.writeTransaction { tx in
+                    try await recordings.saveRecordingColumns(stream, on: tx)
+                    try await WebhookOutbox.recordingReady(stream, now: clock.now(), on: tx)
+                }
             }
         case .sessionExited:
             stream.resourceId = nil

@@ -262,16 +262,21 @@ struct StreamLifecycle: Sendable {
     func setReplay(_ replay: Replay, _ stream: LiveStream, on db: any Database) async throws {
         let id = try stream.requireID()
         let keepsVerified: SQLQueryString? = replay.verified ? nil : "replay_verified = \(bind: false)"
-        guard try await transition(id, from: [.scheduled, .live, .paused, .ended], now: clock.now(), on: db, also: keepsVerified, {
-            $0.set("replay_url", to: SQLBind(replay.url)).set("replay_verified", to: SQLBind(replay.verified))
-        }) else {
+        let saved = try await db.writeTransaction { tx in
+            guard try await transition(id, from: [.scheduled, .live, .paused, .ended], now: clock.now(), on: tx, also: keepsVerified, {
+                $0.set("replay_url", to: SQLBind(replay.url)).set("replay_verified", to: SQLBind(replay.verified))
+            }) else { return false }
+            // recording.ready in the same transaction as the replay it announces.
+            stream.replayUrl = replay.url
+            stream.replayVerified = replay.verified
+            try await WebhookOutbox.recordingReady(stream, now: clock.now(), on: tx)
+            return true
+        }
+        guard saved else {
             let current = try await reload(id, on: db)
             if current.isCancelled { throw Self.cancelledError }
             throw APIError(.conflict, "replay_verified", "This stream has a verified recording as its replay; an external URL cannot replace it")
         }
-        stream.replayUrl = replay.url
-        stream.replayVerified = replay.verified
-        try await WebhookOutbox.recordingReady(stream, now: clock.now(), on: db)
     }
 
     // MARK: The host's presence (Agora channel events)
