@@ -33,22 +33,6 @@ struct WebhookController: RouteCollection {
             throw APIError(.badRequest, "invalid_body", "Not an Agora notification")
         }
         let payload = json["payload"] as? [String: Any] ?? [:]
-        // Viewer joins and leaves (the bursts at a class's start): the notice, the attendance row, the
-        // member's state, the recount and any webhook event in one transaction — one commit per
-        // event, and a failure leaves nothing (Agora's retry applies it). A destroyed channel ends
-        // the stream through the lifecycle (which stops the recording over HTTP): not inside a lock.
-        if AgoraProduct(rawValue: product) == .rtc, let type = ChannelEventType(rawValue: event), type != .channelDestroyed {
-            nonisolated(unsafe) let payload = payload // read-only JSON, used by this request only
-            let fresh: Bool = try await req.db.writeTransaction { tx in
-                struct Row: Decodable { let notice_id: String }
-                let inserted = try await tx.sql.insert(into: "webhook_notices").columns("notice_id", "received_at")
-                    .values(SQLBind(notice), SQLBind(clock.now())).ignoringConflicts(with: ["notice_id"]).returning("notice_id").all(decoding: Row.self)
-                guard !inserted.isEmpty else { return false }
-                try await channelEvents.apply(type, payload: payload, on: tx)
-                return true
-            }
-            return try await Ack(duplicate: !fresh).encodeResponse(for: req)
-        }
         let sql = req.db.sql
         struct Row: Decodable { let notice_id: String }
         let fresh = try await sql.insert(into: "webhook_notices").columns("notice_id", "received_at")
