@@ -157,7 +157,8 @@ struct ProcessHardeningTests {
         let okLog = dir.appendingPathComponent("ok.log")
         let local = try Self.launch(["serve", "--env", "development", "--hostname", "127.0.0.1", "--port", "\(port + 1)"], environment: env, output: okLog)
         defer { if local.isRunning { kill(local.processIdentifier, SIGKILL) } }
-        #expect(await AppProcess.waitForHealth(port: port + 1), "dev server did not start")
+        // Generous: migrations and demo data on a fresh file while every other suite runs on 2 cores.
+        #expect(await AppProcess.waitForHealth(port: port + 1, timeout: 180), "dev server did not start: \((try? String(contentsOf: okLog, encoding: .utf8))?.suffix(1500) ?? "")")
         func mode(_ path: String) -> Int? { (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int }
         let data = dir.appendingPathComponent("data").path
         #expect(mode(data) == 0o700)
