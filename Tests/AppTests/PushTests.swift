@@ -106,7 +106,7 @@ struct PushTests {
             let defaults = try await t.send(.GET, "api/me/notification-preferences", bearer: try await t.token("m3"))
             #expect(((defaults.json["preferences"] as? [String: Any])?["push"] as? [String: Bool]) == ["liveNow": true, "reminder": true, "scheduled": false, "rescheduled": false, "cancelled": false])
             _ = try await t.send(.PUT, "api/me/notification-preferences", bearer: try await t.token("m1"), json: ["push": ["scheduled": true]])
-            let scheduled = try await t.createStream()
+            _ = try await t.createStream()
             try await t.drainWorker()
             try await t.app.deps.push.drain()
             var apns = (try fake.log()["apns"] as? [[String: Any]] ?? []).compactMap { $0["token"] as? String }
@@ -121,7 +121,6 @@ struct PushTests {
             struct Row: Decodable { let last_reply: String? }
             let reply = try await t.app.db.sql.raw("SELECT last_reply FROM push_deliveries WHERE status = 'skipped'").first(decoding: Row.self)
             #expect(reply?.last_reply == PushDelivery.channelDisabled)
-            _ = scheduled
         }
     }
 

@@ -168,8 +168,6 @@ import VaporTesting
             // New York: move the 3rd class by 30 minutes, cancel the 4th, skip the 6th.
             let ny = created[0]
             let ids = ny.occurrences.map { $0["id"] as! String }
-            let moved = Date(timeIntervalSince1970: 0).addingTimeInterval(0)
-            _ = moved
             let third = try #require(ISO8601.parse(ny.occurrences[2]["startTime"] as! String))
             #expect(try await t.send(.PATCH, "api/creator/streams/\(ids[2])", bearer: creator,
                                      json: ["startTime": ISO8601.string(third.addingTimeInterval(1800))]).status == .ok)

@@ -197,7 +197,7 @@ struct WebhookAdminController: RouteCollection {
             INSERT INTO webhook_deliveries (endpoint_id, event_id, order_key, status, attempts, run_at, created_at, updated_at)
             SELECT w.id, ev.id, ev.stream_id, \(bind: queued), 0, \(bind: now), \(bind: now), \(bind: now)
             FROM webhook_events ev JOIN webhook_endpoints w ON w.id = \(bind: id)
-            WHERE ev.created_at >= \(bind: since) AND (w.events = '' OR w.events LIKE '%,' || ev.type || ',%')
+            WHERE ev.created_at >= \(bind: since) AND \(WebhookOutbox.subscribed(endpoint: "w", type: "ev.type"))
             ON CONFLICT (endpoint_id, event_id) DO UPDATE SET status = \(bind: queued), run_at = \(bind: now), attempts = 0,
               last_error = NULL, updated_at = \(bind: now)
             WHERE webhook_deliveries.status <> \(bind: WebhookDeliveryStatus.sending.rawValue)

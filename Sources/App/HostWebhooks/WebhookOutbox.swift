@@ -66,7 +66,7 @@ enum WebhookOutbox {
         try await sql.raw("""
             INSERT INTO webhook_deliveries (endpoint_id, event_id, order_key, status, attempts, run_at, created_at, updated_at)
             SELECT e.id, \(bind: id), \(bind: stream), \(bind: WebhookDeliveryStatus.queued.rawValue), 0, \(bind: now), \(bind: now), \(bind: now)
-            FROM webhook_endpoints e WHERE e.enabled = \(bind: true) AND \(subscribed(type))
+            FROM webhook_endpoints e WHERE e.enabled = \(bind: true) AND \(subscribed(endpoint: "e", type: "\(bind: type.rawValue)"))
             """).run()
         return id
     }
@@ -74,9 +74,9 @@ enum WebhookOutbox {
     private struct MaxRow: Decodable { let n: Int? }
     private struct Inserted: Decodable { let id: Int64 }
 
-    /// Endpoints store their filter as ",a,b," ("" = every event).
-    static func subscribed(_ type: WebhookEventType) -> SQLQueryString {
-        "(e.events = '' OR e.events LIKE \(bind: "%," + type.rawValue + ",%"))"
+    /// Endpoints store their filter as ",a,b," ("" = every event); `type` is the event type's SQL (a bind or a column).
+    static func subscribed(endpoint alias: String, type: SQLQueryString) -> SQLQueryString {
+        "(\(unsafeRaw: alias).events = '' OR \(unsafeRaw: alias).events LIKE '%,' || \(type) || ',%')"
     }
 
     static func filter(_ types: [WebhookEventType]) -> String {

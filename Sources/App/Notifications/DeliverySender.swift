@@ -235,11 +235,10 @@ extension DeliverySender.Row {
     var seriesRule: SeriesCalendar.Series? {
         guard series_id != nil, let tz = series_tz, let start = series_start.flatMap(LocalDate.init), let time = series_time.flatMap(LocalTime.init)
         else { return nil }
-        let rule = SeriesRule(zoneID: tz, startDate: start, time: time,
-                              byDay: (series_by_day ?? "").split(separator: ",").compactMap { Weekday(rawValue: String($0)) },
-                              interval: series_interval ?? 1, until: series_until.flatMap(LocalDate.init), count: series_count)
-        return .init(rule: rule, skipped: Set((series_skipped ?? "").split(separator: ",").compactMap { LocalDate(String($0)) }),
-                     revision: series_revision ?? 0, durationMinutes: series_duration ?? 60)
+        let rule = ClassSeries.rule(zone: tz, start: start, time: time, byDay: series_by_day ?? "", interval: series_interval ?? 1,
+                                    until: series_until, count: series_count)
+        return .init(rule: rule, skipped: ClassSeries.dates(series_skipped ?? ""), revision: series_revision ?? 0,
+                     durationMinutes: series_duration ?? 60)
     }
 
     var streamState: StreamState { StreamState(isLive: is_live, wentLiveAt: went_live_at, endTime: end_time, cancelledAt: cancelled_at) }

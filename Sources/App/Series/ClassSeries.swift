@@ -44,12 +44,20 @@ final class ClassSeries: Model, @unchecked Sendable {
     init() {}
 
     var rule: SeriesRule {
-        SeriesRule(zoneID: timezone, startDate: LocalDate(startDate) ?? LocalDate(dayNumber: 0), time: LocalTime(localTime) ?? LocalTime("00:00")!,
-                   byDay: byDay.split(separator: ",").compactMap { Weekday(rawValue: String($0)) }, interval: interval,
-                   until: untilDate.flatMap(LocalDate.init), count: count)
+        Self.rule(zone: timezone, start: LocalDate(startDate) ?? LocalDate(dayNumber: 0), time: LocalTime(localTime) ?? LocalTime("00:00")!,
+                  byDay: byDay, interval: interval, until: untilDate, count: count)
     }
 
-    var skipped: Set<LocalDate> { Set(skippedDates.split(separator: ",").compactMap { LocalDate(String($0)) }) }
+    var skipped: Set<LocalDate> { Self.dates(skippedDates) }
+
+    /// The rule from the stored columns (also read straight from SQL by the email sender).
+    static func rule(zone: String, start: LocalDate, time: LocalTime, byDay: String, interval: Int, until: String?, count: Int?) -> SeriesRule {
+        SeriesRule(zoneID: zone, startDate: start, time: time, byDay: byDay.split(separator: ",").compactMap { Weekday(rawValue: String($0)) },
+                   interval: interval, until: until.flatMap(LocalDate.init), count: count)
+    }
+
+    /// "2026-12-24,2026-12-31" → dates.
+    static func dates(_ stored: String) -> Set<LocalDate> { Set(stored.split(separator: ",").compactMap { LocalDate(String($0)) }) }
 
     static func encode(_ dates: Set<LocalDate>) -> String { dates.sorted().map(\.description).joined(separator: ",") }
 }

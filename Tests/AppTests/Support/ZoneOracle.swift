@@ -4,23 +4,11 @@ import Foundation
 enum ZoneOracle {
     struct Answer { let local: String; let tzname: String; let offset: Int }
 
-    static var available: Bool { ProcessInfo.processInfo.environment["AGORA_ORACLE_PYTHON"] != nil }
+    static var available: Bool { PythonOracle.available }
 
     static func format(_ cases: [(epoch: Int, zone: String)]) throws -> [Answer] {
-        let python = ProcessInfo.processInfo.environment["AGORA_ORACLE_PYTHON"]!
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("scripts/oracles/zone_format.py").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [script]
-        let input = Pipe(), output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        try process.run()
-        input.fileHandleForWriting.write(Data(cases.map { "{\"epoch\": \($0.epoch), \"zone\": \"\($0.zone)\"}\n" }.joined().utf8))
-        try input.fileHandleForWriting.close()
-        let lines = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
-        while process.isRunning { usleep(10_000) }
+        let input = Data(cases.map { "{\"epoch\": \($0.epoch), \"zone\": \"\($0.zone)\"}\n" }.joined().utf8)
+        let lines = String(decoding: try PythonOracle.run("zone_format.py", input: input), as: UTF8.self).split(separator: "\n")
         return try lines.map {
             let o = try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
             return Answer(local: o["local"] as! String, tzname: o["tzname"] as! String, offset: o["offset"] as! Int)
