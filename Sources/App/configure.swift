@@ -68,10 +68,18 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
     app.lifecycle.use(HTTPClientShutdown(client: webhookClient))
     let webhooks = WebhookDispatcher(sql: app.db.sql, clock: clock, client: webhookClient, settings: config.webhooks, logger: app.logger, metrics: metrics)
     let push = try makePushSender(config, app: app, clock: clock, templates: templates, metrics: metrics)
+    let workerID = Worker.makeID()
+    // The fan-out hands its pages to this process's worker already leased (see LocalDeliveries).
+    let local = sender.map { sender in
+        LocalDeliveries(lease: Lease(table: Delivery.schema, workerID: workerID, duration: config.worker.leaseSeconds),
+                        capacity: max(1000, 4 * config.worker.maxInFlight), canSend: { sender.transport.pausedReason == nil })
+    }
     let worker = Worker(
         db: app.db, clock: clock, logger: app.logger, sender: sender,
         handlers: [
-            .fanout: { job, db in try await FanOut.run(job, db: db, now: clock.now, wake: { wake.wake() }, completion: jobs, push: push.enabled) },
+            .fanout: { job, db in
+                try await FanOut.run(job, db: db, now: clock.now, wake: { wake.wake() }, completion: jobs, push: push.enabled, local: local)
+            },
             .noticeCompletion: { job, db in try await NoticeCompletion.run(job, queue: jobs, clock: clock, on: db) },
             .reminder: { job, db in try await reminders.runJob(job, on: db) },
             .hostGrace: { job, db in try await lifecycle.graceExpired(job, on: db) },
@@ -82,7 +90,7 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
                 return try await kicking.run(job, on: db)
             },
         ],
-        settings: config.worker, wake: wake, webhooks: webhooks, push: push)
+        settings: config.worker, wake: wake, webhooks: webhooks, push: push, id: workerID, local: local)
     app.deps = Dependencies(
         config: config,
         clock: clock,

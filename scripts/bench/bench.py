@@ -447,6 +447,8 @@ def server_fanout(srv, db, creator, expected, label, timeout):
     cpu = srv.cpu_seconds() - cpu0
     cpu_all = cpu_delta(snap0, cpu_snapshot(srv.pid))
     counts = wait_sent(db, f"stream_id = '{stream['id']}'", expected)
+    # CPU until every outcome is recorded too (the durable half of each email), for the CPU-per-email ratio.
+    cpu_recorded = cpu_delta(snap0, cpu_snapshot(srv.pid))
     delivered = after["count"] - before["count"]
     # How long the fan-out job took to insert the delivery rows (first → last created_at), and when the first was sent.
     span = db.query(f"SELECT {db.epoch('MIN(created_at)')}, {db.epoch('MAX(created_at)')}, {db.epoch('MIN(sent_at)')} FROM deliveries WHERE stream_id = '{stream['id']}'")[0]
@@ -454,7 +456,9 @@ def server_fanout(srv, db, creator, expected, label, timeout):
                "first_sent_after_api_s": float(span[2]) - t0}
     r = {"stream": stream["id"], "seconds": seconds, "per_second": expected / seconds, "delivered": delivered,
          "distinct_new": after["distinct"] - before["distinct"], "avg_bytes": (after["bytes"] - before["bytes"]) / max(1, delivered),
-         "create_api_ms": api_ms, "server_cpu_seconds": cpu, "cpu_seconds": cpu_all, "deliveries": counts, "enqueue": enqueue,
+         "create_api_ms": api_ms, "server_cpu_seconds": cpu, "cpu_seconds": cpu_all, "cpu_seconds_recorded": cpu_recorded,
+         "cpu_us_per_email": (cpu_recorded["server"] + cpu_recorded["postgres"]) / expected * 1e6,
+         "deliveries": counts, "enqueue": enqueue,
          "progress": progress_log}
     if counts.get("sent") != expected or len(counts) != 1:
         raise BenchError(f"{label}: deliveries by status {counts}, expected {expected} sent")
@@ -493,7 +497,7 @@ def scenario_fanout():
                 log(f"[{kind}]   server: {s['seconds']:.2f} s, {s['per_second']:.0f} emails/s, avg {s['avg_bytes']:.0f} B, server CPU {s['server_cpu_seconds']:.1f} s")
                 size = size or int(s["avg_bytes"])
                 b = run_blaster(n, size, f"blast-{kind}-{r}")
-                log(f"[{kind}]   blaster: {b['seconds']:.2f} s, {b['per_second']:.0f} msgs/s ({b['size']} B messages)")
+                log(f"[{kind}]   blaster: {b['seconds']:.2f} s, {b['per_second']:.0f} msgs/s ({b['size']} B messages), own CPU {b['own_cpu_seconds']:.2f} s")
                 rounds.append({"server": s, "blaster": b})
             if kind == "postgres" and os.environ.get("BENCH_PG_STATS"):
                 # Top statements by total time over the whole scenario (pg_stat_statements is preloaded).
@@ -506,10 +510,15 @@ def scenario_fanout():
         med = {"server_per_second": median([r["server"]["per_second"] for r in rounds]),
                "server_seconds": median([r["server"]["seconds"] for r in rounds]),
                "blaster_per_second": median([r["blaster"]["per_second"] for r in rounds]),
-               "blaster_seconds": median([r["blaster"]["seconds"] for r in rounds])}
+               "blaster_seconds": median([r["blaster"]["seconds"] for r in rounds]),
+               "server_cpu_us_per_email": median([r["server"]["cpu_us_per_email"] for r in rounds]),
+               "blaster_cpu_us_per_message": median([r["blaster"]["own_cpu_us_per_message"] for r in rounds])}
         med["ratio"] = med["server_per_second"] / med["blaster_per_second"]
+        med["cpu_ratio"] = med["server_cpu_us_per_email"] / med["blaster_cpu_us_per_message"]
         results[kind] = {"rounds": rounds, "median": med, "setup_import_seconds": setup}
-        log(f"[{kind}] medians: server {med['server_per_second']:.0f}/s, blaster {med['blaster_per_second']:.0f}/s, ratio {med['ratio']:.2f}")
+        log(f"[{kind}] medians: server {med['server_per_second']:.0f}/s, blaster {med['blaster_per_second']:.0f}/s, ratio {med['ratio']:.2f}; "
+            f"CPU per email {med['server_cpu_us_per_email']:.0f} µs (server{' + PostgreSQL' if kind == 'postgres' else ''}) vs blaster "
+            f"{med['blaster_cpu_us_per_message']:.0f} µs per message, ratio {med['cpu_ratio']:.2f}")
     return results
 
 

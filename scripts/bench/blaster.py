@@ -7,7 +7,8 @@ The clock starts when every connection is open (EHLO done) and all are released 
 result is read from the counting sink's stat file (last accepted − start), like the server runs.
 
 Usage: blaster.py --port 2525 --stat-file sink.stat --messages 10000 --connections 8 --size 9000 --tag run1
-Prints one JSON line: {"messages", "connections", "size", "start", "last_accept", "seconds", "per_second"}.
+Prints one JSON line: {"messages", "connections", "size", "start", "last_accept", "seconds", "per_second",
+"own_cpu_seconds" (user + system CPU of the sending processes while sending), "own_cpu_us_per_message"}.
 """
 import argparse
 import json
@@ -58,6 +59,7 @@ def worker(port, messages, template, tag, index, ready, go, done):
     smtp.ehlo()
     ready.put(index)
     go.wait()
+    cpu0 = time.process_time()  # this connection's own CPU while sending (rendering was before the clock)
     failures = 0
     for rcpt, body in rendered:
         try:
@@ -65,7 +67,7 @@ def worker(port, messages, template, tag, index, ready, go, done):
         except smtplib.SMTPException:
             failures += 1
     smtp.quit()
-    done.put((index, failures, time.time()))
+    done.put((index, failures, time.time(), time.process_time() - cpu0))
 
 
 def main():
@@ -92,9 +94,11 @@ def main():
     start = time.time()
     go.set()
     failures = 0
+    own_cpu = 0.0
     for _ in procs:
-        _, f, _ = done.get(timeout=args.timeout)
+        _, f, _, cpu = done.get(timeout=args.timeout)
         failures += f
+        own_cpu += cpu
     for p in procs:
         p.join()
     after = wait_for_count(args.stat_file, before["count"] + args.messages - failures, timeout=30)
@@ -105,6 +109,7 @@ def main():
         "avg_bytes_in_sink": (after["bytes"] - before["bytes"]) / max(1, delivered),
         "start": start, "last_accept": after["last_ts"], "seconds": seconds,
         "per_second": delivered / seconds if seconds > 0 else None,
+        "own_cpu_seconds": own_cpu, "own_cpu_us_per_message": own_cpu / max(1, delivered) * 1e6,
     }))
 
 

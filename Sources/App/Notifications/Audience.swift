@@ -128,7 +128,16 @@ enum Audience {
         return try await sql.raw(query).first(decoding: Row.self)?.n ?? 0
     }
 
-    struct PageRow: Decodable, Sendable { let uid: String; let opted_out: Int; let suppressed: Int }
+    struct PageRow: Decodable, Sendable {
+        let uid: String
+        let opted_out: Int
+        let suppressed: Int
+        /// What the email needs of the member (the fan-out hands fresh rows straight to its own worker).
+        let name: String
+        let email: String
+        let timezone: String?
+        let agora_uid: Int64
+    }
 
     struct Page: Sendable {
         /// Eligible members of this page (opt-outs marked).
@@ -158,7 +167,7 @@ enum Audience {
             """
         let query: SQLQueryString = """
             SELECT c.rid AS candidate, u.id AS uid, \(optedOut(member: "u.id", creator: SQLBind(creator), kind: .fixed(kind))) AS opted_out,
-                   \(Suppression.isSuppressed(user: "u")) AS suppressed
+                   \(Suppression.isSuppressed(user: "u")) AS suppressed, u.name, u.email, u.timezone, u.agora_uid
             FROM (
               SELECT rid FROM (
                 SELECT rid FROM (SELECT f.follower_id AS rid FROM follows f WHERE f.followed_id = \(bind: creator) AND f.follower_id > \(bind: cursor)
@@ -173,10 +182,14 @@ enum Audience {
             LEFT JOIN users u ON u.id = c.rid AND \(activeMember(user: "u", creator: SQLBind(creator))) \(scheduledOnly)
             ORDER BY c.rid
             """
-        struct Row: Decodable { let candidate: String; let uid: String?; let opted_out: Int; let suppressed: Int }
+        struct Row: Decodable {
+            let candidate: String, uid: String?, opted_out: Int, suppressed: Int, name: String?, email: String?, timezone: String?, agora_uid: Int64?
+        }
         let rows = try await sql.raw(query).all(decoding: Row.self)
-        return Page(rows: rows.compactMap { r in r.uid.map { PageRow(uid: $0, opted_out: r.opted_out, suppressed: r.suppressed) } },
-                    next: rows.last?.candidate)
+        return Page(rows: rows.compactMap { r in
+            guard let uid = r.uid, let name = r.name, let email = r.email, let agoraUID = r.agora_uid else { return nil }
+            return PageRow(uid: uid, opted_out: r.opted_out, suppressed: r.suppressed, name: name, email: email, timezone: r.timezone, agora_uid: agoraUID)
+        }, next: rows.last?.candidate)
     }
 
     /// The creators whose audience `member` is in (the member's feeds).

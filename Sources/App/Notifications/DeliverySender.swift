@@ -33,9 +33,19 @@ struct DeliverySender: Sendable {
         messageDomain = settings.from.address.split(separator: "@").last.map(String.init) ?? "localhost"
     }
 
-    /// What a delivery needs, in one query: recipient, stream, creator, and `Audience`'s send-time
-    /// answer (unfollows, cancelled subscriptions, opt-outs and deactivations take effect on the next email).
-    struct Row: Decodable, Sendable {
+    /// What a delivery needs: its recipient (with `Audience`'s send-time answer: unfollows, cancelled
+    /// subscriptions, opt-outs and deactivations take effect on the next email) and its notice's stream,
+    /// creator and series — the same for every recipient, so loaded once per stream, not per email.
+    @dynamicMemberLookup
+    struct Row: Sendable {
+        var recipient: Recipient
+        var notice: Notice
+        subscript<T>(dynamicMember path: KeyPath<Recipient, T>) -> T { recipient[keyPath: path] }
+        subscript<T>(dynamicMember path: KeyPath<Notice, T>) -> T { notice[keyPath: path] }
+    }
+
+    /// The delivery row and its recipient.
+    struct Recipient: Decodable, Sendable {
         let id: Int64
         let kind: NotificationKind
         let attempts: Int
@@ -52,6 +62,11 @@ struct DeliverySender: Sendable {
         let reminded_recently: Int
         let revision: Int
         let previous_start_time: Date?
+    }
+
+    /// The stream a notice is about, its creator and its series (nil for a single stream).
+    struct Notice: Decodable, Sendable {
+        let notice_stream: String
         let schedule_revision: Int
         let is_live: Bool
         let went_live_at: Date?
@@ -68,7 +83,6 @@ struct DeliverySender: Sendable {
         let creator_role: UserRole
         let duration_minutes: Int?
         let occurrence_date: String?
-        /// The stream's series (nil for a single stream).
         let series_id: String?
         let series_tz: String?
         let series_start: String?
@@ -80,11 +94,32 @@ struct DeliverySender: Sendable {
         let series_skipped: String?
         let series_revision: Int?
         let series_duration: Int?
+
+        /// The notices of `streams` (streams that no longer exist are absent).
+        static func load(_ streams: some Collection<String>, on sql: any SQLDatabase) async throws -> [String: Notice] {
+            guard !streams.isEmpty else { return [:] }
+            let query: SQLQueryString = """
+                SELECT s.id AS notice_stream, s.schedule_revision, s.is_live, s.went_live_at, s.end_time, s.cancelled_at,
+                       s.title, s.description, s.workout_type, s.start_time, s.creator_id,
+                       c.name AS creator_name, c.timezone AS creator_tz, c.is_active AS creator_active, c.role AS creator_role,
+                       s.duration_minutes, s.occurrence_date, s.series_id, x.timezone AS series_tz, x.start_date AS series_start,
+                       x.local_time AS series_time, x.by_day AS series_by_day, x.interval AS series_interval, x.until_date AS series_until,
+                       x.count AS series_count, x.skipped_dates AS series_skipped, x.revision AS series_revision,
+                       x.duration_minutes AS series_duration
+                FROM streams s
+                JOIN users c ON c.id = s.creator_id
+                LEFT JOIN series x ON x.id = s.series_id
+                WHERE s.id IN (\(SQLList(Set(streams).map { SQLBind($0) })))
+                """
+            let rows = try await sql.raw(query).all(decoding: Notice.self)
+            return Dictionary(rows.map { ($0.notice_stream, $0) }, uniquingKeysWith: { a, _ in a })
+        }
     }
 
     /// The note on a delivery skipped because its address is on the suppression list.
     static let suppressedReason = "suppressed"
 
+    /// Claimed deliveries with their recipients (one query) and their notices (one per batch).
     func load(_ ids: [Int64], on sql: any SQLDatabase) async throws -> [Row] {
         guard !ids.isEmpty else { return [] }
         let idList = SQLList(ids.map { SQLBind($0) })
@@ -96,22 +131,15 @@ struct DeliverySender: Sendable {
                          OR \(Audience.hasRSVP(member: "d.recipient_id", stream: "d.stream_id", kindColumn: "d.kind")) THEN 1 ELSE 0 END) AS in_audience,
                    \(Audience.optedOut(member: "d.recipient_id", creator: SQLColumn("creator_id", table: "s"), kind: .column("d.kind"))) AS opted_out,
                    \(Audience.remindedRecently(delivery: "d", since: clock.now().addingTimeInterval(-Audience.reminderSpacing))) AS reminded_recently,
-                   \(Suppression.isSuppressed(user: "u")) AS suppressed,
-                   d.previous_start_time, s.schedule_revision, s.is_live, s.went_live_at, s.end_time, s.cancelled_at,
-                   s.title, s.description, s.workout_type, s.start_time, s.creator_id,
-                   c.name AS creator_name, c.timezone AS creator_tz, c.is_active AS creator_active, c.role AS creator_role,
-                   s.duration_minutes, s.occurrence_date, s.series_id, x.timezone AS series_tz, x.start_date AS series_start,
-                   x.local_time AS series_time, x.by_day AS series_by_day, x.interval AS series_interval, x.until_date AS series_until,
-                   x.count AS series_count, x.skipped_dates AS series_skipped, x.revision AS series_revision,
-                   x.duration_minutes AS series_duration
+                   \(Suppression.isSuppressed(user: "u")) AS suppressed, d.previous_start_time
             FROM deliveries d
             JOIN users u ON u.id = d.recipient_id
             JOIN streams s ON s.id = d.stream_id
-            JOIN users c ON c.id = s.creator_id
-            LEFT JOIN series x ON x.id = s.series_id
             WHERE d.id IN (\(idList))
             """
-        return try await sql.raw(query).all(decoding: Row.self)
+        let recipients = try await sql.raw(query).all(decoding: Recipient.self)
+        let notices = try await Notice.load(Set(recipients.map(\.stream_id)), on: sql)
+        return recipients.compactMap { r in notices[r.stream_id].map { Row(recipient: r, notice: $0) } }
     }
 
     /// Sends one delivery and records its outcome.
@@ -230,7 +258,7 @@ struct DeliverySender: Sendable {
     }
 }
 
-extension DeliverySender.Row {
+extension DeliverySender.Notice {
     /// The stream's series, as the email and its calendar file need it.
     var seriesRule: SeriesCalendar.Series? {
         guard series_id != nil, let tz = series_tz, let start = series_start.flatMap(LocalDate.init), let time = series_time.flatMap(LocalTime.init)
@@ -242,16 +270,19 @@ extension DeliverySender.Row {
     }
 
     var streamState: StreamState { StreamState(isLive: is_live, wentLiveAt: went_live_at, endTime: end_time, cancelledAt: cancelled_at) }
+}
 
+extension DeliverySender.Row {
     /// Why this email must not go out now (nil: send it). The send-time half of `Audience`'s rule.
     var skipReason: String? {
-        guard User.isActiveCreator(role: creator_role, isActive: creator_active) else { return "creator no longer active" }
-        guard recipient_active, in_audience > 0 else { return "recipient no longer eligible" }
-        guard opted_out == 0 else { return "recipient opted out" }
-        guard suppressed == 0 else { return DeliverySender.suppressedReason }
+        guard User.isActiveCreator(role: notice.creator_role, isActive: notice.creator_active) else { return "creator no longer active" }
+        guard recipient.recipient_active, recipient.in_audience > 0 else { return "recipient no longer eligible" }
+        guard recipient.opted_out == 0 else { return "recipient opted out" }
+        guard recipient.suppressed == 0 else { return DeliverySender.suppressedReason }
         // The stream changed since the row was queued (e.g. cancelled before a reminder went out).
-        guard streamState.wants(kind) else { return "stream no longer \(kind == .liveNow ? "live" : "upcoming")" }
-        guard reminded_recently == 0 else { return "reminded of this stream within the last \(Int(Audience.reminderSpacing / 60)) minutes" }
+        let kind = recipient.kind
+        guard notice.streamState.wants(kind) else { return "stream no longer \(kind == .liveNow ? "live" : "upcoming")" }
+        guard recipient.reminded_recently == 0 else { return "reminded of this stream within the last \(Int(Audience.reminderSpacing / 60)) minutes" }
         return nil
     }
 }

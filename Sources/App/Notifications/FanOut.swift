@@ -45,9 +45,15 @@ enum FanOut {
                                 maxAttempts: 20, replace: .always, on: db)
     }
 
+    /// How long a page waits for room in this process's local send queue before it is queued for any worker.
+    static let localRoomWait: Duration = .seconds(2)
+
+    /// `local`: this process's worker; pages go to it already leased (sent without a claim or a load
+    /// query) while it keeps up — see `LocalDeliveries`. Reminders always go through the queue (their
+    /// send-time check looks at other reminders sent meanwhile).
     @discardableResult
     static func run(_ job: Job, db: any Database, now: @Sendable () -> Date, wake: @Sendable () -> Void = {},
-                    completion queue: JobQueue? = nil, push: Set<PushChannel> = []) async throws -> Worker.JobResult {
+                    completion queue: JobQueue? = nil, push: Set<PushChannel> = [], local: LocalDeliveries? = nil) async throws -> Worker.JobResult {
         let p = try job.decodePayload(Payload.self)
         guard let stream = try await LiveStream.find(p.streamId, on: db), stream.isEligible(for: p.kind) else {
             return .skipped("stream no longer fits a \(p.kind.rawValue) email")
@@ -56,23 +62,49 @@ enum FanOut {
         guard creator.isActiveCreator else { return .skipped("creator no longer active") }
         let sql = db.sql
         var cursor = ""
+        var local = p.kind.isReminder ? nil : local
+        let notice = local == nil ? nil : try await DeliverySender.Notice.load([p.streamId], on: sql)[p.streamId]
         while true {
             let page = try await Audience.page(creator: creator.id!, kind: p.kind, stream: p.streamId, seriesOccurrence: stream.seriesID != nil, after: cursor, limit: pageSize, on: sql)
             guard let next = page.next else { break }
             cursor = next
             guard !page.rows.isEmpty else { continue }
+            // This page goes to the local worker when it has room (else, from now on, to the queue).
+            if let l = local {
+                let room = notice == nil ? false : await l.waitForRoom(page.rows.count, timeout: localRoomWait)
+                if !room { local = nil }
+            }
+            let lease = local?.lease
             let t = now()
             var insert = sql.insert(into: Delivery.schema)
                 .columns("stream_id", "kind", "recipient_id", "revision", "status", "run_at", "attempts", "created_at", "updated_at",
-                         "previous_start_time", "last_reply")
+                         "previous_start_time", "last_reply", "locked_by", "locked_until")
             for row in page.rows {
                 // Opted-out and suppressed members get a `skipped` row: visible in the counts, never sent.
                 let skip: String? = row.suppressed == 1 ? DeliverySender.suppressedReason : (row.opted_out == 1 ? "recipient opted out" : nil)
+                let leased = skip == nil && lease != nil
                 insert = insert.values(SQLBind(p.streamId), SQLBind(p.kind), SQLBind(row.uid), SQLBind(p.revision),
-                                       SQLBind(skip == nil ? DeliveryStatus.queued : .skipped), SQLBind(t), SQLBind(0), SQLBind(t), SQLBind(t),
-                                       SQLBind(p.previousStart), SQLBind(skip))
+                                       SQLBind(skip != nil ? DeliveryStatus.skipped : (leased ? .sending : .queued)), SQLBind(t),
+                                       SQLBind(leased ? 1 : 0), SQLBind(t), SQLBind(t), SQLBind(p.previousStart), SQLBind(skip),
+                                       SQLBind(leased ? lease?.workerID : nil), SQLBind(leased ? lease.map { t.addingTimeInterval($0.duration) } : nil))
             }
-            try await insert.ignoringConflicts(with: ["stream_id", "kind", "recipient_id", "revision"]).run()
+            let conflict = insert.ignoringConflicts(with: ["stream_id", "kind", "recipient_id", "revision"])
+            if let local, let notice {
+                // Only the rows this run inserted come back (a re-run skips what exists).
+                struct Inserted: Decodable { let id: Int64; let recipient_id: String; let status: DeliveryStatus }
+                let inserted = try await conflict.returning("id", "recipient_id", "status").all(decoding: Inserted.self)
+                let members = Dictionary(page.rows.map { ($0.uid, $0) }, uniquingKeysWith: { a, _ in a })
+                local.add(inserted.compactMap { i in
+                    guard i.status == .sending, let m = members[i.recipient_id] else { return nil }
+                    return DeliverySender.Row(recipient: .init(
+                        id: i.id, kind: p.kind, attempts: 1, stream_id: p.streamId, recipient_id: m.uid, recipient_name: m.name,
+                        recipient_email: m.email, recipient_tz: m.timezone, recipient_active: true, recipient_uid: m.agora_uid,
+                        in_audience: 1, opted_out: 0, suppressed: 0, reminded_recently: 0, revision: p.revision,
+                        previous_start_time: p.previousStart), notice: notice)
+                })
+            } else {
+                try await conflict.run()
+            }
             // The push channel: this page's members' devices (their own push switches).
             try await PushDelivery.enqueue(stream: p.streamId, creator: creator.id!, kind: p.kind, revision: p.revision,
                                            members: page.rows.map(\.uid), enabled: push, now: t, on: sql)

@@ -26,6 +26,8 @@ final class Worker: Sendable {
     let webhooks: WebhookDispatcher?
     /// Pushes (APNs, FCM), by their own loop inside this worker.
     let push: PushSender?
+    /// Deliveries this process's fan-out handed over already leased (sent before any claimed ones).
+    let local: LocalDeliveries?
 
     private let jobLease: Lease<JobStatus>
     private let deliveryLease: Lease<DeliveryStatus>
@@ -47,7 +49,8 @@ final class Worker: Sendable {
 
     init(db: any Database, clock: AppClock, logger: Logger, sender: DeliverySender?, handlers: Handlers,
          settings: AppConfig.WorkerSettings, wake: WakeSignal, jobRetry: Backoff = Backoff(base: 5, cap: 600), webhooks: WebhookDispatcher? = nil,
-         push: PushSender? = nil) {
+         push: PushSender? = nil, id: String = Worker.makeID(), local: LocalDeliveries? = nil) {
+        self.local = local
         self.webhooks = webhooks
         self.push = push
         self.db = db
@@ -58,12 +61,17 @@ final class Worker: Sendable {
         self.settings = settings
         self.wake = wake
         self.jobRetry = jobRetry
-        id = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(UUID().uuidString.prefix(8))"
+        self.id = id
         jobLease = Lease(table: Job.schema, workerID: id, duration: settings.leaseSeconds)
         deliveryLease = Lease(table: Delivery.schema, workerID: id, duration: settings.leaseSeconds)
     }
 
     private var sql: any SQLDatabase { db.sql }
+
+    /// A worker's lease holder name: host, process, and a random part (several workers per process in tests).
+    static func makeID() -> String {
+        "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(UUID().uuidString.prefix(8))"
+    }
 
     /// Runs until `stop()` (or cancellation), then drains as `stop()` describes.
     func run() async {
@@ -97,7 +105,7 @@ final class Worker: Sendable {
 
     /// Rows still leased by this worker go back to the queue now instead of after their lease.
     private func releaseHeld() async {
-        let jobs = held.ids(.jobs), deliveries = held.ids(.deliveries)
+        let jobs = held.ids(.jobs), deliveries = held.ids(.deliveries) + (local?.close() ?? [])
         guard !jobs.isEmpty || !deliveries.isEmpty else { return }
         logger.warning("releasing unfinished work", metadata: ["jobs": "\(jobs.count)", "deliveries": "\(deliveries.count)"])
         do {
@@ -158,13 +166,34 @@ final class Worker: Sendable {
         guard !windowNearlyFull else { return }
         // The provider refused our key: nothing is claimed (no attempt used up) until the pause ends.
         guard sender.transport.pausedReason == nil else { return }
-        let deliverySlots = settings.maxInFlight - held.count(.deliveries)
-        let claimed = try await deliveryLease.claim(limit: deliverySlots, now: now, on: sql)
-        guard !claimed.isEmpty else { return }
-        for c in claimed { held.add(.deliveries, c.id) }
-        let rows = try await sender.load(claimed.map(\.id), on: sql)
-        let found = Set(rows.map(\.id))
-        for c in claimed where !found.contains(c.id) { held.remove(.deliveries, c.id) } // deleted meanwhile
+        var deliverySlots = settings.maxInFlight - held.count(.deliveries)
+        var rows: [DeliverySender.Row] = []
+        // First what this process's fan-out handed over (already leased to us): only its notice is
+        // read again, once per batch, so a stream cancelled or ended meanwhile is still noticed.
+        if let local, deliverySlots > 0, case let handed = local.take(deliverySlots), !handed.isEmpty {
+            for row in handed { held.add(.deliveries, row.id) }
+            deliverySlots -= handed.count
+            do {
+                let notices = try await DeliverySender.Notice.load(Set(handed.map(\.stream_id)), on: sql)
+                for var row in handed {
+                    guard let notice = notices[row.stream_id] else { held.remove(.deliveries, row.id); continue } // deleted meanwhile
+                    row.notice = notice
+                    rows.append(row)
+                }
+            } catch {
+                // Not sent: their leases expire and a later claim (any worker's) takes them.
+                for row in handed { held.remove(.deliveries, row.id) }
+                throw error
+            }
+        }
+        let claimed = try await deliveryLease.claim(limit: rows.isEmpty ? deliverySlots : 0, now: now, on: sql)
+        if !claimed.isEmpty {
+            for c in claimed { held.add(.deliveries, c.id) }
+            let loaded = try await sender.load(claimed.map(\.id), on: sql)
+            let found = Set(loaded.map(\.id))
+            for c in claimed where !found.contains(c.id) { held.remove(.deliveries, c.id) } // deleted meanwhile
+            rows += loaded
+        }
         for row in rows {
             group.addTask {
                 await sender.process(row, lease: self.deliveryLease, on: self.db)
@@ -204,12 +233,13 @@ final class Worker: Sendable {
             try? await Task.sleep(for: interval)
             let now = clock.now()
             try? await jobLease.renew(held.ids(.jobs), now: now, on: sql)
-            try? await deliveryLease.renew(held.ids(.deliveries), now: now, on: sql)
+            try? await deliveryLease.renew(held.ids(.deliveries) + (local?.ids ?? []), now: now, on: sql)
         }
     }
 
     /// Until the next due row, but at least every second (other processes enqueue too).
     private func sleepTime() async throws -> Duration {
+        if let local, local.count > 0 { return .milliseconds(10) }
         var next = try await jobLease.nextDue(on: sql)
         if let sender, sender.transport.pausedReason == nil, held.count(.deliveries) < settings.maxInFlight,
            let d = try await deliveryLease.nextDue(on: sql) {
@@ -228,7 +258,8 @@ final class Worker: Sendable {
             }
             let now = clock.now()
             let jobsDue = try await jobLease.nextDue(on: sql).map { $0 <= now } ?? false
-            let deliveriesDue = sender == nil ? false : (try await deliveryLease.nextDue(on: sql).map { $0 <= now } ?? false)
+            let queuedDue = sender == nil ? false : (try await deliveryLease.nextDue(on: sql).map { $0 <= now } ?? false)
+            let deliveriesDue = queuedDue || (sender != nil && (local?.count ?? 0) > 0)
             if !jobsDue && !deliveriesDue { return }
         }
     }
