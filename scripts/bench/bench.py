@@ -1494,8 +1494,29 @@ def profile(args):
             time.sleep(1)
             perf_profile(srv, f"fanout-{kind}", seconds=6)
             wait_for_count(SINK_STAT, before["count"] + 10_000, timeout=600)
+        elif target == "joinstorm":
+            # The join storm's token path (every request a different member), with its production settings.
+            srv.stop()
+            srv = Server(db, "profile-joinstorm", {"RATE_LIMIT_ENABLED": "true", "LOG_LEVEL": "info"})
+            srv.start()
+            n = int(os.environ.get("BENCH_JOINSTORM_MEMBERS", "5000").split(",")[0])
+            seed_audience(srv, "js-creator", n, "js")
+            stream = srv.create_stream("js-creator", live=True)
+            script = os.path.join(TMP, "joinstorm.lua")
+            with open(script, "w") as f:
+                f.write(JOINSTORM_LUA)
+            tokens = os.path.join(TMP, f"join-tokens-{n}.txt")
+            with open(tokens, "w") as f:
+                f.write("\n".join(mint(f"js{i:06d}") for i in range(n)) + "\n")
+            url = f"http://{srv.base}/api/streams/{stream['id']}/token?role=subscriber"
+            load = subprocess.Popen(["wrk", "-t2", "-c64", "-d14s", "-s", script, url], stdout=subprocess.PIPE, text=True,
+                                    env={**os.environ, "JOIN_TOKENS": tokens})
+            time.sleep(3)
+            perf_profile(srv, f"joinstorm-{kind}")
+            print(load.communicate()[0])
+            srv.stop()
         else:
-            raise BenchError("profile targets: token, schedule, fanout")
+            raise BenchError("profile targets: token, schedule, fanout, joinstorm")
     return 0
 
 

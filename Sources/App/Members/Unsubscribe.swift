@@ -9,10 +9,13 @@ import Vapor
 /// the id is later reused, the old token no longer matches (it never acts on someone else).
 struct UnsubscribeTokens: Sendable {
     let key: SymmetricKey
+    /// HMAC keyed once (its inner and outer pads hashed); each token copies it (one per email sent).
+    private let keyed: HMAC<SHA256>
 
     /// Derived from JWT_SECRET with a purpose label, so no extra secret has to be configured.
     init(jwtSecret: String) {
         key = SymmetricKey(data: HMAC<SHA256>.authenticationCode(for: Array("unsubscribe-token-v1".utf8), using: SymmetricKey(data: Array(jwtSecret.utf8))))
+        keyed = HMAC<SHA256>(key: key)
     }
 
     func token(member: String, creator: String, memberUID: Int64) -> String {
@@ -35,7 +38,9 @@ struct UnsubscribeTokens: Sendable {
     }
 
     private func tag(_ payload: [UInt8]) -> ArraySlice<UInt8> {
-        Array(HMAC<SHA256>.authenticationCode(for: payload, using: key)).prefix(16)
+        var mac = keyed
+        mac.update(data: payload)
+        return Array(mac.finalize()).prefix(16)
     }
 
     static func b64url(_ bytes: [UInt8]) -> String {

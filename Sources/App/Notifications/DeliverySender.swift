@@ -2,6 +2,7 @@ import Fluent
 import Foundation
 import Logging
 import Mailer
+import NIOConcurrencyHelpers
 import SQLKit
 
 /// Sends claimed deliveries: renders each for its recipient (their name and time zone), sends it,
@@ -16,6 +17,7 @@ struct DeliverySender: Sendable {
     let unsubscribe: UnsubscribeTokens
     let metrics: AppMetrics
     let outcomes: OutcomeLog
+    private let memos = NoticeMemos()
     /// Host of calendar UIDs and domain of Message-IDs (parsed once, not per email).
     private let calendarHost: String, messageDomain: String
 
@@ -65,7 +67,7 @@ struct DeliverySender: Sendable {
     }
 
     /// The stream a notice is about, its creator and its series (nil for a single stream).
-    struct Notice: Decodable, Sendable {
+    struct Notice: Decodable, Sendable, Hashable {
         let notice_stream: String
         let schedule_revision: Int
         let is_live: Bool
@@ -190,20 +192,36 @@ struct DeliverySender: Sendable {
         try await outcomes.record(.init(id: id, status: status, reply: reply, sentAt: sentAt), on: sql)
     }
 
-    func compose(_ row: Row) -> MailMessage {
-        let creatorZone = row.creator_tz ?? "UTC"
-        // A member without a zone of their own reads the creator's, labelled as the creator's.
-        let memberZone = row.recipient_tz ?? creatorZone
-        let streamURL = "\(settings.frontendURL)/live/\(row.stream_id)"
-        let unsubscribeURL = "\(settings.publicBaseURL)/api/unsubscribe/"
-            + unsubscribe.token(member: row.recipient_id, creator: row.creator_id, memberUID: row.recipient_uid)
+    /// What every recipient of one notice shares, worked out once per notice (not per email): the
+    /// calendar event, the invite method and the templates with the shared values in place.
+    struct NoticeMemo: Sendable {
+        let event: CalendarEvent
+        let invite: MailMessage.Calendar.Method?
+        let series: SeriesCalendar.Series?
+        let prepared: EmailTemplates.Prepared?
+        let streamURL: String
+    }
+
+    /// The memo's key: the notice as loaded (any change to the stream, creator or series is a new
+    /// key) and, for the one value that reads the date (upcoming skipped dates), the UTC day.
+    struct NoticeKey: Hashable, Sendable {
+        let kind: NotificationKind
+        let notice: Notice
+        let day: Int
+    }
+
+    private func memo(_ row: Row, now: Date) -> NoticeMemo {
         let kind = row.kind
+        let key = NoticeKey(kind: kind, notice: row.notice, day: kind == .seriesChanged ? Int(now.timeIntervalSince1970 / 86_400) : 0)
+        if let hit = memos.get(key) { return hit }
+        let creatorZone = row.creator_tz ?? "UTC"
+        let streamURL = "\(settings.frontendURL)/live/\(row.stream_id)"
         let series = row.seriesRule
         var event = CalendarEvent(
             uid: "\(row.stream_id)@\(calendarHost)", sequence: row.schedule_revision,
             start: row.start_time, end: row.start_time.addingTimeInterval(TimeInterval((row.duration_minutes ?? 60) * 60)),
             summary: "\(row.title) — \(row.creator_name)",
-            description: [row.description, "Join: \(streamURL)"].compactMap { $0 }.joined(separator: "\n\n"), url: streamURL, stamp: clock.now())
+            description: [row.description, "Join: \(streamURL)"].compactMap { $0 }.joined(separator: "\n\n"), url: streamURL, stamp: now)
         var invite: MailMessage.Calendar.Method? = switch kind {
         case .scheduled, .rescheduled, .rsvpConfirmed, .seriesScheduled, .seriesChanged, .seriesEnded: .publish
         case .cancelled: .cancel
@@ -232,8 +250,23 @@ struct DeliverySender: Sendable {
             "startCreatorZone": TimeFormatting.format(row.start_time, zoneID: creatorZone),
             "seriesPattern": kind.isSeriesNotice ? series?.rule.pattern(at: row.start_time) : nil,
             "seriesEnd": kind.isSeriesNotice ? series?.endWording : nil,
-            "skippedDates": kind == .seriesChanged ? series?.upcomingSkips(now: clock.now()) : nil,
+            "skippedDates": kind == .seriesChanged ? series?.upcomingSkips(now: now) : nil,
         ]
+        let memo = NoticeMemo(event: event, invite: invite, series: series, prepared: templates.prepare(kind: kind.template, shared: shared),
+                              streamURL: streamURL)
+        memos.put(key, memo)
+        return memo
+    }
+
+    func compose(_ row: Row) -> MailMessage {
+        let now = clock.now()
+        let notice = memo(row, now: now)
+        let creatorZone = row.creator_tz ?? "UTC"
+        // A member without a zone of their own reads the creator's, labelled as the creator's.
+        let memberZone = row.recipient_tz ?? creatorZone
+        let unsubscribeURL = "\(settings.publicBaseURL)/api/unsubscribe/"
+            + unsubscribe.token(member: row.recipient_id, creator: row.creator_id, memberUID: row.recipient_uid)
+        let kind = row.kind
         let values: [String: String?] = [
             "unsubscribeURL": unsubscribeURL,
             "previousStartMemberZone": row.previous_start_time.map { TimeFormatting.format($0, zoneID: memberZone) },
@@ -243,18 +276,37 @@ struct DeliverySender: Sendable {
             "otherZoneNote": row.recipient_tz == nil
                 ? (row.creator_tz.map { "\(row.creator_name)'s timezone (\($0))" } ?? "UTC") : nil,
             "seriesPatternMember": kind.isSeriesNotice
-                ? row.recipient_tz.flatMap { series?.rule.memberPattern(at: row.start_time, memberZone: $0) } : nil,
+                ? row.recipient_tz.flatMap { notice.series?.rule.memberPattern(at: row.start_time, memberZone: $0) } : nil,
             "startsIn": kind.isReminder
-                ? ReminderWording.startsIn(row.start_time, now: clock.now(), zoneID: memberZone) : nil,
+                ? ReminderWording.startsIn(row.start_time, now: now, zoneID: memberZone) : nil,
         ]
-        let rendered = templates.prepare(kind: kind.template, shared: shared).map { templates.render($0, values: values) }
+        let rendered = notice.prepared.map { templates.render($0, values: values) }
             ?? EmailTemplates.Rendered(subject: row.title, text: row.title, html: HTML.escape(row.title))
         return MailMessage(
             from: settings.from, to: [MailAddress(row.recipient_email, name: row.recipient_name)],
             subject: rendered.subject, text: rendered.text, html: rendered.html,
-            calendar: invite.map { .init(method: $0, ics: event.ics(method: $0), filename: "stream.ics") },
+            calendar: notice.invite.map { method in
+                var event = notice.event
+                event.stamp = now
+                return .init(method: method, ics: event.ics(method: method), filename: "stream.ics")
+            },
             headers: MailMessage.Header.listUnsubscribe(unsubscribeURL),
-            messageID: "d\(row.id).a\(row.attempts).\(UUID().uuidString.prefix(8).lowercased())@\(messageDomain)", date: clock.now())
+            messageID: "d\(row.id).a\(row.attempts).\(UUID().uuidString.prefix(8).lowercased())@\(messageDomain)", date: now)
+    }
+}
+
+/// Notice memos of the notices being sent (bounded: a full table is emptied, and notices in
+/// progress are worked out again).
+final class NoticeMemos: Sendable {
+    private let entries = NIOLockedValueBox<[DeliverySender.NoticeKey: DeliverySender.NoticeMemo]>([:])
+
+    func get(_ key: DeliverySender.NoticeKey) -> DeliverySender.NoticeMemo? { entries.withLockedValue { $0[key] } }
+
+    func put(_ key: DeliverySender.NoticeKey, _ memo: DeliverySender.NoticeMemo) {
+        entries.withLockedValue { e in
+            if e.count >= 64 { e.removeAll() }
+            e[key] = memo
+        }
     }
 }
 

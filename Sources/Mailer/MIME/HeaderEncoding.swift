@@ -7,7 +7,9 @@ enum HeaderEncoding {
 
     /// Removes CR, LF and other controls so a user-supplied value can never inject a header.
     static func sanitize(_ value: String) -> String {
-        String(String.UnicodeScalarView(value.unicodeScalars.map { $0.value < 32 || $0.value == 127 ? " " : $0 }))
+        // Most values have no control character: returned as they are (one pass over the bytes, no copy).
+        guard value.utf8.contains(where: { $0 < 32 || $0 == 127 }) else { return value }
+        return String(String.UnicodeScalarView(value.unicodeScalars.map { $0.value < 32 || $0.value == 127 ? " " : $0 }))
     }
 
     static func needsEncoding(_ value: String) -> Bool {
@@ -29,6 +31,8 @@ enum HeaderEncoding {
         if needsEncoding(clean) {
             return name + ": " + encodedWords(clean, firstLineUsed: name.count + 2).joined(separator: "\r\n ")
         }
+        // Short ASCII values fit on the first line as they are.
+        if name.utf8.count + 2 + clean.utf8.count <= maxLine { return name + ": " + clean }
         return name + ": " + foldASCII(clean, firstLineUsed: name.count + 2)
     }
 
@@ -127,9 +131,14 @@ public struct MailAddress: Sendable, Equatable {
         }
     }
 
+    /// RFC 5322 specials that make a display name a quoted-string.
+    private static let specials = Set("()<>[]:;@\\,.\"".utf8)
+
     /// The header form, encoding or quoting the display name as needed.
     func rendered(lineUsed: Int) -> String {
-        guard let rawName = name.map(HeaderEncoding.sanitize), !rawName.trimmingCharacters(in: .whitespaces).isEmpty else {
+        // Sanitized, a name is blank when it has nothing but spaces (controls became spaces).
+        guard let rawName = name.map(HeaderEncoding.sanitize), rawName.utf8.contains(where: { $0 != 32 }),
+              rawName.utf8.allSatisfy({ $0 < 128 }) || !rawName.trimmingCharacters(in: .whitespaces).isEmpty else {
             return "<\(address)>"
         }
         let angle = "<\(address)>"
@@ -137,11 +146,11 @@ public struct MailAddress: Sendable, Equatable {
             let words = HeaderEncoding.encodedWords(rawName, firstLineUsed: lineUsed)
             return words.joined(separator: "\r\n ") + "\r\n " + angle
         }
-        let specials = "()<>[]:;@\\,.\""
-        let display = rawName.contains(where: { specials.contains($0) })
+        // Printable ASCII from here (needsEncoding refused anything else): bytes are characters.
+        let display = rawName.utf8.contains(where: { Self.specials.contains($0) })
             ? "\"" + rawName.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
             : rawName
         let oneLine = display + " " + angle
-        return lineUsed + oneLine.count <= HeaderEncoding.maxLine ? oneLine : display + "\r\n " + angle
+        return lineUsed + oneLine.utf8.count <= HeaderEncoding.maxLine ? oneLine : display + "\r\n " + angle
     }
 }

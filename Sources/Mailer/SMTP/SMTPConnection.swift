@@ -21,25 +21,44 @@ enum SMTPError: Error, CustomStringConvertible {
 /// Splits the server's byte stream into lines (CRLF or LF), bounded so a broken server
 /// cannot make us buffer without limit.
 struct SMTPLineDecoder: ByteToMessageDecoder {
-    typealias InboundOut = String
+    typealias InboundOut = SMTPReplyLine
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let newline = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) else {
+        let view = buffer.readableBytesView
+        guard let newline = view.firstIndex(of: UInt8(ascii: "\n")) else {
             if buffer.readableBytes > 8192 { throw SMTPError.lineTooLong }
             return .needMoreData
         }
-        var bytes = buffer.readBytes(length: newline - buffer.readerIndex + 1)!
-        bytes.removeLast()
-        if bytes.last == UInt8(ascii: "\r") { bytes.removeLast() }
-        context.fireChannelRead(wrapInboundOut(String(decoding: bytes, as: UTF8.self)))
+        var end = newline
+        if end > view.startIndex, view[end - 1] == UInt8(ascii: "\r") { end -= 1 }
+        let line = SMTPReplyLine(view[view.startIndex..<end])
+        buffer.moveReaderIndex(to: newline + 1)
+        context.fireChannelRead(wrapInboundOut(line))
         return .continue
+    }
+}
+
+/// One reply line, parsed from its bytes: `code` (nil: not a reply line), continuation or last, text.
+struct SMTPReplyLine {
+    let code: Int?
+    let more: Bool
+    let text: String
+
+    init(_ bytes: ByteBufferView) {
+        var digits = bytes.prefix(3).makeIterator()
+        var value = 0, count = 0
+        while let d = digits.next(), d >= 48, d <= 57 { value = value * 10 + Int(d - 48); count += 1 }
+        code = count == 3 && bytes.count >= 3 && (bytes.count == 3 || bytes[bytes.startIndex + 3] == 32 || bytes[bytes.startIndex + 3] == 45)
+            ? value : nil
+        more = bytes.count > 3 && bytes[bytes.startIndex + 3] == UInt8(ascii: "-")
+        text = bytes.count > 4 ? String(decoding: bytes[(bytes.startIndex + 4)...], as: UTF8.self) : ""
     }
 }
 
 /// Assembles (multi-line) replies and hands them out in order. Lives on the channel's event loop;
 /// every method is called there.
 final class SMTPReplyHandler: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = String
+    typealias InboundIn = SMTPReplyLine
 
     private var pendingLines: [String] = []
     private var ready = CircularBuffer<SMTPReply>()
@@ -52,13 +71,12 @@ final class SMTPReplyHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let line = unwrapInboundIn(data)
-        let chars = Array(line.utf8)
-        guard chars.count >= 3, let code = Int(String(decoding: chars[0..<3], as: UTF8.self)), (200...599).contains(code) else {
+        guard let code = line.code, (200...599).contains(code) else {
             fail(SMTPError.malformedReply)
             return
         }
-        pendingLines.append(chars.count > 4 ? String(decoding: chars[4...], as: UTF8.self) : "")
-        if chars.count > 3 && chars[3] == UInt8(ascii: "-") { return }
+        pendingLines.append(line.text)
+        if line.more { return }
         let reply = SMTPReply(code: code, lines: pendingLines)
         pendingLines = []
         if let waiter = waiters.popFirst() { waiter.succeed(reply) } else { ready.append(reply) }
@@ -75,14 +93,22 @@ final class SMTPReplyHandler: ChannelInboundHandler, @unchecked Sendable {
 
     /// The next reply, or an error if none arrives within `timeout` (which also ends the connection:
     /// once a reply is missed the conversation cannot be trusted).
-    func nextReply(on loop: any EventLoop, timeout: TimeAmount) -> EventLoopFuture<SMTPReply> {
-        if let reply = ready.popFirst() { return loop.makeSucceededFuture(reply) }
+    /// The next `count` replies (a pipelined group) under one timer: replies already read are
+    /// answered at once, the rest wait for the server.
+    func nextReplies(_ count: Int, on loop: any EventLoop, timeout: TimeAmount) -> EventLoopFuture<[SMTPReply]> {
+        var got: [SMTPReply] = []
+        while got.count < count, let reply = ready.popFirst() { got.append(reply) }
+        if got.count == count { return loop.makeSucceededFuture(got) }
         if let error = terminalError { return loop.makeFailedFuture(error) }
-        let promise = loop.makePromise(of: SMTPReply.self)
-        waiters.append(promise)
+        let waiting = (got.count..<count).map { _ in
+            let promise = loop.makePromise(of: SMTPReply.self)
+            waiters.append(promise)
+            return promise.futureResult
+        }
         let timer = loop.scheduleTask(in: timeout) { [weak self] in self?.fail(SMTPError.timeout) }
-        promise.futureResult.whenComplete { _ in timer.cancel() }
-        return promise.futureResult
+        let rest = waiting.count == 1 ? waiting[0].map { [$0] } : EventLoopFuture.whenAllSucceed(waiting, on: loop)
+        rest.whenComplete { _ in timer.cancel() }
+        return rest.map { got + $0 }
     }
 
     private func fail(_ error: any Error) {
@@ -129,8 +155,7 @@ final class SMTPConnection: Sendable {
         let handler = self.handler
         let loop = channel.eventLoop
         return try await loop.flatSubmit {
-            let all = (0..<count).map { _ in handler.nextReply(on: loop, timeout: timeout) }
-            return EventLoopFuture.whenAllSucceed(all, on: loop)
+            handler.nextReplies(count, on: loop, timeout: timeout)
         }.get()
     }
 
