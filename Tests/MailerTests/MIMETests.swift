@@ -78,6 +78,27 @@ import Testing
         #expect(buffer.readString(length: buffer.readableBytes) == "a\r\n..b\r\n...c\r\nd\r\n.\r\n")
     }
 
+    /// The transparent fast path (CRLF already, no leading dots) and the normalizing path agree with
+    /// a line-by-line reference on random mixes of CR, LF, dots and text, including the edge bytes.
+    @Test func dotStuffingMatchesALineByLineReference() {
+        func reference(_ s: String) -> String {
+            let unified = s.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
+            var lines = unified.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            if lines.last == "" { lines.removeLast() }
+            return lines.map { ($0.hasPrefix(".") ? "." : "") + $0 + "\r\n" }.joined() + ".\r\n"
+        }
+        var generator = SystemRandomNumberGenerator()
+        let alphabet = ["a", "é", ".", "\r\n", "\r", "\n", " ", "x.y"]
+        var cases = ["", ".", "\r\n", "a", "a\r\n", ".a\r\n", "a\r\n.", "a\r", "a\n", "\r\n.\r\n"]
+        for _ in 0..<2_000 {
+            cases.append((0..<Int.random(in: 0...12, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! }.joined())
+        }
+        for text in cases {
+            var buffer = DotStuffing.encode(text)
+            #expect(buffer.readString(length: buffer.readableBytes) == reference(text), "\(Array(text.utf8))")
+        }
+    }
+
     @Test func renderedMessageStructure() throws {
         let message = MailMessage(
             from: MailAddress("live@fit.example.com", name: "Fit Live"), to: [MailAddress("m@example.com", name: "Mia Müller")],

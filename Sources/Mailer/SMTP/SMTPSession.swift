@@ -198,9 +198,18 @@ enum DotStuffing {
     /// Normalizes line endings to CRLF, doubles leading dots (RFC 5321 §4.5.2) and appends the
     /// end-of-data marker.
     static func encode(_ message: String) -> ByteBuffer {
-        // One pass over the bytes (this runs for every email; string splitting was the hot spot).
-        var out: [UInt8] = []
         var copy = message
+        // What the product renders is already CRLF with no line starting with ".": checked with two
+        // memchr scans and copied as it is (this runs for every email).
+        let ready = copy.withUTF8 { bytes in isTransparent(bytes) }
+        if ready {
+            var buffer = ByteBuffer(string: message)
+            if !message.utf8.isEmpty, message.utf8.last != 10 { buffer.writeString("\r\n") }
+            buffer.writeString(".\r\n")
+            return buffer
+        }
+        // One pass over the bytes, normalizing and stuffing.
+        var out: [UInt8] = []
         copy.withUTF8 { bytes in
             out.reserveCapacity(bytes.count + bytes.count / 40 + 8)
             var atLineStart = true
@@ -222,5 +231,25 @@ enum DotStuffing {
         }
         out.append(contentsOf: [46, 13, 10])
         return ByteBuffer(bytes: out)
+    }
+
+    /// True when every LF follows a CR, every CR precedes an LF and no line starts with ".".
+    static func isTransparent(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard let base = bytes.baseAddress, !bytes.isEmpty else { return true }
+        let n = bytes.count
+        if bytes[0] == 46 { return false }
+        var i = 0
+        while i < n, let hit = memchr(base + i, 10, n - i) {
+            let j = base.distance(to: hit.assumingMemoryBound(to: UInt8.self))
+            if j == 0 || bytes[j - 1] != 13 || (j + 1 < n && bytes[j + 1] == 46) { return false }
+            i = j + 1
+        }
+        i = 0
+        while i < n, let hit = memchr(base + i, 13, n - i) {
+            let j = base.distance(to: hit.assumingMemoryBound(to: UInt8.self))
+            if j + 1 >= n || bytes[j + 1] != 10 { return false }
+            i = j + 1
+        }
+        return true
     }
 }
