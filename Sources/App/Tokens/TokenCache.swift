@@ -1,4 +1,5 @@
 import Fluent
+import SQLKit
 import Foundation
 import NIOConcurrencyHelpers
 import Vapor
@@ -106,7 +107,10 @@ final class TokenCache: Sendable {
     func account(_ userID: String, on db: any Database) async throws -> Account? {
         if let hit = lookup(\.accounts, userID) { return hit }
         let gen = generation
-        let value = try await User.find(userID, on: db).map { Account(uid: $0.agoraUid32, isActive: $0.isActive) }
+        // Every join of a class-start storm is a different member: one plain SQL row, no model reflection.
+        struct Row: Decodable { let agora_uid: Int64; let is_active: Bool }
+        let row = try await db.sql.raw("SELECT agora_uid, is_active FROM users WHERE id = \(bind: userID)").first(decoding: Row.self)
+        let value = row.map { Account(uid: UInt32(clamping: $0.agora_uid), isActive: $0.is_active) }
         store(\.accounts, userID, value, generation: gen)
         return value
     }
