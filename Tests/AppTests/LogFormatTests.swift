@@ -41,6 +41,19 @@ import Testing
         }
     }
 
+    /// The byte search that lets ordinary lines skip the scrubbing finds exactly what a plain
+    /// substring search finds (every trigger, at the start, the end, overlapping, absent).
+    @Test func scrubPrecheckAgreesWithSubstringSearch() {
+        let triggers = ["@", "earer", "uthorization", "ignature", "/unsubscribe/", "X-Amz-", "ookie", "ecurity-", "=", "HTTPRequestHead",
+                        "HTTP part: body"]
+        let pieces = triggers.flatMap { [$0, String($0.dropLast()), String($0.dropFirst())] } + ["a", " ", "é", "request", "/api/x"]
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<3_000 {
+            let text = (0..<Int.random(in: 0...4, using: &generator)).map { _ in pieces.randomElement(using: &generator)! }.joined()
+            #expect(Redaction.mayNeedScrubbing(text) == triggers.contains { text.contains($0) }, "\(text)")
+        }
+    }
+
     private func plain(_ value: Logger.Metadata.Value) -> Any {
         switch value {
         case .string(let s): s

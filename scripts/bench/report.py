@@ -375,6 +375,20 @@ def render_joinstorm(res):
             m = x["median"]
             out.append(f"| {db} | {int(n):,} | {m['health_rps']:,.0f} | {m['token_rps']:,.0f} | {m['ratio_rps']:.2f} | {m['health_p99_ms']:.2f} | "
                        f"{m['token_p99_ms']:.2f} | {m['ratio_p99']:.2f} | {x['errors']} | {x['met']} |")
+    same = [(db, n, x) for db, r in res.items() for n, x in r.items() if "ratio_rps_same_client" in x["median"]]
+    if same:
+        out += ["", "The same, with `/health` driven by the same wrk Lua client as the token run (a new `Authorization` header per "
+                "request, ignored by `/health`): wrk shares the two cores, and its per-request Lua costs CPU the server does not get. "
+                "Server CPU per request from the server process's CPU time over each run:", "",
+                "| database | members | health (same client) req/s | token req/s | ratio | health p99 ms | token p99 ms | p99 ratio | "
+                "server CPU µs/request: health / token | wrk CPU s: health / same client / token | met |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
+        for db, n, x in same:
+            m = x["median"]
+            out.append(f"| {db} | {int(n):,} | {m['health_same_client_rps']:,.0f} | {m['token_rps']:,.0f} | {m['ratio_rps_same_client']:.2f} | "
+                       f"{m['health_same_client_p99_ms']:.2f} | {m['token_p99_ms']:.2f} | {m['ratio_p99_same_client']:.2f} | "
+                       f"{m['health_server_cpu_us_per_request']:.0f} / {m['token_server_cpu_us_per_request']:.0f} | "
+                       f"{m['health_client_cpu_s']:.1f} / {m['health_same_client_client_cpu_s']:.1f} / {m['token_client_cpu_s']:.1f} | {x['met_same_client']} |")
     return out + [""]
 
 
@@ -525,6 +539,10 @@ def summary(rec):
                 m = x["median"]
                 out[f"{db}, {int(n):,} members"] = (f"token {m['token_rps']:,.0f} vs health {m['health_rps']:,.0f} req/s (×{m['ratio_rps']:.2f}), "
                                                     f"p99 ×{m['ratio_p99']:.2f}, errors {x['errors']}", x["met"])
+                if "ratio_rps_same_client" in m:
+                    out[f"{db}, {int(n):,} members, /health by the same client"] = (
+                        f"token {m['token_rps']:,.0f} vs health {m['health_same_client_rps']:,.0f} req/s (×{m['ratio_rps_same_client']:.2f}), "
+                        f"p99 ×{m['ratio_p99_same_client']:.2f}, errors {x['errors']}", x["met_same_client"])
         elif s == "ncsburst":
             out[db] = (f"webhook p99 {r['webhooks']['latency_ms']['p99']:.1f} ms vs health {r['health']['latency_ms']['p99']:.1f} ms (×{r['ratio_p99']:.2f}), "
                        f"viewers {r['viewer_count_after']:,}/{r['viewers']:,}", r["met"])

@@ -16,10 +16,29 @@ enum Redaction {
 
     /// Cheap pre-check so ordinary lines (access logs) skip the regular expressions.
     private static let triggers = ["@", "earer", "uthorization", "ignature", "/unsubscribe/", "X-Amz-", "ookie", "ecurity-", "=", "HTTPRequestHead",
-                                   "HTTP part: body"]
+                                   "HTTP part: body"].map { Array($0.utf8) }
+
+    /// Whether any trigger occurs in `text` (byte search; every log line's message and values pass here).
+    static func mayNeedScrubbing(_ text: String) -> Bool {
+        var copy = text
+        return copy.withUTF8 { bytes in
+            guard let base = bytes.baseAddress, !bytes.isEmpty else { return false }
+            return triggers.contains { needle in
+                // memchr to each candidate first byte, then a compare of the rest.
+                var i = 0
+                let first = Int32(needle[0]), last = bytes.count - needle.count
+                while i <= last, let hit = memchr(base + i, first, last - i + 1) {
+                    let j = base.distance(to: hit.assumingMemoryBound(to: UInt8.self))
+                    if needle.withUnsafeBytes({ memcmp(base + j, $0.baseAddress!, needle.count) }) == 0 { return true }
+                    i = j + 1
+                }
+                return false
+            }
+        }
+    }
 
     static func scrub(_ text: String) -> String {
-        guard triggers.contains(where: { text.contains($0) }) else { return text }
+        guard mayNeedScrubbing(text) else { return text }
         var out = text.contains("HTTPRequestHead {") ? requestHead(text) : text
         // Vapor's trace log of request body pieces (a hex dump of the first bytes): never kept.
         if let body = out.range(of: "Decoded HTTP part: body(") { out = String(out[..<body.upperBound]) + "[redacted])" }
