@@ -61,9 +61,10 @@ final class AppMetrics: Sendable {
                                     (WebhookOutbox.deliveries, WebhookDeliveryStatus.queued.rawValue),
                                     (PushDelivery.schema, PushDelivery.Status.queued.rawValue)] {
                 struct Row: Decodable { let depth: Int; let oldest: Date? }
+                // The status as a literal: SQLite serves it from the (partial) due index only then.
                 let query: SQLQueryString = """
                     SELECT COUNT(*) AS depth, MIN(run_at) AS oldest FROM \(ident: table)
-                    WHERE status = \(bind: queued) AND run_at <= \(bind: now)
+                    WHERE status = \(literal: queued) AND run_at <= \(bind: now)
                     """
                 guard let row = try? await sql.raw(query).first(decoding: Row.self) else { continue }
                 registry.makeGauge(descriptor: d("queue_depth", "", "Due rows waiting to be claimed"), labels: [("queue", table)])

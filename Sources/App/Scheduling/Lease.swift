@@ -17,6 +17,8 @@ struct Lease<Status: QueueStatus>: Sendable {
     let workerID: String
     let duration: TimeInterval
 
+    /// Written as SQL literals, not binds: SQLite uses a partial index (the deliveries' due index
+    /// covers only queued and sending rows) only when the query's status is a literal it can match.
     private var activeStatus: String { Status.active.rawValue }
     private var queuedStatus: String { Status.queued.rawValue }
 
@@ -28,13 +30,13 @@ struct Lease<Status: QueueStatus>: Sendable {
         // ever queued on each claim): leases that expired first, then due rows in run_at order.
         let query: SQLQueryString = """
             WITH expired AS (
-              SELECT id FROM \(ident: table) WHERE status = \(bind: activeStatus) AND locked_until < \(bind: now)
+              SELECT id FROM \(ident: table) WHERE status = \(literal: activeStatus) AND locked_until < \(bind: now)
               ORDER BY locked_until LIMIT \(literal: limit)\(unsafeRaw: skipLocked)
             ), due AS (
-              SELECT id FROM \(ident: table) WHERE status = \(bind: queuedStatus) AND run_at <= \(bind: now)
+              SELECT id FROM \(ident: table) WHERE status = \(literal: queuedStatus) AND run_at <= \(bind: now)
               ORDER BY run_at LIMIT \(literal: limit)\(unsafeRaw: skipLocked)
             )
-            UPDATE \(ident: table) SET status = \(bind: activeStatus), locked_by = \(bind: workerID),
+            UPDATE \(ident: table) SET status = \(literal: activeStatus), locked_by = \(bind: workerID),
               locked_until = \(bind: now.addingTimeInterval(duration)), attempts = attempts + 1, updated_at = \(bind: now)
             WHERE id IN (SELECT id FROM (SELECT id FROM expired UNION ALL SELECT id FROM due) picked LIMIT \(literal: limit))
             RETURNING id, attempts
@@ -88,10 +90,10 @@ struct Lease<Status: QueueStatus>: Sendable {
     /// aggregate over every queued row: the worker asks after each pass, with 100k rows queued.
     func nextDue(on sql: any SQLDatabase) async throws -> Date? {
         let queued: SQLQueryString = """
-            SELECT run_at AS due FROM \(ident: table) WHERE status = \(bind: queuedStatus) ORDER BY run_at LIMIT 1
+            SELECT run_at AS due FROM \(ident: table) WHERE status = \(literal: queuedStatus) ORDER BY run_at LIMIT 1
             """
         let leased: SQLQueryString = """
-            SELECT MIN(locked_until) AS due FROM \(ident: table) WHERE status = \(bind: activeStatus)
+            SELECT MIN(locked_until) AS due FROM \(ident: table) WHERE status = \(literal: activeStatus)
             """
         let a = try await sql.raw(queued).first(decoding: DueRow.self)?.due
         let b = try await sql.raw(leased).first(decoding: DueRow.self)?.due
