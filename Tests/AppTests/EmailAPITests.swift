@@ -58,15 +58,17 @@ import VaporTesting
 
     @Test func resendRetriesTheSameCallWithTheSameKeyAndSendsOnce() async throws {
         try await Self.withFake { fake in
-            fake.delayNext = 1 // the first call outlives our 1 s timeout, but the fake sends it
-            fake.delay = .milliseconds(1500)
+            // The first call outlives our 2 s timeout, but the fake sends it. (2 s, not 1: on a loaded
+            // machine the retry's own answer must not time out too, or the emails go back to the queue.)
+            fake.delayNext = 1
+            fake.delay = .milliseconds(3000)
             var quick = Self.settings(.resend, fake)
-            quick.timeoutSeconds = 1
+            quick.timeoutSeconds = 2
             try await TestApp.run(realClock: true, adjust: { $0.mail.transport = .api(quick) }) { t in
                 let addresses = try await Self.seed(t, followers: 20)
                 _ = try await t.createStream(scheduled: false)
                 try await t.drainWorker()
-                try await Task.sleep(for: .milliseconds(800)) // the delayed first call lands
+                try await Task.sleep(for: .milliseconds(1500)) // the delayed first call lands
                 #expect(fake.emails.count == 20, "each member exactly once: \(fake.emails.count)")
                 #expect(Set(fake.emails.map(\.to)) == Set(addresses))
                 let keys = fake.calls.compactMap(\.idempotencyKey)

@@ -260,7 +260,9 @@ struct HostWebhookCrashTests {
             _ = try await HostWebhookTests.endpoint(t, url: receiver.url, events: ["stream.scheduled"])
             for i in 0..<events { _ = try await t.createStream(start: Date().addingTimeInterval(Double(3600 + i))) }
             let env = try AppProcess.environment(database: t.app.deps.config.database,
-                                                 extra: ["WEBHOOK_ALLOW_PRIVATE_URLS": "true", "WEBHOOK_TIMEOUT_SECONDS": "2"])
+                                                 extra: ["WEBHOOK_ALLOW_PRIVATE_URLS": "true", "WEBHOOK_TIMEOUT_SECONDS": "5"])
+            // A 5 s timeout (not 2): on a loaded machine (the whole suite in parallel) a 200 ms answer
+            // can take over 2 s, and a timed-out send is retried — a duplicate that is not the crash's.
             let first = try AppProcess.start(["worker"], environment: env)
             let underWay = try await DeliveryResilienceTests.waitUntil(timeout: 120) { receiver.delivered.count >= 10 || !first.isRunning }
             #expect(underWay && first.isRunning, "the first worker never got going")
