@@ -78,6 +78,52 @@ import VaporTesting
         }
     }
 
+    /// The same timelines for 120 viewers, each event delivered twice, shuffled and posted 16 at a
+    /// time (real parallel requests, a file database): the count moves by each applied change, and
+    /// the sum is exact — and equals a recount of the members' rows.
+    @Test func viewerCountUnderParallelShuffledDuplicates() async throws {
+        try await TestApp.run(fileDatabase: true, adjust: { $0.ncsSecret = Self.secret }) { t in
+            try await t.seedBasics()
+            let id = try await t.createStream(scheduled: false)
+            var events: [[String: Any]] = []
+            var expected = 0
+            var n = 0
+            for uid in Int64(2000)..<2120 {
+                var timeline: [(Int, Int64)] = [(105, 1)]
+                switch uid % 4 {
+                case 0: timeline.append((106, 2))
+                case 1: timeline += [(111, 2), (112, 3)]
+                case 2: timeline += [(106, 2), (105, 3)]
+                default: timeline.append((111, 2))
+                }
+                if uid % 4 == 1 || uid % 4 == 2 { expected += 1 }
+                for (type, seq) in timeline {
+                    n += 1
+                    events.append(Self.event("parallel-\(n)", type, channel: id, uid: uid, seq: seq))
+                }
+            }
+            var deliveries = events + events
+            var rng = SystemRandomNumberGenerator()
+            deliveries.shuffle(using: &rng)
+            let bodies = deliveries.map { String(decoding: try! JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys]), as: UTF8.self) }
+            for chunk in stride(from: 0, to: bodies.count, by: 16).map({ Array(bodies[$0..<min($0 + 16, bodies.count)]) }) {
+                let statuses = try await withThrowingTaskGroup(of: HTTPStatus.self) { group in
+                    for raw in chunk {
+                        group.addTask {
+                            try await t.send(.POST, "api/webhooks/agora", raw: raw,
+                                             headers: ["Agora-Signature-V2": WebhookController.signature(Array(raw.utf8), secret: Self.secret)]).status
+                        }
+                    }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+                #expect(statuses.allSatisfy { $0 == .ok }, "\(statuses)")
+            }
+            #expect(try await t.stream(id).viewerCount == expected)
+            try await ChannelEvents.recount(id, on: t.app.db.sql)
+            #expect(try await t.stream(id).viewerCount == expected)
+        }
+    }
+
     @Test func hostAwayLongerThanTheGracePeriodEndsTheStream() async throws {
         try await TestApp.run(adjust: { $0.ncsSecret = Self.secret }) { t in
             try await t.seedBasics()

@@ -114,7 +114,9 @@ enum WebhookOutbox {
               AND (viewers_webhook_at IS NULL OR viewers_webhook_at <= \(bind: now.addingTimeInterval(-60)))
             RETURNING id
             """).all(decoding: Row.self)
-        guard !won.isEmpty, let stream = try await LiveStream.find(streamID, on: db) else { return }
+        guard !won.isEmpty else { return }
+        try await ChannelEvents.recount(streamID, on: db.sql)
+        guard let stream = try await LiveStream.find(streamID, on: db) else { return }
         try await Self.stream(.streamViewers, stream, now: now, on: db, viewers: stream.viewerCount)
     }
 

@@ -1,0 +1,13 @@
+import FluentKit
+
+/// Issue 22: the viewer count moves by each applied change (+1 / −1) instead of a recount of the
+/// whole channel per event. The member row's upsert keeps the role it replaced, so the statement
+/// that applies a change also says which change it was.
+struct AddChannelMemberPreviousRole: AsyncMigration {
+    func prepare(on db: any Database) async throws {
+        try await db.schema("channel_members").field("prev_role", .string).update()
+    }
+    func revert(on db: any Database) async throws {
+        try await db.schema("channel_members").deleteField("prev_role").update()
+    }
+}
