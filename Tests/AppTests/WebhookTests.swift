@@ -119,7 +119,7 @@ import VaporTesting
                 #expect(statuses.allSatisfy { $0 == .ok }, "\(statuses)")
             }
             #expect(try await t.stream(id).viewerCount == expected)
-            try await ChannelEvents.recount(id, on: t.app.db.sql)
+            try await ChannelEvents.recount(id, on: t.app.db)
             #expect(try await t.stream(id).viewerCount == expected)
         }
     }

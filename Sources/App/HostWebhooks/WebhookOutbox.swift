@@ -115,7 +115,7 @@ enum WebhookOutbox {
             RETURNING id
             """).all(decoding: Row.self)
         guard !won.isEmpty else { return }
-        try await ChannelEvents.recount(streamID, on: db.sql)
+        try await ChannelEvents.recount(streamID, on: db)
         guard let stream = try await LiveStream.find(streamID, on: db) else { return }
         try await Self.stream(.streamViewers, stream, now: now, on: db, viewers: stream.viewerCount)
     }
