@@ -13,6 +13,27 @@ import VaporTesting
                                 headers: ["Agora-Signature-V2": WebhookController.signature(Array(raw.utf8), secret: secret)])
     }
 
+    /// Each viewer's events by uid % 4 — joins and leaves; goes on stage and back; drops and rejoins;
+    /// becomes a broadcaster — and how many end as audience.
+    static func timelines(uids: Range<Int64>, channel: String, prefix: String) -> (events: [[String: Any]], audience: Int) {
+        var events: [[String: Any]] = []
+        var audience = 0
+        for uid in uids {
+            var timeline: [(Int, Int64)] = [(105, 1)]            // joins as audience
+            switch uid % 4 {
+            case 0: timeline.append((106, 2))                     // leaves
+            case 1: timeline += [(111, 2), (112, 3)]              // on stage, back to audience
+            case 2: timeline += [(106, 2), (105, 3)]              // drops and rejoins
+            default: timeline.append((111, 2))                    // becomes a broadcaster
+            }
+            if uid % 4 == 1 || uid % 4 == 2 { audience += 1 }
+            for (type, seq) in timeline {
+                events.append(event("\(prefix)-\(events.count + 1)", type, channel: channel, uid: uid, seq: seq))
+            }
+        }
+        return (events, audience)
+    }
+
     static func event(_ notice: String, _ type: Int, channel: String, uid: Int64, seq: Int64) -> [String: Any] {
         ["noticeId": notice, "productId": 1, "eventType": type, "notifyMs": 1_772_900_000_000,
          "payload": ["channelName": channel, "uid": uid, "platform": 7, "clientSeq": seq, "ts": 1_772_900_000]]
@@ -49,23 +70,7 @@ import VaporTesting
         try await TestApp.run(adjust: { $0.ncsSecret = Self.secret }) { t in
             try await t.seedBasics()
             let id = try await t.createStream(scheduled: false)
-            var events: [[String: Any]] = []
-            var expected = 0
-            var n = 0
-            for uid in Int64(1000)..<1030 {
-                var timeline: [(Int, Int64)] = [(105, 1)]            // joins as audience
-                switch uid % 4 {
-                case 0: timeline.append((106, 2))                     // leaves
-                case 1: timeline += [(111, 2), (112, 3)]              // on stage, back to audience
-                case 2: timeline += [(106, 2), (105, 3)]              // drops and rejoins
-                default: timeline.append((111, 2))                    // becomes a broadcaster
-                }
-                if uid % 4 == 1 || uid % 4 == 2 { expected += 1 }
-                for (type, seq) in timeline {
-                    n += 1
-                    events.append(Self.event("notice-\(n)", type, channel: id, uid: uid, seq: seq))
-                }
-            }
+            let (events, expected) = Self.timelines(uids: 1000..<1030, channel: id, prefix: "notice")
             var deliveries = events + events
             var rng = SystemRandomNumberGenerator()
             deliveries.shuffle(using: &rng)
@@ -85,23 +90,7 @@ import VaporTesting
         try await TestApp.run(fileDatabase: true, adjust: { $0.ncsSecret = Self.secret }) { t in
             try await t.seedBasics()
             let id = try await t.createStream(scheduled: false)
-            var events: [[String: Any]] = []
-            var expected = 0
-            var n = 0
-            for uid in Int64(2000)..<2120 {
-                var timeline: [(Int, Int64)] = [(105, 1)]
-                switch uid % 4 {
-                case 0: timeline.append((106, 2))
-                case 1: timeline += [(111, 2), (112, 3)]
-                case 2: timeline += [(106, 2), (105, 3)]
-                default: timeline.append((111, 2))
-                }
-                if uid % 4 == 1 || uid % 4 == 2 { expected += 1 }
-                for (type, seq) in timeline {
-                    n += 1
-                    events.append(Self.event("parallel-\(n)", type, channel: id, uid: uid, seq: seq))
-                }
-            }
+            let (events, expected) = Self.timelines(uids: 2000..<2120, channel: id, prefix: "parallel")
             var deliveries = events + events
             var rng = SystemRandomNumberGenerator()
             deliveries.shuffle(using: &rng)
