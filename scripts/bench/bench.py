@@ -208,6 +208,8 @@ class Server:
         # BENCH_APP_<NAME>=v sets the server's <NAME>=v (e.g. BENCH_APP_WORKER_MAX_IN_FLIGHT=256).
         env.update({k[len("BENCH_APP_"):]: v for k, v in os.environ.items() if k.startswith("BENCH_APP_")})
         env.update(extra_env or {})
+        # BENCH_FORCE_<NAME>=v overrides even a scenario's own setting (diagnostics, e.g. LOG_LEVEL).
+        env.update({k[len("BENCH_FORCE_"):]: v for k, v in os.environ.items() if k.startswith("BENCH_FORCE_")})
         for k in drop_env:
             env.pop(k, None)
         self.env = env
