@@ -71,7 +71,7 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
     let workerID = Worker.makeID()
     // The fan-out hands its pages to this process's worker already leased (see LocalDeliveries).
     let local = sender.map { sender in
-        LocalDeliveries(lease: Lease(table: Delivery.schema, workerID: workerID, duration: config.worker.leaseSeconds),
+        LocalDeliveries(lease: Worker.deliveryLease(id: workerID, settings: config.worker),
                         capacity: max(1000, 4 * config.worker.maxInFlight), canSend: { sender.transport.pausedReason == nil })
     }
     let worker = Worker(

@@ -2,7 +2,6 @@ import Fluent
 import Foundation
 import Logging
 import Mailer
-import NIOConcurrencyHelpers
 import SQLKit
 
 /// Sends claimed deliveries: renders each for its recipient (their name and time zone), sends it,
@@ -17,7 +16,8 @@ struct DeliverySender: Sendable {
     let unsubscribe: UnsubscribeTokens
     let metrics: AppMetrics
     let outcomes: OutcomeLog
-    private let memos = NoticeMemos()
+    /// Notice memos of the notices being sent.
+    private let memos = BoundedCache<NoticeKey, NoticeMemo>(limit: 64)
     /// Host of calendar UIDs and domain of Message-IDs (parsed once, not per email).
     private let calendarHost: String, messageDomain: String
 
@@ -199,7 +199,6 @@ struct DeliverySender: Sendable {
         let invite: MailMessage.Calendar.Method?
         let series: SeriesCalendar.Series?
         let prepared: EmailTemplates.Prepared?
-        let streamURL: String
     }
 
     /// The memo's key: the notice as loaded (any change to the stream, creator or series is a new
@@ -252,8 +251,7 @@ struct DeliverySender: Sendable {
             "seriesEnd": kind.isSeriesNotice ? series?.endWording : nil,
             "skippedDates": kind == .seriesChanged ? series?.upcomingSkips(now: now) : nil,
         ]
-        let memo = NoticeMemo(event: event, invite: invite, series: series, prepared: templates.prepare(kind: kind.template, shared: shared),
-                              streamURL: streamURL)
+        let memo = NoticeMemo(event: event, invite: invite, series: series, prepared: templates.prepare(kind: kind.template, shared: shared))
         memos.put(key, memo)
         return memo
     }
@@ -292,21 +290,6 @@ struct DeliverySender: Sendable {
             },
             headers: MailMessage.Header.listUnsubscribe(unsubscribeURL),
             messageID: "d\(row.id).a\(row.attempts).\(UUID().uuidString.prefix(8).lowercased())@\(messageDomain)", date: now)
-    }
-}
-
-/// Notice memos of the notices being sent (bounded: a full table is emptied, and notices in
-/// progress are worked out again).
-final class NoticeMemos: Sendable {
-    private let entries = NIOLockedValueBox<[DeliverySender.NoticeKey: DeliverySender.NoticeMemo]>([:])
-
-    func get(_ key: DeliverySender.NoticeKey) -> DeliverySender.NoticeMemo? { entries.withLockedValue { $0[key] } }
-
-    func put(_ key: DeliverySender.NoticeKey, _ memo: DeliverySender.NoticeMemo) {
-        entries.withLockedValue { e in
-            if e.count >= 64 { e.removeAll() }
-            e[key] = memo
-        }
     }
 }
 

@@ -1,6 +1,5 @@
 import Foundation
 import Mailer
-import NIOConcurrencyHelpers
 
 /// Email templates, loaded once from Resources/Templates. `{{name}}` placeholders; a line whose
 /// placeholder has no value (e.g. no workout type) is left out entirely. HTML templates get
@@ -49,11 +48,13 @@ struct EmailTemplates: Sendable {
         let layout: (before: Compiled, after: Compiled?)
     }
 
-    private let cache = PreparedCache()
+    /// Prepared notices by kind and shared values; a fan-out renders thousands of emails from one.
+    private let cache = BoundedCache<PreparedKey, Prepared>(limit: 256)
+    struct PreparedKey: Hashable, Sendable { let kind: String; let shared: [String: String?] }
 
     /// `shared`: the values every recipient of one notice gets; prepared once per notice and kept.
     func prepare(kind: String, shared: [String: String?]) -> Prepared? {
-        let key = PreparedCache.Key(kind: kind, shared: shared)
+        let key = PreparedKey(kind: kind, shared: shared)
         if let hit = cache.get(key) { return hit }
         guard let t = templates[kind] else { return nil }
         let layout = self.layout.binding(shared, escape: true)
@@ -144,20 +145,5 @@ struct EmailTemplates: Sendable {
             out += result
         }
         return out
-    }
-}
-
-/// Prepared notices by kind and shared values; a fan-out renders thousands of emails from one.
-final class PreparedCache: Sendable {
-    struct Key: Hashable, Sendable { let kind: String; let shared: [String: String?] }
-    private let entries = NIOLockedValueBox<[Key: EmailTemplates.Prepared]>([:])
-
-    func get(_ key: Key) -> EmailTemplates.Prepared? { entries.withLockedValue { $0[key] } }
-
-    func put(_ key: Key, _ value: EmailTemplates.Prepared) {
-        entries.withLockedValue { e in
-            if e.count >= 256 { e.removeAll() } // bounded; notices in progress are prepared again
-            e[key] = value
-        }
     }
 }

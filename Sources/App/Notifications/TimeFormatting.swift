@@ -1,22 +1,18 @@
 import Foundation
-import NIOConcurrencyHelpers
 
 /// "March 8, 2026 at 3:30 AM EDT": the start time as people in `zone` read it.
 enum TimeFormatting {
     static func format(_ date: Date, zoneID: String) -> String {
         // A fan-out formats one start time in a handful of zones thousands of times: remembered.
         let key = FormatKey(date: date, zoneID: zoneID)
-        if let hit = formatted.withLockedValue({ $0[key] }) { return hit }
+        if let hit = formatted.get(key) { return hit }
         let text = formatNow(date, zoneID: zoneID)
-        formatted.withLockedValue { cache in
-            if cache.count >= 4096 { cache.removeAll() }
-            cache[key] = text
-        }
+        formatted.put(key, text)
         return text
     }
 
-    private struct FormatKey: Hashable { let date: Date; let zoneID: String }
-    private static let formatted = NIOLockedValueBox<[FormatKey: String]>([:])
+    private struct FormatKey: Hashable, Sendable { let date: Date; let zoneID: String }
+    private static let formatted = BoundedCache<FormatKey, String>(limit: 4096)
 
     private static func formatNow(_ date: Date, zoneID: String) -> String {
         let calendar = calendars.calendar(zoneID)

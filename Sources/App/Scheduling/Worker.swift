@@ -63,7 +63,9 @@ final class Worker: Sendable {
         self.jobRetry = jobRetry
         self.id = id
         jobLease = Lease(table: Job.schema, workerID: id, duration: settings.leaseSeconds)
-        deliveryLease = Lease(table: Delivery.schema, workerID: id, duration: settings.leaseSeconds)
+        // The local queue's rows are leased by the fan-out with its lease: finishing and renewing them
+        // must name the same holder, so that lease is this worker's delivery lease.
+        deliveryLease = local?.lease ?? Self.deliveryLease(id: id, settings: settings)
     }
 
     private var sql: any SQLDatabase { db.sql }
@@ -71,6 +73,11 @@ final class Worker: Sendable {
     /// A worker's lease holder name: host, process, and a random part (several workers per process in tests).
     static func makeID() -> String {
         "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(UUID().uuidString.prefix(8))"
+    }
+
+    /// The lease a worker named `id` holds its deliveries under.
+    static func deliveryLease(id: String, settings: AppConfig.WorkerSettings) -> Lease<DeliveryStatus> {
+        Lease(table: Delivery.schema, workerID: id, duration: settings.leaseSeconds)
     }
 
     /// Runs until `stop()` (or cancellation), then drains as `stop()` describes.

@@ -48,7 +48,7 @@ struct SMTPReplyLine {
         var digits = bytes.prefix(3).makeIterator()
         var value = 0, count = 0
         while let d = digits.next(), d >= 48, d <= 57 { value = value * 10 + Int(d - 48); count += 1 }
-        code = count == 3 && bytes.count >= 3 && (bytes.count == 3 || bytes[bytes.startIndex + 3] == 32 || bytes[bytes.startIndex + 3] == 45)
+        code = count == 3 && (bytes.count == 3 || bytes[bytes.startIndex + 3] == 32 || bytes[bytes.startIndex + 3] == 45)
             ? value : nil
         more = bytes.count > 3 && bytes[bytes.startIndex + 3] == UInt8(ascii: "-")
         text = bytes.count > 4 ? String(decoding: bytes[(bytes.startIndex + 4)...], as: UTF8.self) : ""
@@ -91,10 +91,9 @@ final class SMTPReplyHandler: ChannelInboundHandler, @unchecked Sendable {
         fail(error)
     }
 
-    /// The next reply, or an error if none arrives within `timeout` (which also ends the connection:
-    /// once a reply is missed the conversation cannot be trusted).
     /// The next `count` replies (a pipelined group) under one timer: replies already read are
-    /// answered at once, the rest wait for the server.
+    /// answered at once, the rest wait for the server; an error if they do not all arrive within
+    /// `timeout` (which also ends the connection: once a reply is missed the conversation cannot be trusted).
     func nextReplies(_ count: Int, on loop: any EventLoop, timeout: TimeAmount) -> EventLoopFuture<[SMTPReply]> {
         var got: [SMTPReply] = []
         while got.count < count, let reply = ready.popFirst() { got.append(reply) }
