@@ -58,17 +58,19 @@ import VaporTesting
 
     @Test func resendRetriesTheSameCallWithTheSameKeyAndSendsOnce() async throws {
         try await Self.withFake { fake in
-            // The first call outlives our 2 s timeout, but the fake sends it. (2 s, not 1: on a loaded
+            // The first call outlives our 4 s timeout, but the fake sends it. (4 s, not 1: on a loaded
             // machine the retry's own answer must not time out too, or the emails go back to the queue.)
             fake.delayNext = 1
-            fake.delay = .milliseconds(3000)
+            fake.delay = .milliseconds(6000)
             var quick = Self.settings(.resend, fake)
-            quick.timeoutSeconds = 2
+            quick.timeoutSeconds = 4
             try await TestApp.run(realClock: true, adjust: { $0.mail.transport = .api(quick) }) { t in
                 let addresses = try await Self.seed(t, followers: 20)
                 _ = try await t.createStream(scheduled: false)
                 try await t.drainWorker()
-                try await Task.sleep(for: .milliseconds(1500)) // the delayed first call lands
+                // The delayed first call lands: it began before the drain's 4 s timeout ran out, and
+                // sleeps 6 s, so it is over 3 s after the drain (whatever the load).
+                try await Task.sleep(for: .milliseconds(3000))
                 #expect(fake.emails.count == 20, "each member exactly once: \(fake.emails.count)")
                 #expect(Set(fake.emails.map(\.to)) == Set(addresses))
                 let keys = fake.calls.compactMap(\.idempotencyKey)

@@ -12,7 +12,15 @@ import VaporTesting
     static func allowPrivate(_ c: inout AppConfig) {
         c.webhooks.allowPrivateURLs = true
         c.webhooks.disableAfterFailures = 3
-        // A refused connection is retried by the HTTP client until the timeout: keep attempts short here.
+        // Generous: on a loaded machine (the whole suite in parallel) a local receiver's answer can take
+        // seconds, and a timed-out send is retried — a duplicate the ordering tests would count.
+        c.webhooks.timeoutSeconds = 15
+    }
+
+    /// For endpoints where nothing listens: a refused connection is retried by the HTTP client until
+    /// the timeout, so keep attempts short there.
+    static func deadEndpoint(_ c: inout AppConfig) {
+        allowPrivate(&c)
         c.webhooks.timeoutSeconds = 1
     }
 
@@ -90,7 +98,7 @@ import VaporTesting
             #expect(try await t.send(.POST, "api/creator/streams/\(stream)/stop", bearer: creator, json: [:]).status == .ok)
             for _ in 0..<40 {
                 try await t.app.deps.webhooks.drain()
-                if receiver.delivered.count >= 9 { break }
+                if receiver.delivered.contains(where: { $0.sequence == 9 }) { break }
                 t.setNow(t.app.deps.clock.now().addingTimeInterval(60))
             }
             let delivered = receiver.delivered
@@ -111,7 +119,7 @@ import VaporTesting
 
     @Test func goneDisablesTheEndpointAndRepeatedFailuresTripTheBreaker() async throws {
         let gone = try await WebhookReceiver.start { _, _ in .gone }
-        try await TestApp.run(adjust: Self.allowPrivate) { t in
+        try await TestApp.run(adjust: Self.deadEndpoint) { t in
             try await t.seedBasics()
             let (goneID, _) = try await Self.endpoint(t, url: gone.url)
             let (deadID, _) = try await Self.endpoint(t, url: "http://127.0.0.1:9/hook") // nothing listens there
@@ -141,7 +149,7 @@ import VaporTesting
     }
 
     @Test func eventsPastTheRetryWindowAreGivenUp() async throws {
-        try await TestApp.run(adjust: { Self.allowPrivate(&$0); $0.webhooks.disableAfterFailures = 1000; $0.webhooks.retryWindow = 6 * 3600 }) { t in
+        try await TestApp.run(adjust: { Self.deadEndpoint(&$0); $0.webhooks.disableAfterFailures = 1000; $0.webhooks.retryWindow = 6 * 3600 }) { t in
             try await t.seedBasics()
             let (id, _) = try await Self.endpoint(t, url: "http://127.0.0.1:9/hook")
             _ = try await t.createStream()
