@@ -117,6 +117,39 @@ import VaporTesting
         try await receiver.stop()
     }
 
+    /// stream.viewers: at most one a minute per live stream, carrying the exact count (NCS joins and
+    /// leaves moved it through the member row's trigger); events in between do not ask again.
+    @Test func viewersEventAtMostOnceAMinuteWithTheExactCount() async throws {
+        let receiver = try await WebhookReceiver.start()
+        try await TestApp.run(adjust: { Self.allowPrivate(&$0); $0.ncsSecret = WebhookTests.secret }) { t in
+            try await t.seedBasics()
+            _ = try await Self.endpoint(t, url: receiver.url, events: ["stream.viewers"])
+            let stream = try await t.createStream(scheduled: false)
+            var notice = 0
+            func ncs(_ type: Int, uid: Int64, seq: Int64) async throws {
+                notice += 1
+                let r = try await WebhookTests.post(t, WebhookTests.event("v-\(notice)", type, channel: stream, uid: uid, seq: seq))
+                #expect(r.status == .ok && r.json["duplicate"] as? Bool == false, "\(r.raw.prefix(200))")
+            }
+            func counts() async throws -> [Int] {
+                try await t.app.deps.webhooks.drain()
+                return receiver.delivered.map { (($0.json["data"] as? [String: Any])?["viewerCount"] as? Int) ?? -1 }
+            }
+            try await ncs(105, uid: 7001, seq: 1)                       // the first join: due at once
+            #expect(try await counts() == [1])
+            for uid in Int64(7002)...7005 { try await ncs(105, uid: uid, seq: 1) }
+            try await ncs(111, uid: 7005, seq: 2)                       // on stage: not a viewer
+            t.setNow(t.app.deps.clock.now().addingTimeInterval(59))
+            try await ncs(106, uid: 7002, seq: 2)                       // leaves
+            #expect(try await counts() == [1], "not twice within a minute")
+            t.setNow(t.app.deps.clock.now().addingTimeInterval(2))
+            try await ncs(112, uid: 7005, seq: 3)                       // back to the audience
+            #expect(try await counts() == [1, 4], "7001, 7003, 7004, 7005")
+            #expect(try await LiveStream.find(stream, on: t.app.db)?.viewerCount == 4)
+        }
+        try await receiver.stop()
+    }
+
     @Test func goneDisablesTheEndpointAndRepeatedFailuresTripTheBreaker() async throws {
         let gone = try await WebhookReceiver.start { _, _ in .gone }
         try await TestApp.run(adjust: Self.deadEndpoint) { t in

@@ -29,7 +29,7 @@ struct DevSecrets: Codable, Sendable {
     }
 
     static func randomHex(_ bytes: Int) -> String {
-        SymmetricKey(size: .init(bitCount: bytes * 8)).withUnsafeBytes { $0.map { String(format: "%02x", $0) }.joined() }
+        SymmetricKey(size: .init(bitCount: bytes * 8)).withUnsafeBytes { Hex.lower($0) }
     }
 }
 

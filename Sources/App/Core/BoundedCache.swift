@@ -11,6 +11,8 @@ final class BoundedCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
 
     func get(_ key: Key) -> Value? { entries.withLockedValue { $0[key] } }
 
+    func remove(_ key: Key) { _ = entries.withLockedValue { $0.removeValue(forKey: key) } }
+
     func put(_ key: Key, _ value: Value) {
         entries.withLockedValue { e in
             if e.count >= limit { e.removeAll() }

@@ -164,7 +164,7 @@ struct ResendClient: EmailAPIClient {
     }
 
     static func idempotencyKey(_ body: Data) -> String {
-        "lsb-" + SHA256.hash(data: body).prefix(16).map { String(format: "%02x", $0) }.joined()
+        "lsb-" + Hex.lower(SHA256.hash(data: body).prefix(16))
     }
 
     func send(_ batch: [OutgoingEmail]) async -> CallResult {

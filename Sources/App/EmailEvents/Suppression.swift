@@ -8,7 +8,7 @@ import SQLKit
 enum EmailHash {
     static func of(_ address: String) -> String {
         let normalized = address.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
-        return SHA256.hash(data: Data(normalized.utf8)).map { String(format: "%02x", $0) }.joined()
+        return Hex.lower(SHA256.hash(data: Data(normalized.utf8)))
     }
 }
 

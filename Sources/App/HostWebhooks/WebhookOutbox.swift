@@ -106,7 +106,9 @@ enum WebhookOutbox {
 
     /// stream.viewers, at most once a minute per live stream: only the call that moves
     /// `viewers_webhook_at` (one conditional write) records it.
-    static func viewers(_ streamID: String, now: Date, on db: any Database) async throws {
+    /// Whether this call recorded the event (false: not live, or one went out less than a minute ago).
+    @discardableResult
+    static func viewers(_ streamID: String, now: Date, on db: any Database) async throws -> Bool {
         struct Row: Decodable { let id: String }
         let won = try await db.sql.raw("""
             UPDATE streams SET viewers_webhook_at = \(bind: now)
@@ -114,10 +116,11 @@ enum WebhookOutbox {
               AND (viewers_webhook_at IS NULL OR viewers_webhook_at <= \(bind: now.addingTimeInterval(-60)))
             RETURNING id
             """).all(decoding: Row.self)
-        guard !won.isEmpty else { return }
+        guard !won.isEmpty else { return false }
         try await ChannelEvents.recount(streamID, on: db)
-        guard let stream = try await LiveStream.find(streamID, on: db) else { return }
+        guard let stream = try await LiveStream.find(streamID, on: db) else { return false }
         try await Self.stream(.streamViewers, stream, now: now, on: db, viewers: stream.viewerCount)
+        return true
     }
 
     struct RecordingData: Encodable {

@@ -18,7 +18,7 @@ struct WebhookController: RouteCollection {
     }
 
     static func signature(_ body: some DataProtocol, secret: String) -> String {
-        HMAC<SHA256>.authenticationCode(for: Array(body), using: SymmetricKey(data: Array(secret.utf8))).map { String(format: "%02x", $0) }.joined()
+        Hex.lower(HMAC<SHA256>.authenticationCode(for: Array(body), using: SymmetricKey(data: Array(secret.utf8))))
     }
 
     @Sendable func receive(req: Request) async throws -> Response {

@@ -7,19 +7,41 @@ import SQLKit
 /// channel ending its stream — the last two through `StreamLifecycle`.
 struct ChannelEvents: Sendable {
     let lifecycle: StreamLifecycle
+    /// A channel's stream and its creator's uid never change: read once per channel, not per event.
+    private let channels = BoundedCache<String, ChannelRef>(limit: 10_000)
+    /// When this process next asks whether the `stream.viewers` webhook is due (a conditional write
+    /// on the stream's row, so at most one per minute across replicas); between, events skip it.
+    private let viewersCheck = BoundedCache<String, Date>(limit: 10_000)
+
+    init(lifecycle: StreamLifecycle) { self.lifecycle = lifecycle }
+
+    struct ChannelRef: Sendable { let streamID: String; let creatorUID: Int64 }
 
     func apply(_ event: ChannelEventType, payload: [String: Any], on db: any Database) async throws {
-        let sql = db.sql
-        // The stream and its creator's uid in one plain query (every viewer's join passes here).
-        struct StreamRow: Decodable {
-            let id: String, is_live: Bool, went_live_at: Date?, end_time: Date?, cancelled_at: Date?, creator_uid: Int64
+        guard let channel = payload["channelName"] as? String, let ref = try await self.channel(channel, on: db.sql) else { return } // unknown: ignore
+        do {
+            try await apply(event, payload: payload, ref: ref, on: db)
+        } catch {
+            channels.remove(channel) // e.g. the stream was deleted with its creator: read it again on Agora's retry
+            throw error
         }
-        guard let channel = payload["channelName"] as? String,
-              let stream = try await sql.raw("""
-                  SELECT s.id, s.is_live, s.went_live_at, s.end_time, s.cancelled_at, c.agora_uid AS creator_uid
-                  FROM streams s JOIN users c ON c.id = s.creator_id WHERE s.agora_channel_id = \(bind: channel)
-                  """).first(decoding: StreamRow.self) else { return } // unknown: ignore
-        let streamID = stream.id
+    }
+
+    private func channel(_ channel: String, on sql: any SQLDatabase) async throws -> ChannelRef? {
+        if let known = channels.get(channel) { return known }
+        struct Row: Decodable { let id: String; let creator_uid: Int64 }
+        guard let row = try await sql.raw("""
+            SELECT s.id, c.agora_uid AS creator_uid FROM streams s JOIN users c ON c.id = s.creator_id
+            WHERE s.agora_channel_id = \(bind: channel)
+            """).first(decoding: Row.self) else { return nil }
+        let ref = ChannelRef(streamID: row.id, creatorUID: row.creator_uid)
+        channels.put(channel, ref)
+        return ref
+    }
+
+    private func apply(_ event: ChannelEventType, payload: [String: Any], ref: ChannelRef, on db: any Database) async throws {
+        let sql = db.sql
+        let streamID = ref.streamID
         if event == .channelDestroyed { try await lifecycle.end(streamID, reason: .channelDestroyed, on: db); return }
         guard let role = event.roleAfter, let uid = (payload["uid"] as? NSNumber)?.int64Value,
               let seq = (payload["clientSeq"] as? NSNumber)?.int64Value else { return }
@@ -27,32 +49,35 @@ struct ChannelEvents: Sendable {
         if payload["platform"] as? Int == 6, payload["clientType"] as? Int == 10 { return }
         let at = (payload["ts"] as? NSNumber).map { Date(timeIntervalSince1970: $0.doubleValue) } ?? lifecycle.clock.now()
         try await Attendance.record(stream: streamID, uid: uid, type: event, role: role, clientSeq: seq, at: at, on: sql)
-        // Applied only when newer than what we know; the row keeps the role it replaced, so the upsert
-        // itself tells exactly which change happened (concurrent events of one uid serialize on its row).
-        // The change and the count move together (one short write transaction): a failure between
-        // them (SQLITE_BUSY, a lost connection) must not leave a member applied but uncounted.
-        let changed = try await db.writeTransaction { tx in
-            struct Row: Decodable { let role: ChannelRole; let prev_role: ChannelRole? }
-            let applied = try await tx.sql.insert(into: "channel_members").columns("id", "stream_id", "uid", "role", "client_seq", "prev_role")
-                .values(SQLBind(UUID()), SQLBind(streamID), SQLBind(uid), SQLBind(role), SQLBind(seq), SQLLiteral.null)
-                .onConflict(with: ["stream_id", "uid"]) {
-                    $0.set("prev_role", to: SQLColumn("role", table: "channel_members"))
-                        .set(excludedValueOf: "role").set(excludedValueOf: "client_seq")
-                        .where(SQLColumn("client_seq", table: "channel_members"), .lessThan, SQLExcludedColumn("client_seq"))
-                }.returning("role", "prev_role").all(decoding: Row.self)
-            guard let change = applied.first else { return false } // older than what we know: a late duplicate
-            let delta = (change.role == .audience ? 1 : 0) - (change.prev_role == .audience ? 1 : 0)
-            if delta != 0 {
-                try await tx.sql.raw("UPDATE streams SET viewer_count = viewer_count + \(literal: delta) WHERE id = \(bind: streamID)").run()
-            }
-            return true
-        }
-        guard changed else { return }
-        try await WebhookOutbox.viewers(streamID, now: lifecycle.clock.now(), on: db)
-        // The host: leaving starts the grace period; coming back cancels it.
-        let state = StreamState(isLive: stream.is_live, wentLiveAt: stream.went_live_at, endTime: stream.end_time, cancelledAt: stream.cancelled_at)
-        guard stream.creator_uid == uid, state == .live else { return }
+        // Applied only when newer than what we know (concurrent events of one uid serialize on its row).
+        // One autocommit statement: the trigger of `AddViewerCountTrigger` moves the stream's viewer
+        // count by the change in the same statement, so a member is never applied but uncounted.
+        struct Row: Decodable { let role: ChannelRole }
+        let applied = try await sql.insert(into: "channel_members").columns("id", "stream_id", "uid", "role", "client_seq")
+            .values(SQLBind(UUID()), SQLBind(streamID), SQLBind(uid), SQLBind(role), SQLBind(seq))
+            .onConflict(with: ["stream_id", "uid"]) {
+                $0.set(excludedValueOf: "role").set(excludedValueOf: "client_seq")
+                    .where(SQLColumn("client_seq", table: "channel_members"), .lessThan, SQLExcludedColumn("client_seq"))
+            }.returning("role").all(decoding: Row.self)
+        guard !applied.isEmpty else { return } // older than what we know: a late duplicate
+        try await viewersWebhookIfDue(streamID, on: db)
+        // The host: leaving starts the grace period; coming back cancels it (only for a live stream).
+        guard ref.creatorUID == uid else { return }
+        struct StateRow: Decodable { let is_live: Bool, went_live_at: Date?, end_time: Date?, cancelled_at: Date? }
+        guard let s = try await sql.raw("SELECT is_live, went_live_at, end_time, cancelled_at FROM streams WHERE id = \(bind: streamID)")
+            .first(decoding: StateRow.self),
+              StreamState(isLive: s.is_live, wentLiveAt: s.went_live_at, endTime: s.end_time, cancelledAt: s.cancelled_at) == .live else { return }
         if role == .none { try await lifecycle.hostLeft(streamID, on: db) } else { try await lifecycle.hostReturned(streamID, on: db) }
+    }
+
+    /// `stream.viewers` at most once a minute per stream (decided by one conditional write on the
+    /// stream's row, whichever replica gets there first). This process asks again a minute after it
+    /// sent one, or 5 s after another replica did (or the stream was not live): not on every event.
+    private func viewersWebhookIfDue(_ streamID: String, on db: any Database) async throws {
+        let now = lifecycle.clock.now()
+        if let next = viewersCheck.get(streamID), now < next { return }
+        let sent = try await WebhookOutbox.viewers(streamID, now: now, on: db)
+        viewersCheck.put(streamID, now.addingTimeInterval(sent ? 60 : 5))
     }
 
     /// The count from the members' rows (what the increments add up to): run with the

@@ -99,7 +99,7 @@ struct FeedController: RouteCollection {
         events += try await seriesEvents(creator: creatorID, host: host, now: now, on: req.db)
         let body = CalendarEvent.calendar(events, method: .publish, name: "\(creator.name) — live streams",
                                           zoneIfEmpty: (creator.timezone ?? "UTC", now))
-        let etag = "\"" + SHA256.hash(data: Data(body.utf8)).prefix(16).map { String(format: "%02x", $0) }.joined() + "\""
+        let etag = "\"" + Hex.lower(SHA256.hash(data: Data(body.utf8)).prefix(16)) + "\""
         if req.headers.first(name: .ifNoneMatch) == etag {
             let r = Response(status: .notModified)
             r.headers.replaceOrAdd(name: .eTag, value: etag)

@@ -8,7 +8,7 @@ enum Migrations {
         CreateJobs(), CreateDeliveries(), CreateOutbox(), CreatePreferences(),
         AddStreamSchedule(), CreateModeration(), CreateWebhookState(), AddStreamWentLive(),
         AddReplayVerified(), AddHousekeepingIndexes(), AddEmailEvents(), AddStageControl(),
-        AddAttendance(), AddRSVPs(), AddSeries(), AddWebhooks(), AddPush(), SlimDeliveryIndexes(), AddChannelMemberPreviousRole(),
+        AddAttendance(), AddRSVPs(), AddSeries(), AddWebhooks(), AddPush(), SlimDeliveryIndexes(), AddChannelMemberPreviousRole(), AddViewerCountTrigger(),
     ]
 }
 
