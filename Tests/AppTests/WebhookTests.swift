@@ -95,21 +95,62 @@ import VaporTesting
             var rng = SystemRandomNumberGenerator()
             deliveries.shuffle(using: &rng)
             let bodies = deliveries.map { String(decoding: try! JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys]), as: UTF8.self) }
+            var firstDeliveries: [String: Int] = [:] // notice → deliveries answered as new
             for chunk in stride(from: 0, to: bodies.count, by: 16).map({ Array(bodies[$0..<min($0 + 16, bodies.count)]) }) {
-                let statuses = try await withThrowingTaskGroup(of: HTTPStatus.self) { group in
+                let replies = try await withThrowingTaskGroup(of: (String, TestApp.Reply).self) { group in
                     for raw in chunk {
                         group.addTask {
-                            try await t.send(.POST, "api/webhooks/agora", raw: raw,
-                                             headers: ["Agora-Signature-V2": WebhookController.signature(Array(raw.utf8), secret: Self.secret)]).status
+                            let notice = (try JSONSerialization.jsonObject(with: Data(raw.utf8)) as? [String: Any])?["noticeId"] as? String ?? ""
+                            return (notice, try await t.send(.POST, "api/webhooks/agora", raw: raw,
+                                                             headers: ["Agora-Signature-V2": WebhookController.signature(Array(raw.utf8), secret: Self.secret)]))
                         }
                     }
                     return try await group.reduce(into: []) { $0.append($1) }
                 }
-                #expect(statuses.allSatisfy { $0 == .ok }, "\(statuses)")
+                #expect(replies.allSatisfy { $0.1.status == .ok }, "\(replies.map(\.1.status))")
+                for (notice, reply) in replies where reply.json["duplicate"] as? Bool == false { firstDeliveries[notice, default: 0] += 1 }
             }
+            // Each notice answered as new exactly once (the other delivery: a duplicate), also when
+            // both deliveries were applied in the same group.
+            #expect(firstDeliveries.count == events.count && firstDeliveries.values.allSatisfy { $0 == 1 })
             #expect(try await t.stream(id).viewerCount == expected)
             try await ChannelEvents.recount(id, on: t.app.db)
             #expect(try await t.stream(id).viewerCount == expected)
+        }
+    }
+
+    /// One group, applied directly: a notice twice in the group and one seen before are duplicates;
+    /// one member's join and leave in the same group net out; a change for a stream that does not
+    /// exist fails alone (the group falls back to one transaction per change) and leaves nothing behind.
+    @Test func aGroupOfViewerChangesDedupesNetsAndIsolatesAFailure() async throws {
+        try await TestApp.run(adjust: { $0.ncsSecret = Self.secret }) { t in
+            try await t.seedBasics()
+            let id = try await t.createStream(scheduled: false)
+            #expect(try await Self.post(t, Self.event("seen", 105, channel: id, uid: 9001, seq: 1)).json["duplicate"] as? Bool == false)
+            func change(_ notice: String, _ type: ChannelEventType, stream: String = id, uid: Int64, seq: Int64) -> ChannelEvents.ViewerChange {
+                .init(notice: notice, record: .init(stream: stream, uid: uid, type: type, role: type.roleAfter!, clientSeq: seq, at: t.start))
+            }
+            let check = BoundedCache<String, Date>(limit: 10)
+            let group = [
+                change("seen", .audienceJoined, uid: 9001, seq: 1),          // seen before
+                change("a", .audienceJoined, uid: 9002, seq: 1),
+                change("a", .audienceJoined, uid: 9002, seq: 1),             // the same notice twice
+                change("b-leave", .audienceLeft, uid: 9003, seq: 2),         // leave before its join, same group
+                change("b-join", .audienceJoined, uid: 9003, seq: 1),
+                change("c", .audienceJoined, uid: 9004, seq: 1),
+            ]
+            let results = await ChannelEvents.applyViewers(group, on: t.app.db, viewersCheck: check, clock: t.app.deps.clock)
+            #expect(results.map { (try? $0.get()) ?? nil } == [false, true, false, true, true, true])
+            #expect(try await t.stream(id).viewerCount == 3, "9001, 9002, 9004")
+            let withBad = [change("d", .audienceJoined, uid: 9005, seq: 1), change("bad", .audienceJoined, stream: "no-such-stream", uid: 9006, seq: 1),
+                           change("e", .audienceLeft, uid: 9004, seq: 2)]
+            let mixed = await ChannelEvents.applyViewers(withBad, on: t.app.db, viewersCheck: check, clock: t.app.deps.clock)
+            #expect((try? mixed[0].get()) == true && (try? mixed[2].get()) == true)
+            guard case .failure = mixed[1] else { Issue.record("a change for a missing stream must fail"); return }
+            #expect(try await t.stream(id).viewerCount == 3, "9001, 9002, 9005")
+            struct N: Decodable { let n: Int }
+            let orphan = try await t.app.db.sql.raw("SELECT COUNT(*) AS n FROM webhook_notices WHERE notice_id = 'bad'").first(decoding: N.self)?.n
+            #expect(orphan == 0, "the failed change's notice is not kept: Agora's retry is applied")
         }
     }
 

@@ -11,20 +11,34 @@ enum Attendance {
 
     enum Event: String, Codable, Sendable { case join, leave, role }
 
+    /// One membership event as stored.
+    struct Record: Sendable {
+        let stream: String, uid: Int64, type: ChannelEventType, role: ChannelRole, clientSeq: Int64, at: Date
+
+        var event: Event {
+            switch type {
+            case .broadcasterJoined, .audienceJoined: .join
+            case .broadcasterLeft, .audienceLeft: .leave
+            default: .role
+            }
+        }
+    }
+
     /// Records one membership event (idempotent).
     static func record(stream: String, uid: Int64, type: ChannelEventType, role: ChannelRole, clientSeq: Int64, at: Date,
                        on sql: any SQLDatabase) async throws {
-        let event: Event = switch type {
-        case .broadcasterJoined, .audienceJoined: .join
-        case .broadcasterLeft, .audienceLeft: .leave
-        default: .role
+        try await record([Record(stream: stream, uid: uid, type: type, role: role, clientSeq: clientSeq, at: at)], on: sql)
+    }
+
+    /// Records membership events in one statement (idempotent; the same event twice is kept once).
+    static func record(_ records: [Record], on sql: any SQLDatabase) async throws {
+        guard !records.isEmpty else { return }
+        let rows: [SQLQueryString] = records.map { r in
+            "(\(bind: UUID()), \(bind: r.stream), \(bind: r.uid), (SELECT id FROM users WHERE agora_uid = \(bind: r.uid)), \(bind: r.event.rawValue), \(bind: r.role.rawValue), \(bind: r.clientSeq), \(bind: r.at))"
         }
-        try await sql.raw("""
-            INSERT INTO attendance_events (id, stream_id, uid, user_id, event, role, client_seq, at)
-            VALUES (\(bind: UUID()), \(bind: stream), \(bind: uid), (SELECT id FROM users WHERE agora_uid = \(bind: uid)),
-                    \(bind: event.rawValue), \(bind: role.rawValue), \(bind: clientSeq), \(bind: at))
-            ON CONFLICT (stream_id, uid, client_seq) DO NOTHING
-            """).run()
+        let query: SQLQueryString = "INSERT INTO attendance_events (id, stream_id, uid, user_id, event, role, client_seq, at) VALUES "
+            + rows.joined(separator: ", ") + " ON CONFLICT (stream_id, uid, client_seq) DO NOTHING"
+        try await sql.raw(query).run()
     }
 
     struct Row: Decodable, Sendable {

@@ -33,6 +33,11 @@ struct WebhookController: RouteCollection {
             throw APIError(.badRequest, "invalid_body", "Not an Agora notification")
         }
         let payload = json["payload"] as? [String: Any] ?? [:]
+        // Viewers' joins, leaves and role changes: applied with whatever else arrives meanwhile.
+        if AgoraProduct(rawValue: product) == .rtc, let type = ChannelEventType(rawValue: event),
+           let fresh = try await channelEvents.submitViewerChange(notice: notice, type, payload: payload, on: req.db) {
+            return try await Ack(duplicate: !fresh).encodeResponse(for: req)
+        }
         let sql = req.db.sql
         struct Row: Decodable { let notice_id: String }
         let fresh = try await sql.insert(into: "webhook_notices").columns("notice_id", "received_at")

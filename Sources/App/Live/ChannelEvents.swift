@@ -12,11 +12,111 @@ struct ChannelEvents: Sendable {
     /// When this process next asks whether the `stream.viewers` webhook is due (a conditional write
     /// on the stream's row, so at most one per minute across replicas); between, events skip it.
     private let viewersCheck = BoundedCache<String, Date>(limit: 10_000)
+    /// Viewers' joins, leaves and role changes, applied in groups (see `applyViewers`).
+    private let viewerChanges: Coalescer<ViewerChange, Bool>
 
-    init(lifecycle: StreamLifecycle) { self.lifecycle = lifecycle }
+    init(lifecycle: StreamLifecycle, database: @escaping @Sendable () -> any Database) {
+        self.lifecycle = lifecycle
+        let viewersCheck = self.viewersCheck, clock = lifecycle.clock
+        viewerChanges = Coalescer(maxBatch: 100) { changes in
+            await Self.applyViewers(changes, on: database(), viewersCheck: viewersCheck, clock: clock)
+        }
+    }
 
     struct ChannelRef: Sendable { let streamID: String; let creatorUID: Int64 }
 
+    /// One viewer's membership change (not the host's: that one can start or stop the grace period).
+    struct ViewerChange: Sendable {
+        let notice: String
+        let record: Attendance.Record
+        var streamID: String { record.stream }
+    }
+
+    /// An RTC notice. Viewers' membership changes go through the group path and answer whether the
+    /// notice was new; nil means this notice is not one of those (the caller applies it alone).
+    func submitViewerChange(notice: String, _ event: ChannelEventType, payload: [String: Any], on db: any Database) async throws -> Bool? {
+        guard event != .channelDestroyed, let role = event.roleAfter, let channel = payload["channelName"] as? String,
+              let uid = (payload["uid"] as? NSNumber)?.int64Value, let seq = (payload["clientSeq"] as? NSNumber)?.int64Value,
+              !Self.isRecordingBot(payload), let ref = try await self.channel(channel, on: db.sql), ref.creatorUID != uid else { return nil }
+        let record = Attendance.Record(stream: ref.streamID, uid: uid, type: event, role: role, clientSeq: seq, at: Self.time(payload) ?? lifecycle.clock.now())
+        do {
+            return try await viewerChanges.submit(ViewerChange(notice: notice, record: record))
+        } catch {
+            channels.remove(channel) // e.g. the stream was deleted with its creator: read it again on Agora's retry
+            throw error
+        }
+    }
+
+    /// A group of viewers' changes in one write transaction, three statements whatever its size:
+    /// the notices (dedupe: a notice already seen, or twice in the group, is a duplicate), their
+    /// attendance rows, and per member the newest change (applied only when newer than what is
+    /// stored; the trigger of `AddViewerCountTrigger` moves the count by the net change). If the
+    /// group fails, each change is applied alone, so one bad event cannot hold up the others.
+    static func applyViewers(_ changes: [ViewerChange], on db: any Database, viewersCheck: BoundedCache<String, Date>,
+                             clock: AppClock) async -> [Result<Bool, any Error>] {
+        do {
+            let fresh = try await db.writeTransaction { tx in try await Self.applyGroup(changes, now: clock.now(), on: tx.sql) }
+            for stream in Set(changes.map(\.streamID)) {
+                try? await Self.viewersWebhookIfDue(stream, on: db, check: viewersCheck, clock: clock)
+            }
+            return fresh.map { .success($0) }
+        } catch {
+            var results: [Result<Bool, any Error>] = []
+            for change in changes {
+                do {
+                    let fresh = try await db.writeTransaction { tx in try await Self.applyGroup([change], now: clock.now(), on: tx.sql) }
+                    if fresh.first == true { try? await Self.viewersWebhookIfDue(change.streamID, on: db, check: viewersCheck, clock: clock) }
+                    results.append(.success(fresh.first ?? false))
+                } catch {
+                    results.append(.failure(error))
+                }
+            }
+            return results
+        }
+    }
+
+    /// Whether each change's notice was new.
+    private static func applyGroup(_ changes: [ViewerChange], now: Date, on sql: any SQLDatabase) async throws -> [Bool] {
+        struct NoticeRow: Decodable { let notice_id: String }
+        let distinct = Array(Set(changes.map(\.notice)))
+        var insert = sql.insert(into: "webhook_notices").columns("notice_id", "received_at")
+        for notice in distinct { insert = insert.values(SQLBind(notice), SQLBind(now)) }
+        let inserted = Set(try await insert.ignoringConflicts(with: ["notice_id"]).returning("notice_id").all(decoding: NoticeRow.self).map(\.notice_id))
+        var unclaimed = inserted
+        let fresh = changes.map { unclaimed.remove($0.notice) != nil } // the first of a notice sent twice in one group
+        let applied = zip(changes, fresh).filter(\.1).map(\.0.record)
+        guard !applied.isEmpty else { return fresh }
+        try await Attendance.record(Self.unique(applied) { "\($0.stream)/\($0.uid)/\($0.clientSeq)" }, on: sql)
+        // Per member, the newest change of the group (the same result as applying them in any order).
+        var newest: [String: Attendance.Record] = [:]
+        for r in applied {
+            let key = "\(r.stream)/\(r.uid)"
+            if let have = newest[key], have.clientSeq >= r.clientSeq { continue }
+            newest[key] = r
+        }
+        var upsert = sql.insert(into: "channel_members").columns("id", "stream_id", "uid", "role", "client_seq")
+        for r in newest.values { upsert = upsert.values(SQLBind(UUID()), SQLBind(r.stream), SQLBind(r.uid), SQLBind(r.role), SQLBind(r.clientSeq)) }
+        try await upsert.onConflict(with: ["stream_id", "uid"]) {
+            $0.set(excludedValueOf: "role").set(excludedValueOf: "client_seq")
+                .where(SQLColumn("client_seq", table: "channel_members"), .lessThan, SQLExcludedColumn("client_seq"))
+        }.run()
+        return fresh
+    }
+
+    private static func unique(_ records: [Attendance.Record], key: (Attendance.Record) -> String) -> [Attendance.Record] {
+        var seen = Set<String>()
+        return records.filter { seen.insert(key($0)).inserted }
+    }
+
+    private static func isRecordingBot(_ payload: [String: Any]) -> Bool {
+        payload["platform"] as? Int == 6 && payload["clientType"] as? Int == 10
+    }
+
+    private static func time(_ payload: [String: Any]) -> Date? {
+        (payload["ts"] as? NSNumber).map { Date(timeIntervalSince1970: $0.doubleValue) }
+    }
+
+    /// Any RTC notice not taken by `submitViewerChange`: the host's presence, a destroyed channel.
     func apply(_ event: ChannelEventType, payload: [String: Any], on db: any Database) async throws {
         guard let channel = payload["channelName"] as? String, let ref = try await self.channel(channel, on: db.sql) else { return } // unknown: ignore
         do {
@@ -46,9 +146,8 @@ struct ChannelEvents: Sendable {
         guard let role = event.roleAfter, let uid = (payload["uid"] as? NSNumber)?.int64Value,
               let seq = (payload["clientSeq"] as? NSNumber)?.int64Value else { return }
         // The Cloud Recording bot (Linux, clientType 10) is not a viewer.
-        if payload["platform"] as? Int == 6, payload["clientType"] as? Int == 10 { return }
-        let at = (payload["ts"] as? NSNumber).map { Date(timeIntervalSince1970: $0.doubleValue) } ?? lifecycle.clock.now()
-        try await Attendance.record(stream: streamID, uid: uid, type: event, role: role, clientSeq: seq, at: at, on: sql)
+        if Self.isRecordingBot(payload) { return }
+        try await Attendance.record(stream: streamID, uid: uid, type: event, role: role, clientSeq: seq, at: Self.time(payload) ?? lifecycle.clock.now(), on: sql)
         // Applied only when newer than what we know (concurrent events of one uid serialize on its row).
         // One autocommit statement: the trigger of `AddViewerCountTrigger` moves the stream's viewer
         // count by the change in the same statement, so a member is never applied but uncounted.
@@ -60,7 +159,7 @@ struct ChannelEvents: Sendable {
                     .where(SQLColumn("client_seq", table: "channel_members"), .lessThan, SQLExcludedColumn("client_seq"))
             }.returning("role").all(decoding: Row.self)
         guard !applied.isEmpty else { return } // older than what we know: a late duplicate
-        try await viewersWebhookIfDue(streamID, on: db)
+        try await Self.viewersWebhookIfDue(streamID, on: db, check: viewersCheck, clock: lifecycle.clock)
         // The host: leaving starts the grace period; coming back cancels it (only for a live stream).
         guard ref.creatorUID == uid else { return }
         struct StateRow: Decodable { let is_live: Bool, went_live_at: Date?, end_time: Date?, cancelled_at: Date? }
@@ -73,11 +172,11 @@ struct ChannelEvents: Sendable {
     /// `stream.viewers` at most once a minute per stream (decided by one conditional write on the
     /// stream's row, whichever replica gets there first). This process asks again a minute after it
     /// sent one, or 5 s after another replica did (or the stream was not live): not on every event.
-    private func viewersWebhookIfDue(_ streamID: String, on db: any Database) async throws {
-        let now = lifecycle.clock.now()
-        if let next = viewersCheck.get(streamID), now < next { return }
+    private static func viewersWebhookIfDue(_ streamID: String, on db: any Database, check: BoundedCache<String, Date>, clock: AppClock) async throws {
+        let now = clock.now()
+        if let next = check.get(streamID), now < next { return }
         let sent = try await WebhookOutbox.viewers(streamID, now: now, on: db)
-        viewersCheck.put(streamID, now.addingTimeInterval(sent ? 60 : 5))
+        check.put(streamID, now.addingTimeInterval(sent ? 60 : 5))
     }
 
     /// The count from the members' rows (what the increments add up to): run with the
