@@ -37,6 +37,38 @@ import VaporTesting
         }
     }
 
+    /// A class-start storm: 60 distinct members (one inactive) ask at once, on a file database. Their
+    /// accounts are read in groups (one query for what arrived meanwhile); each still gets a token for
+    /// their own uid, and the inactive one is refused.
+    @Test func parallelDistinctMembersEachGetTheirOwnUid() async throws {
+        try await TestApp.run(fileDatabase: true) { t in
+            try await t.seedBasics()
+            let ids = (0..<60).map { "storm\($0)" }
+            try await t.importUsers(ids.map { TestApp.user($0, active: $0 != "storm7") })
+            let stream = try await t.createStream(scheduled: false)
+            var bearers: [String: String] = [:]
+            for id in ids { bearers[id] = try await t.token(id) }
+            let replies = try await withThrowingTaskGroup(of: (String, TestApp.Reply).self) { group in
+                for id in ids {
+                    let bearer = bearers[id]!
+                    group.addTask { (id, try await t.send(.GET, "api/streams/\(stream)/token", bearer: bearer)) }
+                }
+                return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
+            }
+            for id in ids {
+                let reply = try #require(replies[id])
+                if id == "storm7" {
+                    #expect(reply.status == .forbidden && reply.errorCode == "user_inactive")
+                    continue
+                }
+                let uid = try #require(try await User.find(id, on: t.app.db)).agoraUid32
+                #expect(reply.status == .ok && (reply.json["uid"] as? NSNumber)?.uint32Value == uid, "\(id): \(reply.raw.prefix(200))")
+                let token = try AccessToken2.verify(try #require(reply.json["token"] as? String), appCertificate: TestCredentials.agoraCert)
+                #expect(token.services == [.rtc(channel: stream, uid: String(uid), privileges: [1: 3600])])
+            }
+        }
+    }
+
     @Test func refusals() async throws {
         try await TestApp.run { t in
             try await t.seedBasics()

@@ -64,6 +64,9 @@ final class TokenCache: Sendable {
     private let state = NIOLockedValueBox(State())
     static let maxEntries = 20_000
 
+    /// Misses of `account`, read in groups (200 ids at most per query).
+    private let accountReads = Coalescer<AccountRead, Account?>(maxBatch: 200) { await TokenCache.readAccounts($0) }
+
     init(ttlSeconds: Double) { ttlNanoseconds = UInt64(max(0, ttlSeconds) * 1e9) }
 
     var isEnabled: Bool { ttlNanoseconds > 0 }
@@ -106,13 +109,31 @@ final class TokenCache: Sendable {
 
     func account(_ userID: String, on db: any Database) async throws -> Account? {
         if let hit = lookup(\.accounts, userID) { return hit }
+        // Every join of a class-start storm is a different member: the misses that arrive while one
+        // read runs are read together by the next (`WHERE id IN (…)`), one plain SQL query.
         let gen = generation
-        // Every join of a class-start storm is a different member: one plain SQL row, no model reflection.
-        struct Row: Decodable { let agora_uid: Int64; let is_active: Bool }
-        let row = try await db.sql.raw("SELECT agora_uid, is_active FROM users WHERE id = \(bind: userID)").first(decoding: Row.self)
-        let value = row.map { Account(uid: UInt32(clamping: $0.agora_uid), isActive: $0.is_active) }
+        let value = try await accountReads.submit(AccountRead(userID: userID, db: db))
         store(\.accounts, userID, value, generation: gen)
         return value
+    }
+
+    private struct AccountRead: Sendable { let userID: String; let db: any Database }
+
+    /// Reads the accounts of a group of misses in one query. Each read begins after its caller
+    /// asked, so it sees every write made before.
+    private static func readAccounts(_ reads: [AccountRead]) async -> [Result<Account?, any Error>] {
+        guard let db = reads.first?.db else { return [] }
+        let ids = Array(Set(reads.map(\.userID)))
+        struct Row: Decodable { let id: String; let agora_uid: Int64; let is_active: Bool }
+        do {
+            let list = ids.map { "\(bind: $0)" as SQLQueryString }.joined(separator: ", ")
+            let rows = try await db.sql.raw("SELECT id, agora_uid, is_active FROM users WHERE id IN (" + list + ")").all(decoding: Row.self)
+            var found: [String: Account] = [:]
+            for row in rows { found[row.id] = Account(uid: UInt32(clamping: row.agora_uid), isActive: row.is_active) }
+            return reads.map { .success(found[$0.userID]) }
+        } catch {
+            return reads.map { _ in .failure(error) }
+        }
     }
 
     func moderation(_ stream: StreamState, on db: any Database) async throws -> ModerationState {
