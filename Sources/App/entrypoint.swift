@@ -60,9 +60,11 @@ enum Entrypoint {
             // Order on SIGTERM: HTTP drains first, then the worker stops, then the database closes.
             if isServe(env.arguments) { await GracefulShutdown.drainHTTP(app, seconds: config.shutdownDrainSeconds) }
         } catch {
-            app.logger.report(error: error)
+            // e.g. the port is taken, or the database is unreachable at start: said in the log, exit 1
+            // (an error thrown out of main would end in a crash report instead).
+            app.logger.critical("Cannot start: \(String(describing: error))")
             try? await app.asyncShutdown()
-            throw error
+            exit(1)
         }
         try await app.asyncShutdown()
     }

@@ -86,7 +86,7 @@ struct DeliveryResilienceTests {
         try await TestApp.run(realClock: true, fileDatabase: true) { t in
             let stream = try await Self.seed(t, members: members, run: run)
             // `serve` runs the worker in-process: SIGTERM goes through Vapor's shutdown.
-            let port = Int.random(in: 20_000...29_999)
+            let port = AppProcess.freePort()
             let env = try AppProcess.environment(database: t.app.deps.config.database)
             let server = try AppProcess.serve(port: port, environment: env)
             defer { if server.isRunning { kill(server.processIdentifier, SIGKILL) } }

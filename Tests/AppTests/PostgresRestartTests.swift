@@ -49,7 +49,7 @@ struct PostgresRestartTests {
     }
 
     @Test func requestsFailCleanlyWhileDownAndRecoverAfter() async throws {
-        let port = Int.random(in: 20_000...29_999)
+        let port = AppProcess.freePort()
         let environment = try AppProcess.environment(database: .postgres(url: Self.env["RESTART_PG_URL"]!), extra: ["ADMIN_API_KEY": Self.admin])
         let server = try AppProcess.serve(port: port, environment: environment)
         defer { if server.isRunning { kill(server.processIdentifier, SIGKILL) } }

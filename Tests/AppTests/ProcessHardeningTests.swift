@@ -46,7 +46,7 @@ struct ProcessHardeningTests {
     @Test func sigtermDrainsTheRequestInFlightThenExitsCleanly() async throws {
         let dir = try Self.scratch("drain")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let port = Int.random(in: 30_000...34_999)
+        let port = AppProcess.freePort()
         let log = dir.appendingPathComponent("app.log")
         let server = try Self.launch(["serve", "--env", "production", "--hostname", "127.0.0.1", "--port", "\(port)"],
                                      environment: Self.environment(dir), output: log)
@@ -81,7 +81,7 @@ struct ProcessHardeningTests {
     @Test func fiftyParallelWritersOnSQLiteGetNoServerError() async throws {
         let dir = try Self.scratch("writers")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let port = Int.random(in: 35_000...39_999)
+        let port = AppProcess.freePort()
         let log = dir.appendingPathComponent("app.log")
         let server = try Self.launch(["serve", "--env", "production", "--hostname", "127.0.0.1", "--port", "\(port)"],
                                      environment: Self.environment(dir, extra: ["RATE_LIMIT_ENABLED": "false", "EMAIL_TRANSPORT": "outbox"]),
@@ -146,7 +146,7 @@ struct ProcessHardeningTests {
         let env = ["DATA_DIRECTORY": dir.appendingPathComponent("data").path, "LOG_LEVEL": "info",
                    "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
         let refusedLog = dir.appendingPathComponent("refused.log")
-        let port = Int.random(in: 40_000...44_999)
+        let port = AppProcess.freePort()
         let refused = try Self.launch(["serve", "--env", "development", "--hostname", "0.0.0.0", "--port", "\(port)"], environment: env, output: refusedLog)
         defer { if refused.isRunning { kill(refused.processIdentifier, SIGKILL) } }
         #expect(await AppProcess.exited(refused, timeout: 60))
@@ -155,16 +155,27 @@ struct ProcessHardeningTests {
         #expect(said.contains("--env production") && !said.contains("Development tokens") && !said.contains("dev-admin-"), "\(said)")
 
         let okLog = dir.appendingPathComponent("ok.log")
-        let local = try Self.launch(["serve", "--env", "development", "--hostname", "127.0.0.1", "--port", "\(port + 1)"], environment: env, output: okLog)
+        let localPort = AppProcess.freePort()
+        let local = try Self.launch(["serve", "--env", "development", "--hostname", "127.0.0.1", "--port", "\(localPort)"], environment: env, output: okLog)
         defer { if local.isRunning { kill(local.processIdentifier, SIGKILL) } }
         // Generous: migrations and demo data on a fresh file while every other suite runs on 2 cores.
-        #expect(await AppProcess.waitForHealth(port: port + 1, timeout: 180), "dev server did not start: \((try? String(contentsOf: okLog, encoding: .utf8))?.suffix(1500) ?? "")")
+        #expect(await AppProcess.waitForHealth(port: localPort, timeout: 180), "dev server did not start: \(AppProcess.crashReport(try? String(contentsOf: okLog, encoding: .utf8)))")
         func mode(_ path: String) -> Int? { (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int }
         let data = dir.appendingPathComponent("data").path
         #expect(mode(data) == 0o700)
         #expect(mode(data + "/dev-secrets.json") == 0o600)
         #expect(mode(data + "/app.sqlite") == 0o600)
         if FileManager.default.fileExists(atPath: data + "/app.sqlite-wal") { #expect(mode(data + "/app.sqlite-wal") == 0o600) }
+        // A second server on the taken port says why and exits 1 (no crash report).
+        var otherEnv = env
+        otherEnv["DATA_DIRECTORY"] = dir.appendingPathComponent("other").path
+        let takenLog = dir.appendingPathComponent("taken.log")
+        let taken = try Self.launch(["serve", "--env", "development", "--hostname", "127.0.0.1", "--port", "\(localPort)"], environment: otherEnv, output: takenLog)
+        defer { if taken.isRunning { kill(taken.processIdentifier, SIGKILL) } }
+        #expect(await AppProcess.exited(taken, timeout: 120))
+        let takenSaid = (try? String(contentsOf: takenLog, encoding: .utf8)) ?? ""
+        #expect(taken.terminationStatus == 1 && takenSaid.contains("Cannot start") && takenSaid.contains("Address already in use")
+                && !takenSaid.contains("Fatal error"), "\(takenSaid.suffix(800))")
         local.terminate()
         #expect(await AppProcess.exited(local, timeout: 60))
         #expect(try String(contentsOf: okLog, encoding: .utf8).contains("Development tokens"))

@@ -21,7 +21,7 @@ struct ProductionProcessTests {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let log = dir.appendingPathComponent("app.log")
-        let port = Int.random(in: 20_000...29_999)
+        let port = AppProcess.freePort()
         var env = try AppProcess.environment(database: .sqliteFile(dir.appendingPathComponent("app.sqlite").path), extra: Self.secrets.merging([
             "LOG_LEVEL": "trace", "AGORA_CUSTOMER_ID": "customer-id", "AGORA_API_BASE_URL": "http://127.0.0.1:9",
             "AWS_BUCKET_NAME": "logs-bucket", "AWS_ACCESS_KEY_ID": "AKIDLOGTEST", "S3_ENDPOINT": "http://127.0.0.1:9",

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -6,6 +9,34 @@ import FoundationNetworking
 
 /// The real App binary (APP_BINARY, built by scripts/test) as a child process, production mode.
 enum AppProcess {
+    /// A TCP port nothing listens on now, chosen by the kernel (random numbers could land on a port
+    /// that another test's outgoing connection holds: the ephemeral range starts at 32768).
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        precondition(fd >= 0, "socket() failed")
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        precondition(bound, "bind() failed")
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// What a process's log says about why it stopped: from Swift's crash report (the fatal error and
+    /// the crashed thread's frames, not the register dump at its end), else the log's last lines.
+    static func crashReport(_ log: String?) -> String {
+        guard let log else { return "(no log)" }
+        for marker in ["Fatal error", "💣", "Program crashed"] {
+            if let r = log.range(of: marker) { return String(log[r.lowerBound...].prefix(4000)) }
+        }
+        return String(log.suffix(1500))
+    }
+
     static let env = ProcessInfo.processInfo.environment
     static var available: Bool { env["APP_BINARY"] != nil }
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
