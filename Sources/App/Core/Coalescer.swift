@@ -1,8 +1,9 @@
 import NIOConcurrencyHelpers
 
-/// Group commit: callers submit one item each and wait; one batch runs at a time, and what arrives
-/// while it runs becomes the next batch (up to `maxBatch`). An idle coalescer runs a lone item at
-/// once, so it adds no wait when there is no load, and under load N items cost one round of work.
+/// Group commit: callers submit one item each and wait; up to `maxConcurrent` batches run at a time
+/// (1: strictly one after another), and what arrives while they run becomes the next batch (up to
+/// `maxBatch`). An idle coalescer runs a lone item at once, so it adds no wait when there is no
+/// load, and under load N items cost one round of work.
 /// `run` answers every item of a batch, in order (a `Result` each, so one item can fail alone).
 final class Coalescer<Input: Sendable, Output: Sendable>: Sendable {
     typealias Run = @Sendable ([Input]) async -> [Result<Output, any Error>]
@@ -13,15 +14,17 @@ final class Coalescer<Input: Sendable, Output: Sendable>: Sendable {
     }
     private struct State {
         var waiting: [Waiter] = []
-        var running = false
+        var running = 0
     }
 
     private let state = NIOLockedValueBox(State())
     private let maxBatch: Int
+    private let maxConcurrent: Int
     private let run: Run
 
-    init(maxBatch: Int, run: @escaping Run) {
+    init(maxBatch: Int, maxConcurrent: Int = 1, run: @escaping Run) {
         self.maxBatch = max(1, maxBatch)
+        self.maxConcurrent = max(1, maxConcurrent)
         self.run = run
     }
 
@@ -29,8 +32,8 @@ final class Coalescer<Input: Sendable, Output: Sendable>: Sendable {
         try await withCheckedThrowingContinuation { continuation in
             let start = state.withLockedValue { s -> Bool in
                 s.waiting.append(Waiter(input: input, continuation: continuation))
-                guard !s.running else { return false }
-                s.running = true
+                guard s.running < maxConcurrent else { return false }
+                s.running += 1
                 return true
             }
             if start { Task { await self.drain() } }
@@ -41,7 +44,7 @@ final class Coalescer<Input: Sendable, Output: Sendable>: Sendable {
         while true {
             let batch = state.withLockedValue { s -> [Waiter] in
                 let n = min(maxBatch, s.waiting.count)
-                if n == 0 { s.running = false; return [] }
+                if n == 0 { s.running -= 1; return [] }
                 let taken = Array(s.waiting.prefix(n))
                 s.waiting.removeFirst(n)
                 return taken

@@ -64,8 +64,9 @@ final class TokenCache: Sendable {
     private let state = NIOLockedValueBox(State())
     static let maxEntries = 20_000
 
-    /// Misses of `account`, read in groups (200 ids at most per query).
-    private let accountReads = Coalescer<AccountRead, Account?>(maxBatch: 200) { await TokenCache.readAccounts($0) }
+    /// Misses of `account`, read in groups (200 ids at most per query, up to 4 queries at once so a
+    /// slow one does not hold up every join).
+    private let accountReads = Coalescer<AccountRead, Account?>(maxBatch: 200, maxConcurrent: 4) { await TokenCache.readAccounts($0) }
 
     init(ttlSeconds: Double) { ttlNanoseconds = UInt64(max(0, ttlSeconds) * 1e9) }
 
