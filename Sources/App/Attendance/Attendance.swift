@@ -24,12 +24,6 @@ enum Attendance {
         }
     }
 
-    /// Records one membership event (idempotent).
-    static func record(stream: String, uid: Int64, type: ChannelEventType, role: ChannelRole, clientSeq: Int64, at: Date,
-                       on sql: any SQLDatabase) async throws {
-        try await record([Record(stream: stream, uid: uid, type: type, role: role, clientSeq: clientSeq, at: at)], on: sql)
-    }
-
     /// Records membership events in one statement (idempotent; the same event twice is kept once).
     static func record(_ records: [Record], on sql: any SQLDatabase) async throws {
         guard !records.isEmpty else { return }

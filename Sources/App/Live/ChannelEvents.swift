@@ -35,10 +35,9 @@ struct ChannelEvents: Sendable {
     /// An RTC notice. Viewers' membership changes go through the group path and answer whether the
     /// notice was new; nil means this notice is not one of those (the caller applies it alone).
     func submitViewerChange(notice: String, _ event: ChannelEventType, payload: [String: Any], on db: any Database) async throws -> Bool? {
-        guard event != .channelDestroyed, let role = event.roleAfter, let channel = payload["channelName"] as? String,
-              let uid = (payload["uid"] as? NSNumber)?.int64Value, let seq = (payload["clientSeq"] as? NSNumber)?.int64Value,
-              !Self.isRecordingBot(payload), let ref = try await self.channel(channel, on: db.sql), ref.creatorUID != uid else { return nil }
-        let record = Attendance.Record(stream: ref.streamID, uid: uid, type: event, role: role, clientSeq: seq, at: Self.time(payload) ?? lifecycle.clock.now())
+        guard event != .channelDestroyed, event.roleAfter != nil, let channel = payload["channelName"] as? String,
+              let ref = try await self.channel(channel, on: db.sql),
+              let record = membership(event, payload: payload, stream: ref.streamID), ref.creatorUID != record.uid else { return nil }
         do {
             return try await viewerChanges.submit(ViewerChange(notice: notice, record: record))
         } catch {
@@ -94,26 +93,38 @@ struct ChannelEvents: Sendable {
             if let have = newest[key], have.clientSeq >= r.clientSeq { continue }
             newest[key] = r
         }
+        _ = try await applyMembers(Array(newest.values), on: sql)
+        return fresh
+    }
+
+    /// Members' rows set to these changes, each only when newer than what is stored (concurrent
+    /// changes of one uid serialize on its row); at most one change per member. One statement: the
+    /// trigger of `AddViewerCountTrigger` moves the stream's viewer count by each change in it, so a
+    /// member is never applied but uncounted. Returns how many were applied (the rest: late duplicates).
+    private static func applyMembers(_ records: [Attendance.Record], on sql: any SQLDatabase) async throws -> Int {
+        guard !records.isEmpty else { return 0 }
+        struct Row: Decodable { let uid: Int64 }
         var upsert = sql.insert(into: "channel_members").columns("id", "stream_id", "uid", "role", "client_seq")
-        for r in newest.values { upsert = upsert.values(SQLBind(UUID()), SQLBind(r.stream), SQLBind(r.uid), SQLBind(r.role), SQLBind(r.clientSeq)) }
-        try await upsert.onConflict(with: ["stream_id", "uid"]) {
+        for r in records { upsert = upsert.values(SQLBind(UUID()), SQLBind(r.stream), SQLBind(r.uid), SQLBind(r.role), SQLBind(r.clientSeq)) }
+        return try await upsert.onConflict(with: ["stream_id", "uid"]) {
             $0.set(excludedValueOf: "role").set(excludedValueOf: "client_seq")
                 .where(SQLColumn("client_seq", table: "channel_members"), .lessThan, SQLExcludedColumn("client_seq"))
-        }.run()
-        return fresh
+        }.returning("uid").all(decoding: Row.self).count
+    }
+
+    /// The membership change a notice describes (nil: not one, incomplete, or the Cloud Recording
+    /// bot — Linux, clientType 10 — which is not a viewer).
+    private func membership(_ event: ChannelEventType, payload: [String: Any], stream: String) -> Attendance.Record? {
+        guard let role = event.roleAfter, let uid = (payload["uid"] as? NSNumber)?.int64Value,
+              let seq = (payload["clientSeq"] as? NSNumber)?.int64Value,
+              !(payload["platform"] as? Int == 6 && payload["clientType"] as? Int == 10) else { return nil }
+        let at = (payload["ts"] as? NSNumber).map { Date(timeIntervalSince1970: $0.doubleValue) } ?? lifecycle.clock.now()
+        return Attendance.Record(stream: stream, uid: uid, type: event, role: role, clientSeq: seq, at: at)
     }
 
     private static func unique(_ records: [Attendance.Record], key: (Attendance.Record) -> String) -> [Attendance.Record] {
         var seen = Set<String>()
         return records.filter { seen.insert(key($0)).inserted }
-    }
-
-    private static func isRecordingBot(_ payload: [String: Any]) -> Bool {
-        payload["platform"] as? Int == 6 && payload["clientType"] as? Int == 10
-    }
-
-    private static func time(_ payload: [String: Any]) -> Date? {
-        (payload["ts"] as? NSNumber).map { Date(timeIntervalSince1970: $0.doubleValue) }
     }
 
     /// Any RTC notice not taken by `submitViewerChange`: the host's presence, a destroyed channel.
@@ -143,30 +154,17 @@ struct ChannelEvents: Sendable {
         let sql = db.sql
         let streamID = ref.streamID
         if event == .channelDestroyed { try await lifecycle.end(streamID, reason: .channelDestroyed, on: db); return }
-        guard let role = event.roleAfter, let uid = (payload["uid"] as? NSNumber)?.int64Value,
-              let seq = (payload["clientSeq"] as? NSNumber)?.int64Value else { return }
-        // The Cloud Recording bot (Linux, clientType 10) is not a viewer.
-        if Self.isRecordingBot(payload) { return }
-        try await Attendance.record(stream: streamID, uid: uid, type: event, role: role, clientSeq: seq, at: Self.time(payload) ?? lifecycle.clock.now(), on: sql)
-        // Applied only when newer than what we know (concurrent events of one uid serialize on its row).
-        // One autocommit statement: the trigger of `AddViewerCountTrigger` moves the stream's viewer
-        // count by the change in the same statement, so a member is never applied but uncounted.
-        struct Row: Decodable { let role: ChannelRole }
-        let applied = try await sql.insert(into: "channel_members").columns("id", "stream_id", "uid", "role", "client_seq")
-            .values(SQLBind(UUID()), SQLBind(streamID), SQLBind(uid), SQLBind(role), SQLBind(seq))
-            .onConflict(with: ["stream_id", "uid"]) {
-                $0.set(excludedValueOf: "role").set(excludedValueOf: "client_seq")
-                    .where(SQLColumn("client_seq", table: "channel_members"), .lessThan, SQLExcludedColumn("client_seq"))
-            }.returning("role").all(decoding: Row.self)
-        guard !applied.isEmpty else { return } // older than what we know: a late duplicate
+        guard let record = membership(event, payload: payload, stream: streamID) else { return }
+        try await Attendance.record([record], on: sql)
+        guard try await Self.applyMembers([record], on: sql) > 0 else { return } // older than what we know: a late duplicate
         try await Self.viewersWebhookIfDue(streamID, on: db, check: viewersCheck, clock: lifecycle.clock)
         // The host: leaving starts the grace period; coming back cancels it (only for a live stream).
-        guard ref.creatorUID == uid else { return }
+        guard ref.creatorUID == record.uid else { return }
         struct StateRow: Decodable { let is_live: Bool, went_live_at: Date?, end_time: Date?, cancelled_at: Date? }
         guard let s = try await sql.raw("SELECT is_live, went_live_at, end_time, cancelled_at FROM streams WHERE id = \(bind: streamID)")
             .first(decoding: StateRow.self),
               StreamState(isLive: s.is_live, wentLiveAt: s.went_live_at, endTime: s.end_time, cancelledAt: s.cancelled_at) == .live else { return }
-        if role == .none { try await lifecycle.hostLeft(streamID, on: db) } else { try await lifecycle.hostReturned(streamID, on: db) }
+        if record.role == .none { try await lifecycle.hostLeft(streamID, on: db) } else { try await lifecycle.hostReturned(streamID, on: db) }
     }
 
     /// `stream.viewers` at most once a minute per stream (decided by one conditional write on the
