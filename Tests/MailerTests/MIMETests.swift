@@ -73,6 +73,38 @@ import Testing
         #expect(qp.contains("trailing space=20"))
     }
 
+    /// The encoder writes into the string's storage with a fast path for short literal lines; it must
+    /// agree byte for byte with this plain RFC 2045 reference (one byte at a time) on random text with
+    /// long lines, escapes at the fold, trailing blanks, CR/LF mixes and multi-byte characters.
+    @Test func quotedPrintableMatchesAByteByByteReference() {
+        func reference(_ text: String) -> String {
+            func line(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
+                var out: [UInt8] = [], length = 0
+                let hex = Array("0123456789ABCDEF".utf8)
+                for (k, b) in bytes.enumerated() {
+                    let isLast = k == bytes.count - 1
+                    let literal = ((33...126).contains(b) && b != 61) || ((b == 32 || b == 9) && !isLast)
+                    let width = literal ? 1 : 3
+                    if length + width > (isLast ? 76 : 75) { out += [61, 13, 10]; length = 0 }
+                    out += literal ? [b] : [61, hex[Int(b >> 4)], hex[Int(b & 15)]]
+                    length += width
+                }
+                return out
+            }
+            let unified = text.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
+            let lines = unified.split(separator: "\n", omittingEmptySubsequences: false).map { line(ArraySlice(Array($0.utf8))) }
+            return String(decoding: Array(lines.joined(separator: [13, 10])), as: UTF8.self)
+        }
+        var generator = SystemRandomNumberGenerator()
+        let alphabet = ["a", "Z", " ", "\t", "=", "é", "🔴", "\r\n", "\n", "\r", ".", String(repeating: "x", count: 70), "~"]
+        var cases = ["", " ", "=", "\n", String(repeating: "y", count: 76), String(repeating: "y", count: 77), String(repeating: "y", count: 75) + " ",
+                     String(repeating: "y", count: 74) + "=", String(repeating: "é", count: 40)]
+        for _ in 0..<3_000 {
+            cases.append((0..<Int.random(in: 0...24, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! }.joined())
+        }
+        for text in cases { #expect(QuotedPrintable.encode(text) == reference(text), "\(Array(text.utf8))") }
+    }
+
     @Test func dotStuffingAndLineEndings() {
         var buffer = DotStuffing.encode("a\r\n.b\n..c\rd\r\n")
         #expect(buffer.readString(length: buffer.readableBytes) == "a\r\n..b\r\n...c\r\nd\r\n.\r\n")

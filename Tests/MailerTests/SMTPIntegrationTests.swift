@@ -280,31 +280,56 @@ struct SMTPIntegrationTests {
         typealias OutboundOut = ByteBuffer
         let greeting: String
         let log: Log
+        /// Offer PIPELINING; RCPT to reject* gets 550, to tempfail* 451; DATA with no accepted recipient 554;
+        /// MAIL inside an open transaction 503 (logged as NESTED MAIL); each read is logged as READ: <its lines>.
+        let pipelining: Bool
+        /// Hang up after every message (a relay that limits messages per connection, or one restarted while we were idle).
+        let closeAfterMessage: Bool
         private var buffer = ""
         private var inData = false
-        init(greeting: String, log: Log) { self.greeting = greeting; self.log = log }
+        private var inTransaction = false
+        private var accepted = 0
+        init(greeting: String, log: Log, pipelining: Bool = false, closeAfterMessage: Bool = false) {
+            self.greeting = greeting; self.log = log; self.pipelining = pipelining; self.closeAfterMessage = closeAfterMessage
+        }
 
         func channelActive(context: ChannelHandlerContext) { send(context, greeting) }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             var bytes = unwrapInboundIn(data)
             buffer += bytes.readString(length: bytes.readableBytes) ?? ""
+            var lines: [String] = []
             while let range = buffer.range(of: "\r\n") {
                 let line = String(buffer[..<range.lowerBound])
                 buffer.removeSubrange(..<range.upperBound)
+                lines.append(line)
                 log.append(line)
                 if inData {
-                    if line == "." { inData = false; send(context, "250 queued") }
+                    if line == "." {
+                        inData = false; inTransaction = false; send(context, "250 queued")
+                        if closeAfterMessage { buffer = ""; context.close(promise: nil); return }
+                    }
                     continue
                 }
                 switch line.prefix(4).uppercased() {
-                case "EHLO": send(context, "502 5.5.1 EHLO not implemented")
-                case "HELO", "MAIL", "RCPT", "RSET": send(context, "250 ok")
-                case "DATA": inData = true; send(context, "354 go ahead")
+                case "EHLO": send(context, pipelining ? "250-new.example.com\r\n250 PIPELINING" : "502 5.5.1 EHLO not implemented")
+                case "HELO": send(context, "250 ok")
+                case "RSET": inTransaction = false; accepted = 0; send(context, "250 ok")
+                case "MAIL":
+                    if pipelining && inTransaction { log.append("NESTED MAIL"); send(context, "503 5.5.1 nested MAIL command"); continue }
+                    inTransaction = true; accepted = 0; send(context, "250 ok")
+                case "RCPT":
+                    if line.contains(":<reject") { send(context, "550 5.1.1 no such user") }
+                    else if line.contains(":<tempfail") { send(context, "451 4.3.0 try later") }
+                    else { accepted += 1; send(context, "250 ok") }
+                case "DATA":
+                    if pipelining && accepted == 0 { send(context, "554 5.5.1 no valid recipients"); continue }
+                    inData = true; send(context, "354 go ahead")
                 case "QUIT": send(context, "221 bye"); context.close(promise: nil)
                 default: send(context, "500 what")
                 }
             }
+            if pipelining { log.append("READ: " + lines.joined(separator: " | ")) }
         }
 
         private func send(_ context: ChannelHandlerContext, _ line: String) {
@@ -319,11 +344,11 @@ struct SMTPIntegrationTests {
         var all: [String] { lock.withLock { lines } }
     }
 
-    func withServer(greeting: String, _ body: (Int, Log) async throws -> Void) async throws {
+    func withServer(greeting: String, pipelining: Bool = false, closeAfterMessage: Bool = false, _ body: (Int, Log) async throws -> Void) async throws {
         let log = Log()
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Script(greeting: greeting, log: log)) }
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Script(greeting: greeting, log: log, pipelining: pipelining, closeAfterMessage: closeAfterMessage)) }
             }
             .bind(host: "127.0.0.1", port: 0).get()
         do { try await body(server.localAddress!.port!, log) } catch { try? await server.close(); throw error }
@@ -346,6 +371,60 @@ struct SMTPIntegrationTests {
             #expect(lines.filter { $0 == "RSET" }.count == 0)
             #expect(lines.filter { $0.hasPrefix("MAIL FROM") }.count == 2)
             #expect(lines.last == "QUIT")
+        }
+    }
+
+    /// Many messages on one pipelining connection: each message's end goes out with the next envelope
+    /// (seen in one read by the server), a transaction cut short (every recipient refused) is followed
+    /// by RSET before the next MAIL, and every recipient gets its own outcome.
+    @Test func pipelinedMessagesShareRoundTripsAndRecoverFromRefusedRecipients() async throws {
+        try await withServer(greeting: "220 new.example.com ESMTP", pipelining: true) { port, log in
+            let client = try SMTPClient(configuration: SMTPConfiguration(host: "127.0.0.1", port: port, security: .none), maxConnections: 1)
+            let envelopes: [[String]] = (0..<40).map { i in
+                switch i % 10 {
+                case 3: ["reject\(i)@example.com"]
+                case 6: ["tempfail\(i)@example.com", "reject\(i)@example.com"]
+                case 8: ["m\(i)@example.com", "reject\(i)@example.com", "tempfail\(i)@example.com"]
+                default: ["m\(i)@example.com"]
+                }
+            }
+            let outcomes = await withTaskGroup(of: [String: SMTPOutcome].self) { group in
+                for (i, to) in envelopes.enumerated() {
+                    group.addTask { await client.send(raw: "Subject: \(i)\r\n\r\n.leading dot \(i)\r\n", from: "a@example.com", to: to) }
+                }
+                return await group.reduce(into: [:]) { $0.merge($1) { a, _ in a } }
+            }
+            await client.shutdown()
+            #expect(outcomes.count == envelopes.joined().count)
+            for (address, outcome) in outcomes {
+                if address.hasPrefix("reject") { #expect(outcome.isPermanent, "\(address): \(outcome)") }
+                else if address.hasPrefix("tempfail") { #expect(outcome.isTransient, "\(address): \(outcome)") }
+                else { #expect(outcome == .accepted(reply: "250 queued"), "\(address): \(outcome)") }
+            }
+            let lines = log.all
+            #expect(!lines.contains("NESTED MAIL"))
+            #expect(lines.filter { $0.hasPrefix("MAIL FROM") }.count == 40)
+            #expect(lines.filter { $0.hasPrefix("..leading dot") }.count == 32) // 8 messages had no recipient accepted
+            #expect(lines.filter { $0 == "RSET" }.count >= 7) // after each of those 8, unless it was the last
+            // Pipelined: a message's end and the next MAIL arrived in one read, repeatedly.
+            let joined = lines.filter { $0.hasPrefix("READ: ") && $0.contains(". | MAIL FROM") }
+            #expect(joined.count >= 10, "\(lines.filter { $0.hasPrefix("READ: ") }.prefix(10))")
+        }
+    }
+
+    /// A relay that hangs up after each message: the next message's envelope, already pipelined behind
+    /// the first message's end, gets no answer; that message was not sent, so it goes again on a new
+    /// connection (once), and every message arrives exactly once.
+    @Test func aMessageWhoseConnectionClosedBeforeItsDataIsSentAgainOnANewConnection() async throws {
+        try await withServer(greeting: "220 new.example.com ESMTP", pipelining: true, closeAfterMessage: true) { port, log in
+            let client = try SMTPClient(configuration: SMTPConfiguration(host: "127.0.0.1", port: port, security: .none), maxConnections: 1)
+            let outcomes = await withTaskGroup(of: [String: SMTPOutcome].self) { group in
+                for i in 0..<6 { group.addTask { await client.send(raw: "Subject: \(i)\r\n\r\nbody \(i)\r\n", from: "a@example.com", to: ["m\(i)@example.com"]) } }
+                return await group.reduce(into: [:]) { $0.merge($1) { a, _ in a } }
+            }
+            await client.shutdown()
+            #expect(outcomes.count == 6 && outcomes.values.allSatisfy { $0 == .accepted(reply: "250 queued") }, "\(outcomes)")
+            #expect((0..<6).allSatisfy { i in log.all.filter { $0 == "body \(i)" }.count == 1 })
         }
     }
 

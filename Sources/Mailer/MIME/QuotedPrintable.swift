@@ -1,52 +1,80 @@
 /// RFC 2045 quoted-printable for UTF-8 text: hard line breaks become CRLF, soft breaks keep every
 /// line ≤ 76 characters, an escape is never split, trailing whitespace is encoded.
 enum QuotedPrintable {
+    /// Written straight into the result's storage (this runs twice for every email): at most
+    /// 3 output bytes per input byte, plus a 3-byte soft break per ≥ 25 input bytes and CRLF for
+    /// each 1–2 byte hard break, so 4 × input + 16 always fits.
     static func encode(_ text: String) -> String {
-        var out: [UInt8] = []
         var copy = text
-        copy.withUTF8 { bytes in
-            out.reserveCapacity(bytes.count + bytes.count / 8 + 16)
-            var lineStart = 0
-            var i = 0
-            var first = true
-            func flush(_ end: Int) {
-                if !first { out.append(13); out.append(10) }
-                first = false
-                encodeLine(UnsafeBufferPointer(rebasing: bytes[lineStart..<end]), into: &out)
-            }
-            while i < bytes.count {
-                let b = bytes[i]
-                if b == 13 || b == 10 {
-                    flush(i)
-                    if b == 13, i + 1 < bytes.count, bytes[i + 1] == 10 { i += 1 }
-                    lineStart = i + 1
-                }
-                i += 1
-            }
-            flush(bytes.count)
+        return copy.withUTF8 { bytes in
+            String(unsafeUninitializedCapacity: bytes.count * 4 + 16) { out in encode(bytes, into: out.baseAddress!) }
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
-    private static let hex = Array("0123456789ABCDEF".utf8)
+    /// Encodes `bytes` at `out`; returns the number of bytes written.
+    private static func encode(_ bytes: UnsafeBufferPointer<UInt8>, into out: UnsafeMutablePointer<UInt8>) -> Int {
+        var o = 0
+        var lineStart = 0
+        var i = 0
+        var first = true
+        func flush(_ end: Int) {
+            if !first { out[o] = 13; out[o + 1] = 10; o += 2 }
+            first = false
+            o += encodeLine(UnsafeBufferPointer(rebasing: bytes[lineStart..<end]), into: out + o)
+        }
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == 13 || b == 10 {
+                flush(i)
+                if b == 13, i + 1 < bytes.count, bytes[i + 1] == 10 { i += 1 }
+                lineStart = i + 1
+            }
+            i += 1
+        }
+        flush(bytes.count)
+        return o
+    }
 
-    private static func encodeLine(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
-        var lineLength = 0
-        for (i, b) in bytes.enumerated() {
-            let isLast = i == bytes.count - 1
-            let literal = ((33...126).contains(b) && b != 61) || ((b == 32 || b == 9) && !isLast)
-            let width = literal ? 1 : 3
-            // Leave room for the soft break "=" unless this token ends the line.
-            if lineLength + width > (isLast ? 76 : 75) {
-                out.append(61); out.append(13); out.append(10)
-                lineLength = 0
+    private static let hex: [UInt8] = Array("0123456789ABCDEF".utf8)
+
+    /// 1: printable ASCII other than "=" (always literal); 2: space or tab (literal unless last on the line); 0: escaped.
+    private static let classes: [UInt8] = (0..<256).map { b in
+        b == 32 || b == 9 ? 2 : ((33...126).contains(b) && b != 61 ? 1 : 0)
+    }
+
+    private static func encodeLine(_ bytes: UnsafeBufferPointer<UInt8>, into out: UnsafeMutablePointer<UInt8>) -> Int {
+        let n = bytes.count
+        guard n > 0, let base = bytes.baseAddress else { return 0 }
+        return classes.withUnsafeBufferPointer { classes in
+            // A short line of literals with no trailing space or tab is copied as it is.
+            if n <= 76, classes[Int(base[n - 1])] == 1 {
+                var plain = true
+                for k in 0..<n where classes[Int(base[k])] == 0 { plain = false; break }
+                if plain { out.update(from: base, count: n); return n }
             }
-            if literal {
-                out.append(b)
-            } else {
-                out.append(61); out.append(hex[Int(b >> 4)]); out.append(hex[Int(b & 15)])
+            return hex.withUnsafeBufferPointer { hex in
+                var o = 0
+                var lineLength = 0
+                for k in 0..<n {
+                    let b = base[k]
+                    let isLast = k == n - 1
+                    let cls = classes[Int(b)]
+                    let literal = cls == 1 || (cls == 2 && !isLast)
+                    let width = literal ? 1 : 3
+                    // Leave room for the soft break "=" unless this token ends the line.
+                    if lineLength + width > (isLast ? 76 : 75) {
+                        out[o] = 61; out[o + 1] = 13; out[o + 2] = 10; o += 3
+                        lineLength = 0
+                    }
+                    if literal {
+                        out[o] = b; o += 1
+                    } else {
+                        out[o] = 61; out[o + 1] = hex[Int(b >> 4)]; out[o + 2] = hex[Int(b & 15)]; o += 3
+                    }
+                    lineLength += width
+                }
+                return o
             }
-            lineLength += width
         }
     }
 }

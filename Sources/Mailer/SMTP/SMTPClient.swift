@@ -1,16 +1,39 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
 
-/// Sends mail through one relay with a small pool of reusable, authenticated connections.
-public actor SMTPClient {
+/// One message waiting for (or on) a connection, and who waits for its outcomes.
+struct SMTPJob: Sendable {
+    let data: ByteBuffer
+    let from: String
+    let recipients: [String]
+    /// Outcomes decided before sending (invalid addresses); the rest are added by the session.
+    let initial: [String: SMTPOutcome]
+    let done: CheckedContinuation<[String: SMTPOutcome], Never>
+    /// Handed back once already (its connection failed before any of its message was sent).
+    var retried = false
+
+    func finish(_ outcomes: [String: SMTPOutcome]) { done.resume(returning: initial.merging(outcomes) { $1 }) }
+}
+
+/// Sends mail through one relay with a small pool of reusable, authenticated connections. Messages
+/// wait in one queue; each connection takes the next while it has work and, when the relay offers
+/// PIPELINING, sends a message's end together with the next message's envelope (one round trip
+/// per message on a busy connection).
+public final class SMTPClient: Sendable {
     public let configuration: SMTPConfiguration
     private let group: any EventLoopGroup
     private let tls: NIOSSLContext?
     private let maxConnections: Int
-    private var idle: [SMTPSession] = []
-    private var active = 0
-    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    private struct State {
+        var queue = CircularBuffer<SMTPJob>()
+        var idle: [SMTPSession] = []
+        /// Connections at work (each a task taking jobs from the queue), at most `maxConnections`.
+        var drivers = 0
+    }
+    private let state = NIOLockedValueBox(State())
 
     public init(configuration: SMTPConfiguration, maxConnections: Int = 4,
                 eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws {
@@ -28,13 +51,13 @@ public actor SMTPClient {
     }
 
     /// Renders and sends `message` to its `to` addresses. Every recipient gets an outcome.
-    /// Rendering and encoding run on the caller's executor, in parallel; only the pool is the actor's.
-    public nonisolated func send(_ message: MailMessage) async -> [String: SMTPOutcome] {
+    /// Rendering and encoding run on the caller's executor, in parallel.
+    public func send(_ message: MailMessage) async -> [String: SMTPOutcome] {
         await send(raw: message.render(), from: message.from.address, to: message.to.map(\.address))
     }
 
     /// Sends an already rendered message with an explicit envelope.
-    public nonisolated func send(raw: String, from: String, to recipients: [String]) async -> [String: SMTPOutcome] {
+    public func send(raw: String, from: String, to recipients: [String]) async -> [String: SMTPOutcome] {
         var results: [String: SMTPOutcome] = [:]
         let valid = recipients.filter(MailAddress.isValid)
         for r in recipients where !MailAddress.isValid(r) { results[r] = .permanent(reason: "invalid recipient address") }
@@ -43,54 +66,91 @@ public actor SMTPClient {
             return results
         }
         guard !valid.isEmpty else { return results }
-        return await deliver(DotStuffing.encode(raw), from: from, to: valid, results: results)
+        let data = DotStuffing.encode(raw)
+        return await withCheckedContinuation { done in
+            enqueue(SMTPJob(data: data, from: from, recipients: valid, initial: results, done: done))
+        }
     }
 
-    private func deliver(_ data: ByteBuffer, from: String, to valid: [String], results: [String: SMTPOutcome]) async -> [String: SMTPOutcome] {
-        var results = results
-        await acquireSlot()
-        defer { releaseSlot() }
-        // A pooled connection may have been closed by the server while idle: if it fails before the
-        // transaction starts, try once more on a fresh connection.
-        for attempt in 0..<2 {
-            let reused = !idle.isEmpty
+    private func enqueue(_ job: SMTPJob, first: Bool = false) {
+        let start = state.withLockedValue { s in
+            if first { s.queue.prepend(job) } else { s.queue.append(job) }
+            guard s.drivers < maxConnections else { return false }
+            s.drivers += 1
+            return true
+        }
+        if start { Task { await drive() } }
+    }
+
+    /// The next job, or nil (and this driver stops) when the queue is empty.
+    private func take() -> SMTPJob? {
+        state.withLockedValue { s in
+            if let job = s.queue.popFirst() { return job }
+            s.drivers -= 1
+            return nil
+        }
+    }
+
+    /// A job for the connection at hand, if one is waiting (the driver goes on either way).
+    private func takeIfWaiting() -> SMTPJob? {
+        state.withLockedValue { $0.queue.popFirst() }
+    }
+
+    /// A job whose connection failed before any of its message was sent: queued again at the front
+    /// once (a pooled connection may have been closed by the server while idle), then failed.
+    private func handBack(_ job: SMTPJob, reason: SMTPOutcome) {
+        guard !job.retried else {
+            job.finish(Dictionary(uniqueKeysWithValues: job.recipients.map { ($0, reason) }))
+            return
+        }
+        var again = job
+        again.retried = true
+        enqueue(again, first: true)
+    }
+
+    /// One connection's work: jobs from the queue until it is empty, then the connection goes idle.
+    private func drive() async {
+        while let job = take() {
             let session: SMTPSession
-            if let s = idle.popLast() {
+            if let s = state.withLockedValue({ $0.idle.popLast() }) {
                 session = s
             } else {
                 do {
                     session = try await SMTPSession.open(configuration, tls: tls, group: group)
                 } catch {
                     let outcome = (error as? SMTPFailure)?.outcome ?? .transient(reason: SMTPSession.describe(error))
-                    for r in valid { results[r] = outcome }
-                    return results
+                    job.finish(Dictionary(uniqueKeysWithValues: job.recipients.map { ($0, outcome) }))
+                    continue
                 }
             }
-            let outcomes = await session.deliver(from: from, recipients: valid, data: data)
-            if session.isUsable {
-                if idle.count < maxConnections { idle.append(session) } else { await session.quit() }
+            if session.supportsPipelining {
+                await session.pipeline(first: job, next: takeIfWaiting, handBack: handBack)
+            } else {
+                let outcomes = await session.deliver(from: job.from, recipients: job.recipients, data: job.data)
+                if !session.isUsable, !session.startedData, outcomes.values.allSatisfy(\.isTransient) {
+                    handBack(job, reason: outcomes.values.first ?? .transient(reason: "connection failed"))
+                } else {
+                    job.finish(outcomes)
+                }
             }
-            let failedEarly = !session.isUsable && reused && outcomes.values.allSatisfy(\.isTransient)
-            if failedEarly && attempt == 0 { continue }
-            results.merge(outcomes) { $1 }
-            break
+            if session.isUsable {
+                let keep = state.withLockedValue { s in
+                    guard s.idle.count < maxConnections else { return false }
+                    s.idle.append(session)
+                    return true
+                }
+                if !keep { await session.quit() }
+            }
         }
-        return results
     }
 
     /// Politely closes pooled connections.
     public func shutdown() async {
-        let sessions = idle
-        idle = []
+        let sessions = state.withLockedValue { s in
+            let idle = s.idle
+            s.idle = []
+            return idle
+        }
         for s in sessions { await s.quit() }
-    }
-
-    private func acquireSlot() async {
-        if active < maxConnections { active += 1; return }
-        await withCheckedContinuation { waiting.append($0) }
-    }
-
-    private func releaseSlot() {
-        if waiting.isEmpty { active -= 1 } else { waiting.removeFirst().resume() }
     }
 }

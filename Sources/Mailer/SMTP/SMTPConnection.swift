@@ -1,6 +1,13 @@
+import Foundation
 import NIOCore
 import NIOPosix
 import NIOSSL
+
+/// A pipelined group cut short: the replies that did arrive, in order, and why the rest did not.
+struct SMTPPartialReplies: Error {
+    let replies: [SMTPReply]
+    let error: any Error
+}
 
 enum SMTPError: Error, CustomStringConvertible {
     case timeout
@@ -18,51 +25,32 @@ enum SMTPError: Error, CustomStringConvertible {
     }
 }
 
-/// Splits the server's byte stream into lines (CRLF or LF), bounded so a broken server
-/// cannot make us buffer without limit.
-struct SMTPLineDecoder: ByteToMessageDecoder {
-    typealias InboundOut = SMTPReplyLine
-
-    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        let view = buffer.readableBytesView
-        guard let newline = view.firstIndex(of: UInt8(ascii: "\n")) else {
-            if buffer.readableBytes > 8192 { throw SMTPError.lineTooLong }
-            return .needMoreData
-        }
-        var end = newline
-        if end > view.startIndex, view[end - 1] == UInt8(ascii: "\r") { end -= 1 }
-        let line = SMTPReplyLine(view[view.startIndex..<end])
-        buffer.moveReaderIndex(to: newline + 1)
-        context.fireChannelRead(wrapInboundOut(line))
-        return .continue
-    }
-}
-
 /// One reply line, parsed from its bytes: `code` (nil: not a reply line), continuation or last, text.
 struct SMTPReplyLine {
     let code: Int?
     let more: Bool
     let text: String
 
-    init(_ bytes: ByteBufferView) {
-        var digits = bytes.prefix(3).makeIterator()
+    init(_ bytes: UnsafeRawBufferPointer) {
         var value = 0, count = 0
-        while let d = digits.next(), d >= 48, d <= 57 { value = value * 10 + Int(d - 48); count += 1 }
-        code = count == 3 && (bytes.count == 3 || bytes[bytes.startIndex + 3] == 32 || bytes[bytes.startIndex + 3] == 45)
-            ? value : nil
-        more = bytes.count > 3 && bytes[bytes.startIndex + 3] == UInt8(ascii: "-")
-        text = bytes.count > 4 ? String(decoding: bytes[(bytes.startIndex + 4)...], as: UTF8.self) : ""
+        while count < min(3, bytes.count), bytes[count] >= 48, bytes[count] <= 57 { value = value * 10 + Int(bytes[count] - 48); count += 1 }
+        code = count == 3 && (bytes.count == 3 || bytes[3] == 32 || bytes[3] == 45) ? value : nil
+        more = bytes.count > 3 && bytes[3] == UInt8(ascii: "-")
+        text = bytes.count > 4 ? String(decoding: UnsafeRawBufferPointer(rebasing: bytes[4...]), as: UTF8.self) : ""
     }
 }
 
-/// Assembles (multi-line) replies and hands them out in order. Lives on the channel's event loop;
-/// every method is called there.
+/// Splits the server's bytes into lines (CRLF or LF; bounded, so a broken server cannot make us
+/// buffer without limit), assembles (multi-line) replies and hands them out in order, a pipelined
+/// group at a time. Lives on the channel's event loop; every method is called there.
 final class SMTPReplyHandler: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = SMTPReplyLine
+    typealias InboundIn = ByteBuffer
 
+    private var partial: ByteBuffer?
     private var pendingLines: [String] = []
     private var ready = CircularBuffer<SMTPReply>()
-    private var waiters = CircularBuffer<EventLoopPromise<SMTPReply>>()
+    /// The group being waited for: how many replies, those read so far, its promise and timer.
+    private var group: (count: Int, got: [SMTPReply], promise: EventLoopPromise<[SMTPReply]>, timer: Scheduled<Void>)?
     private(set) var terminalError: (any Error)?
     private var context: ChannelHandlerContext?
 
@@ -70,7 +58,29 @@ final class SMTPReplyHandler: ChannelInboundHandler, @unchecked Sendable {
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let line = unwrapInboundIn(data)
+        var bytes = unwrapInboundIn(data)
+        if var rest = partial {
+            rest.writeBuffer(&bytes)
+            bytes = rest
+            partial = nil
+        }
+        while terminalError == nil {
+            let next: (line: SMTPReplyLine, length: Int)? = bytes.withUnsafeReadableBytes { raw in
+                guard let base = raw.baseAddress, let hit = memchr(base, 10, raw.count) else { return nil }
+                let newline = base.distance(to: UnsafeRawPointer(hit))
+                let end = newline > 0 && raw[newline - 1] == 13 ? newline - 1 : newline
+                return (SMTPReplyLine(UnsafeRawBufferPointer(rebasing: raw[..<end])), newline + 1)
+            }
+            guard let next else { break }
+            bytes.moveReaderIndex(forwardBy: next.length)
+            received(next.line)
+        }
+        guard terminalError == nil, bytes.readableBytes > 0 else { return }
+        if bytes.readableBytes > 8192 { fail(SMTPError.lineTooLong); return }
+        partial = bytes
+    }
+
+    private func received(_ line: SMTPReplyLine) {
         guard let code = line.code, (200...599).contains(code) else {
             fail(SMTPError.malformedReply)
             return
@@ -79,7 +89,15 @@ final class SMTPReplyHandler: ChannelInboundHandler, @unchecked Sendable {
         if line.more { return }
         let reply = SMTPReply(code: code, lines: pendingLines)
         pendingLines = []
-        if let waiter = waiters.popFirst() { waiter.succeed(reply) } else { ready.append(reply) }
+        guard var g = group else { ready.append(reply); return }
+        g.got.append(reply)
+        if g.got.count == g.count {
+            group = nil
+            g.timer.cancel()
+            g.promise.succeed(g.got)
+        } else {
+            group = g
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -94,25 +112,27 @@ final class SMTPReplyHandler: ChannelInboundHandler, @unchecked Sendable {
     /// The next `count` replies (a pipelined group) under one timer: replies already read are
     /// answered at once, the rest wait for the server; an error if they do not all arrive within
     /// `timeout` (which also ends the connection: once a reply is missed the conversation cannot be trusted).
+    /// One reader at a time (the session is used by one task).
     func nextReplies(_ count: Int, on loop: any EventLoop, timeout: TimeAmount) -> EventLoopFuture<[SMTPReply]> {
         var got: [SMTPReply] = []
+        got.reserveCapacity(count)
         while got.count < count, let reply = ready.popFirst() { got.append(reply) }
         if got.count == count { return loop.makeSucceededFuture(got) }
         if let error = terminalError { return loop.makeFailedFuture(error) }
-        let waiting = (got.count..<count).map { _ in
-            let promise = loop.makePromise(of: SMTPReply.self)
-            waiters.append(promise)
-            return promise.futureResult
-        }
-        let timer = loop.scheduleTask(in: timeout) { [weak self] in self?.fail(SMTPError.timeout) }
-        let rest = waiting.count == 1 ? waiting[0].map { [$0] } : EventLoopFuture.whenAllSucceed(waiting, on: loop)
-        rest.whenComplete { _ in timer.cancel() }
-        return rest.map { got + $0 }
+        precondition(group == nil, "one pipelined group at a time")
+        let promise = loop.makePromise(of: [SMTPReply].self)
+        let timer = loop.scheduleTask(in: timeout) { [weak self] () -> Void in self?.fail(SMTPError.timeout) }
+        group = (count, got, promise, timer)
+        return promise.futureResult
     }
 
     private func fail(_ error: any Error) {
         if terminalError == nil { terminalError = error }
-        while let waiter = waiters.popFirst() { waiter.fail(error) }
+        if let g = group {
+            group = nil
+            g.timer.cancel()
+            g.promise.fail(g.got.isEmpty ? error : SMTPPartialReplies(replies: g.got, error: error))
+        }
         context?.close(promise: nil)
     }
 }
@@ -137,7 +157,6 @@ final class SMTPConnection: Sendable {
                     if let implicitTLS {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: implicitTLS, serverHostname: serverHostname))
                     }
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(SMTPLineDecoder()))
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }

@@ -14,7 +14,8 @@ final class SMTPSession: @unchecked Sendable {
     private let connection: SMTPConnection
     private let config: SMTPConfiguration
     private var capabilities: [String: [String]] = [:]
-    private(set) var messagesSent = 0
+    /// The last `deliver` sent (some of) its message: a failure after that may have delivered it.
+    private(set) var startedData = false
     /// The last transaction was cut short: RSET before the next MAIL.
     private var needsReset = false
     private(set) var isUsable = true
@@ -26,6 +27,7 @@ final class SMTPSession: @unchecked Sendable {
 
     var supportsPipelining: Bool { capabilities["PIPELINING"] != nil }
     private var replyTimeout: TimeAmount { .milliseconds(Int64(config.timeouts.reply * 1000)) }
+    private var dataEndTimeout: TimeAmount { .milliseconds(Int64(config.timeouts.dataEnd * 1000)) }
 
     /// Connects, greets, upgrades to TLS and authenticates as configured.
     static func open(_ config: SMTPConfiguration, tls: NIOSSLContext?, group: any EventLoopGroup) async throws -> SMTPSession {
@@ -106,9 +108,11 @@ final class SMTPSession: @unchecked Sendable {
         }
     }
 
-    /// Sends one message to `recipients`; returns an outcome for every recipient.
+    /// Sends one message to `recipients`, one command at a time (a server without PIPELINING; see
+    /// `pipeline` for the rest); returns an outcome for every recipient.
     func deliver(from: String, recipients: [String], data: ByteBuffer) async -> [String: SMTPOutcome] {
         var results: [String: SMTPOutcome] = [:]
+        startedData = false
         do {
             // A transaction that ended with the reply to its data leaves the session ready for the next
             // MAIL (RFC 5321 §3.3); only one cut short (rejected MAIL, RCPT or DATA) needs RSET.
@@ -118,23 +122,10 @@ final class SMTPSession: @unchecked Sendable {
                 needsReset = false
             }
             needsReset = true
-            let mailCommand = "MAIL FROM:<\(from)>"
             var rcptReplies: [SMTPReply] = []
-            let mailReply: SMTPReply
-            var dataReply: SMTPReply?
-            if supportsPipelining {
-                // RFC 2920: MAIL, every RCPT and DATA in one batch (DATA may end a group), replies read in
-                // order: one round trip before the message instead of two.
-                connection.send(ByteBuffer(string: ([mailCommand] + recipients.map { "RCPT TO:<\($0)>" } + ["DATA"]).map { $0 + "\r\n" }.joined()))
-                let replies = try await connection.replies(recipients.count + 2, timeout: replyTimeout)
-                mailReply = replies[0]
-                rcptReplies = Array(replies[1...recipients.count])
-                dataReply = replies[recipients.count + 1]
-            } else {
-                mailReply = try await connection.command(mailCommand, timeout: replyTimeout)
-                if mailReply.code == 250 {
-                    for r in recipients { rcptReplies.append(try await connection.command("RCPT TO:<\(r)>", timeout: replyTimeout)) }
-                }
+            let mailReply = try await connection.command("MAIL FROM:<\(from)>", timeout: replyTimeout)
+            if mailReply.code == 250 {
+                for r in recipients { rcptReplies.append(try await connection.command("RCPT TO:<\(r)>", timeout: replyTimeout)) }
             }
             var accepted: [String] = []
             if mailReply.code == 250 {
@@ -144,23 +135,15 @@ final class SMTPSession: @unchecked Sendable {
             } else {
                 for r in recipients { results[r] = mailReply.failure }
             }
-            messagesSent += 1
-            if accepted.isEmpty {
-                // A server that answered the pipelined DATA with 354 anyway gets an empty message (RFC 2920 §3.1).
-                if dataReply?.code == 354 {
-                    connection.send(ByteBuffer(string: ".\r\n"))
-                    _ = try await connection.reply(timeout: replyTimeout)
-                }
-                return results // never a message without a recipient
-            }
-            let started: SMTPReply
-            if let dataReply { started = dataReply } else { started = try await connection.command("DATA", timeout: replyTimeout) }
+            guard !accepted.isEmpty else { return results } // never a message without a recipient
+            let started = try await connection.command("DATA", timeout: replyTimeout)
             guard started.code == 354 else {
                 for r in accepted { results[r] = started.failure }
                 return results
             }
+            startedData = true
             connection.send(data)
-            let final = try await connection.reply(timeout: .milliseconds(Int64(config.timeouts.dataEnd * 1000)))
+            let final = try await connection.reply(timeout: dataEndTimeout)
             needsReset = false
             for r in accepted { results[r] = final.code / 100 == 2 ? .accepted(reply: final.description) : final.failure }
         } catch {
@@ -170,6 +153,97 @@ final class SMTPSession: @unchecked Sendable {
             Task { [connection] in await connection.close() }
         }
         return results
+    }
+
+    /// Pipelined transactions (RFC 2920, for a server that offers PIPELINING): MAIL, every RCPT and
+    /// DATA go in one group, and once the server has answered DATA with 354, the message, its end
+    /// and the next waiting message's MAIL, RCPT and DATA go in one write (message content may start
+    /// a group, DATA may end one) — one round trip per message while messages are waiting, two when
+    /// one arrives alone. Takes jobs from `next` until none is waiting and none is open. If the
+    /// connection fails, a message already sent (or partly sent) gets a transient outcome (it may
+    /// have arrived: a retry can repeat it), one whose message was not sent goes to `handBack`.
+    func pipeline(first: SMTPJob, next: () -> SMTPJob?, handBack: (SMTPJob, SMTPOutcome) -> Void) async {
+        /// A job whose DATA got 354: its message goes in the next write. `accepted` nil: no recipient
+        /// was accepted, so an empty message ends the transaction (RFC 2920 §3.1).
+        var sending: (job: SMTPJob, accepted: [String]?, results: [String: SMTPOutcome])?
+        var opening: SMTPJob? = first
+        while true {
+            if opening == nil { opening = next() }
+            guard sending != nil || opening != nil else { return }
+            var out = ByteBuffer()
+            var count = 0
+            if let s = sending {
+                if s.accepted != nil { out.writeImmutableBuffer(s.job.data) } else { out.writeStaticString(".\r\n") }
+                count += 1
+            }
+            let reset = opening != nil && needsReset
+            if let o = opening {
+                if reset { out.writeStaticString("RSET\r\n"); count += 1 }
+                out.writeString("MAIL FROM:<\(o.from)>\r\n")
+                for r in o.recipients { out.writeString("RCPT TO:<\(r)>\r\n") }
+                out.writeStaticString("DATA\r\n")
+                count += o.recipients.count + 2
+            }
+            connection.send(out)
+            let replies: [SMTPReply]
+            do {
+                replies = try await connection.replies(count, timeout: sending != nil ? dataEndTimeout : replyTimeout)
+            } catch {
+                isUsable = false
+                let partial = error as? SMTPPartialReplies
+                let cause = partial?.error ?? error
+                let outcome = SMTPOutcome.transient(reason: (cause as? SMTPFailure).map { "\($0.outcome)" } ?? Self.describe(cause))
+                if let s = sending {
+                    // Its final reply may have arrived before the connection ended (a relay that hangs up after a message).
+                    var results = s.results
+                    if let final = partial?.replies.first {
+                        for r in s.accepted ?? [] { results[r] = final.code / 100 == 2 ? .accepted(reply: final.description) : final.failure }
+                    }
+                    for r in s.job.recipients where results[r] == nil { results[r] = outcome }
+                    s.job.finish(results)
+                }
+                if let o = opening { handBack(o, outcome) }
+                Task { [connection] in await connection.close() }
+                return
+            }
+            var i = 0
+            if let s = sending {
+                let final = replies[0]
+                var results = s.results
+                for r in s.accepted ?? [] { results[r] = final.code / 100 == 2 ? .accepted(reply: final.description) : final.failure }
+                s.job.finish(results)
+                sending = nil
+                i = 1
+            }
+            guard let o = opening else { continue }
+            opening = nil
+            if reset {
+                guard replies[i].code == 250 else {
+                    // The conversation is in a state we cannot trust: this connection ends, the job is retried.
+                    isUsable = false
+                    handBack(o, .transient(reason: replies[i].description))
+                    Task { [connection] in await connection.close() }
+                    return
+                }
+                needsReset = false
+                i += 1
+            }
+            let mail = replies[i], data = replies[i + o.recipients.count + 1]
+            var results: [String: SMTPOutcome] = [:]
+            var accepted: [String] = []
+            for (k, r) in o.recipients.enumerated() {
+                let reply = mail.code == 250 ? replies[i + 1 + k] : mail
+                if reply.code == 250 || reply.code == 251 { accepted.append(r) } else { results[r] = reply.failure }
+            }
+            if data.code == 354 {
+                // The message (or, with no recipient accepted, an empty one) ends this transaction.
+                sending = (o, accepted.isEmpty ? nil : accepted, results)
+            } else {
+                for r in accepted { results[r] = data.failure }
+                o.finish(results)
+                needsReset = true // cut short: RSET before the next MAIL
+            }
+        }
     }
 
     func quit() async {
@@ -186,6 +260,7 @@ final class SMTPSession: @unchecked Sendable {
     static func describe(_ error: any Error) -> String {
         switch error {
         case let e as SMTPError: e.description
+        case let e as SMTPPartialReplies: describe(e.error)
         case let e as NIOSSLError: "TLS failure: \(e)"
         case let e as BoringSSLError: "TLS failure: \(e)"
         case let e as NIOSSLExtraError: "TLS failure: \(e)"
