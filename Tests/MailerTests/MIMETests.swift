@@ -128,6 +128,8 @@ import Testing
         for text in cases {
             var buffer = DotStuffing.encode(text)
             #expect(buffer.readString(length: buffer.readableBytes) == reference(text), "\(Array(text.utf8))")
+            var fromBytes = DotStuffing.encode(ByteBuffer(string: text)) // a rendered buffer: the same bytes
+            #expect(fromBytes.readString(length: fromBytes.readableBytes) == reference(text), "\(Array(text.utf8))")
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import NIOConcurrencyHelpers
+import NIOCore
 
 /// An email as the product sends it: text + optional HTML (multipart/alternative, plain first),
 /// optionally wrapped in multipart/mixed with a text/calendar attachment. `render()` produces the
@@ -55,39 +56,48 @@ public struct MailMessage: Sendable {
     }
 
     public func render() -> String {
-        var head: [String] = [
-            "Date: " + Self.rfc5322Date(date),
-            addressField("From", [from]),
-            addressField("To", to),
-            "Message-ID: <\(messageID)>",
-            HeaderEncoding.field("Subject", subject),
-            "MIME-Version: 1.0",
-        ]
+        var buffer = renderBuffer()
+        return buffer.readString(length: buffer.readableBytes) ?? ""
+    }
+
+    /// The message's bytes, written into one buffer (no intermediate strings for the parts).
+    public func renderBuffer() -> ByteBuffer {
+        var out = ByteBuffer()
+        out.reserveCapacity(1_024 + text.utf8.count * 11 / 10 + (html?.utf8.count ?? 0) * 11 / 10 + (calendar?.ics.utf8.count ?? 0) * 14 / 10)
+        func line(_ text: String) { out.writeString(text); out.writeStaticString("\r\n") }
+        line("Date: " + Self.rfc5322Date(date))
+        line(addressField("From", [from]))
+        line(addressField("To", to))
+        line("Message-ID: <\(messageID)>")
+        line(HeaderEncoding.field("Subject", subject))
+        line("MIME-Version: 1.0")
         for h in headers where Self.isValidHeaderName(h.name) {
             if h.verbatim {
                 let value = HeaderEncoding.sanitize(h.value)
-                if value.unicodeScalars.allSatisfy(\.isASCII), h.name.count + 2 + value.utf8.count <= 998 { head.append(h.name + ": " + value) }
+                if value.unicodeScalars.allSatisfy(\.isASCII), h.name.count + 2 + value.utf8.count <= 998 { line(h.name + ": " + value) }
             } else {
-                head.append(HeaderEncoding.field(h.name, h.value))
+                line(HeaderEncoding.field(h.name, h.value))
             }
         }
         let body: Part = {
-            let textPart = Part.leaf(contentType: "text/plain; charset=utf-8", encoding: "quoted-printable",
-                                     body: QuotedPrintable.encode(text))
+            let textPart = Part.leaf(contentType: "text/plain; charset=utf-8", body: .quotedPrintable(text))
             var content = textPart
             if let html {
-                let htmlPart = Part.leaf(contentType: "text/html; charset=utf-8", encoding: "quoted-printable", body: QuotedPrintable.encode(html))
+                let htmlPart = Part.leaf(contentType: "text/html; charset=utf-8", body: .quotedPrintable(html))
                 content = .multipart(subtype: "alternative", parts: [textPart, htmlPart])
             }
             guard let calendar else { return content }
             let ics = Part.leaf(
                 contentType: "text/calendar; charset=utf-8; method=\(calendar.method.rawValue);\r\n name=\"\(Self.safeFilename(calendar.filename))\"",
-                encoding: "base64", body: Base64Lines.encode(Array(calendar.ics.utf8)),
-                disposition: "attachment; filename=\"\(Self.safeFilename(calendar.filename))\""
+                body: .base64(calendar.ics), disposition: "attachment; filename=\"\(Self.safeFilename(calendar.filename))\""
             )
             return .multipart(subtype: "mixed", parts: [content, ics])
         }()
-        return (head + body.headerLines()).joined(separator: "\r\n") + "\r\n\r\n" + body.content() + "\r\n"
+        body.writeHeaders(into: &out)
+        out.writeStaticString("\r\n")
+        body.writeContent(into: &out)
+        out.writeStaticString("\r\n")
+        return out
     }
 
     private func addressField(_ name: String, _ list: [MailAddress]) -> String {
@@ -108,37 +118,47 @@ public struct MailMessage: Sendable {
     }
 
     private indirect enum Part {
-        case leaf(contentType: String, encoding: String, body: String, disposition: String? = nil)
+        enum Body { case quotedPrintable(String), base64(String) }
+        case leaf(contentType: String, body: Body, disposition: String? = nil)
         case multipart(subtype: String, parts: [Part])
 
-        func headerLines() -> [String] {
+        /// The part's header lines, each ending in CRLF.
+        func writeHeaders(into out: inout ByteBuffer) {
             switch self {
-            case .leaf(let type, let encoding, _, let disposition):
-                return ["Content-Type: " + type, "Content-Transfer-Encoding: " + encoding] + (disposition.map { ["Content-Disposition: " + $0] } ?? [])
-            case .multipart(let subtype, _):
-                return ["Content-Type: multipart/\(subtype);\r\n boundary=\"\(boundary)\""]
+            case .leaf(let type, let body, let disposition):
+                out.writeStaticString("Content-Type: "); out.writeString(type)
+                switch body {
+                case .quotedPrintable: out.writeStaticString("\r\nContent-Transfer-Encoding: quoted-printable\r\n")
+                case .base64: out.writeStaticString("\r\nContent-Transfer-Encoding: base64\r\n")
+                }
+                if let disposition { out.writeStaticString("Content-Disposition: "); out.writeString(disposition); out.writeStaticString("\r\n") }
+            case .multipart(let subtype, let parts):
+                out.writeString("Content-Type: multipart/\(subtype);\r\n boundary=\"\(Self.boundary(subtype, parts.count))\"\r\n")
+            }
+        }
+
+        func writeContent(into out: inout ByteBuffer) {
+            switch self {
+            case .leaf(_, .quotedPrintable(let text), _):
+                QuotedPrintable.encode(text, into: &out)
+            case .leaf(_, .base64(let text), _):
+                out.writeString(Base64Lines.encode(Array(text.utf8)))
+            case .multipart(let subtype, let parts):
+                let boundary = Self.boundary(subtype, parts.count)
+                out.writeStaticString("This is a multi-part message in MIME format.\r\n")
+                for part in parts {
+                    out.writeStaticString("\r\n--"); out.writeString(boundary); out.writeStaticString("\r\n")
+                    part.writeHeaders(into: &out)
+                    out.writeStaticString("\r\n")
+                    part.writeContent(into: &out)
+                }
+                out.writeStaticString("\r\n--"); out.writeString(boundary); out.writeStaticString("--")
             }
         }
 
         /// "=_" cannot occur in quoted-printable or base64 output, so boundaries never collide with content.
-        var boundary: String {
-            if case .multipart(let subtype, let parts) = self { return "=_\(subtype)_\(parts.count)_" + Self.token }
-            return ""
-        }
+        static func boundary(_ subtype: String, _ count: Int) -> String { "=_\(subtype)_\(count)_" + token }
         private static let token = (0..<24).map { _ in "abcdefghijklmnopqrstuvwxyz0123456789".randomElement()! }.reduce("") { $0 + String($1) }
-
-        func content() -> String {
-            switch self {
-            case .leaf(_, _, let body, _):
-                return body
-            case .multipart(_, let parts):
-                var out = "This is a multi-part message in MIME format.\r\n"
-                for part in parts {
-                    out += "\r\n--\(boundary)\r\n" + part.headerLines().joined(separator: "\r\n") + "\r\n\r\n" + part.content()
-                }
-                return out + "\r\n--\(boundary)--"
-            }
-        }
     }
 
     /// Every email of one second shares its Date header; formatting it (Calendar + String(format:))

@@ -1,3 +1,5 @@
+import NIOCore
+
 /// RFC 2045 quoted-printable for UTF-8 text: hard line breaks become CRLF, soft breaks keep every
 /// line ≤ 76 characters, an escape is never split, trailing whitespace is encoded.
 enum QuotedPrintable {
@@ -8,6 +10,16 @@ enum QuotedPrintable {
         var copy = text
         return copy.withUTF8 { bytes in
             String(unsafeUninitializedCapacity: bytes.count * 4 + 16) { out in encode(bytes, into: out.baseAddress!) }
+        }
+    }
+
+    /// Appends the encoding of `text` to `buffer`.
+    static func encode(_ text: String, into buffer: inout ByteBuffer) {
+        var copy = text
+        copy.withUTF8 { bytes in
+            _ = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bytes.count * 4 + 16) { out in
+                encode(bytes, into: out.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            }
         }
     }
 

@@ -53,11 +53,15 @@ public final class SMTPClient: Sendable {
     /// Renders and sends `message` to its `to` addresses. Every recipient gets an outcome.
     /// Rendering and encoding run on the caller's executor, in parallel.
     public func send(_ message: MailMessage) async -> [String: SMTPOutcome] {
-        await send(raw: message.render(), from: message.from.address, to: message.to.map(\.address))
+        await send(from: message.from.address, to: message.to.map(\.address)) { DotStuffing.encode(message.renderBuffer()) }
     }
 
     /// Sends an already rendered message with an explicit envelope.
     public func send(raw: String, from: String, to recipients: [String]) async -> [String: SMTPOutcome] {
+        await send(from: from, to: recipients) { DotStuffing.encode(raw) }
+    }
+
+    private func send(from: String, to recipients: [String], data: () -> ByteBuffer) async -> [String: SMTPOutcome] {
         var results: [String: SMTPOutcome] = [:]
         let valid = recipients.filter(MailAddress.isValid)
         for r in recipients where !MailAddress.isValid(r) { results[r] = .permanent(reason: "invalid recipient address") }
@@ -66,7 +70,7 @@ public final class SMTPClient: Sendable {
             return results
         }
         guard !valid.isEmpty else { return results }
-        let data = DotStuffing.encode(raw)
+        let data = data()
         return await withCheckedContinuation { done in
             enqueue(SMTPJob(data: data, from: from, recipients: valid, initial: results, done: done))
         }

@@ -308,6 +308,17 @@ enum DotStuffing {
         return ByteBuffer(bytes: out)
     }
 
+    /// The same for a rendered buffer: a message that is already transparent gets its end marker
+    /// appended in place (no copy); anything else goes through the normalizing pass.
+    static func encode(_ message: ByteBuffer) -> ByteBuffer {
+        let ready = message.withUnsafeReadableBytes { raw in isTransparent(raw.bindMemory(to: UInt8.self)) }
+        guard ready else { return encode(String(buffer: message)) }
+        var buffer = message
+        if buffer.readableBytes > 0, buffer.getInteger(at: buffer.writerIndex - 1, as: UInt8.self) != 10 { buffer.writeStaticString("\r\n") }
+        buffer.writeStaticString(".\r\n")
+        return buffer
+    }
+
     /// True when every LF follows a CR, every CR precedes an LF and no line starts with ".".
     static func isTransparent(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         guard let base = bytes.baseAddress, !bytes.isEmpty else { return true }
