@@ -63,22 +63,28 @@ final class OutcomeLog: Sendable {
     }
 
     /// One UPDATE for the whole batch; per-row values through CASE (portable to SQLite and PostgreSQL).
+    /// A value every row shares (the status, usually) is one bind instead of a CASE, and `sent_at` is the
+    /// time of this write (the relay accepted the email at most one group write earlier): the statement
+    /// is parsed for every group, so what is the same for all rows is written once.
     func write(_ outcomes: [Outcome], on sql: any SQLDatabase) async throws {
-        guard !outcomes.isEmpty else { return }
-        func cases(_ value: (Outcome) -> any Encodable & Sendable) -> SQLQueryString {
+        guard let first = outcomes.first else { return }
+        func column<V: Encodable & Sendable & Equatable>(_ value: (Outcome) -> V) -> SQLQueryString {
+            let shared = value(first)
+            guard outcomes.contains(where: { value($0) != shared }) else { return "\(bind: shared)" }
             var q: SQLQueryString = "CASE id"
             for o in outcomes { q += " WHEN \(literal: o.id) THEN \(bind: value(o))" }
             return q + " END"
         }
-        var sentAt: SQLQueryString = "CASE id"
-        for o in outcomes { if let at = o.sentAt { sentAt += " WHEN \(literal: o.id) THEN \(bind: at)" } }
-        sentAt = outcomes.contains { $0.sentAt != nil } ? sentAt + " ELSE sent_at END" : "sent_at"
+        let now = now()
+        let sent = outcomes.filter { $0.sentAt != nil }
+        let sentAt: SQLQueryString = sent.isEmpty ? "sent_at" : sent.count == outcomes.count ? "\(bind: now)"
+            : "CASE WHEN id IN (\(SQLList(sent.map { SQLLiteral.numeric("\($0.id)") }))) THEN \(bind: now) ELSE sent_at END"
         var providerID: SQLQueryString = "CASE id"
         for o in outcomes { if let p = o.providerID { providerID += " WHEN \(literal: o.id) THEN \(bind: String(p.prefix(200)))" } }
         providerID = outcomes.contains { $0.providerID != nil } ? providerID + " ELSE provider_message_id END" : "provider_message_id"
         let query: SQLQueryString = """
-            UPDATE \(ident: Delivery.schema) SET status = \(cases { $0.status }), last_reply = \(cases { String($0.reply.prefix(500)) }),
-              sent_at = \(sentAt), provider_message_id = \(providerID), \(Lease<DeliveryStatus>.endingColumns), updated_at = \(bind: now())
+            UPDATE \(ident: Delivery.schema) SET status = \(column { $0.status }), last_reply = \(column { String($0.reply.prefix(500)) }),
+              sent_at = \(sentAt), provider_message_id = \(providerID), \(Lease<DeliveryStatus>.endingColumns), updated_at = \(bind: now)
             WHERE id IN (\(SQLList(outcomes.map { SQLLiteral.numeric("\($0.id)") })))
             """
         try await sql.raw(query).run()

@@ -69,11 +69,17 @@ struct EmailTemplates: Sendable {
     /// Fills a prepared notice for one recipient (`values`: the slots `shared` did not fill).
     func render(_ p: Prepared, values: [String: String?]) -> Rendered {
         let subject = Self.fill(p.subject, values, escape: false)
-        var all = values
-        all["subject"] = subject
-        var html = Self.fill(p.layout.before, all, escape: true)
-        if let after = p.layout.after { html += Self.fill(p.body, all, escape: true) + Self.fill(after, all, escape: true) }
-        return Rendered(subject: subject, text: Self.fill(p.text, all, escape: false) + Self.fill(p.footer, all, escape: false), html: html)
+        var html: [UInt8] = [], text: [UInt8] = []
+        html.reserveCapacity(4_096)
+        text.reserveCapacity(2_048)
+        Self.fill(p.layout.before, values, subject: subject, escape: true, into: &html)
+        if let after = p.layout.after {
+            Self.fill(p.body, values, subject: subject, escape: true, into: &html)
+            Self.fill(after, values, subject: subject, escape: true, into: &html)
+        }
+        Self.fill(p.text, values, subject: subject, escape: false, into: &text)
+        Self.fill(p.footer, values, subject: subject, escape: false, into: &text)
+        return Rendered(subject: subject, text: String(decoding: text, as: UTF8.self), html: String(decoding: html, as: UTF8.self))
     }
 
     /// A template split once into lines of literal text and `{{name}}` slots (rendering runs
@@ -128,22 +134,30 @@ struct EmailTemplates: Sendable {
 
     /// A line with a slot that has no value is left out.
     static func fill(_ template: Compiled, _ values: [String: String?], escape: Bool) -> String {
-        var out = ""
+        var out: [UInt8] = []
+        fill(template, values, escape: escape, into: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends the filled template to `out` (bytes, so a line left out is cut off without copying);
+    /// `subject`, when given, is the value of the `{{subject}}` slot.
+    static func fill(_ template: Compiled, _ values: [String: String?], subject: String? = nil, escape: Bool, into out: inout [UInt8]) {
         var first = true
         lineLoop: for line in template.lines {
-            var result = ""
+            let mark = out.count
+            if !first { out.append(10) }
             for piece in line {
                 switch piece {
-                case .text(let t): result += t
+                case .text(let t): out.append(contentsOf: t.utf8)
                 case .slot(let name):
-                    guard let value = values[name] ?? nil, !value.isEmpty else { continue lineLoop }
-                    result += escape ? HTML.escape(value) : value
+                    guard let value = (subject != nil && name == "subject" ? subject : values[name] ?? nil), !value.isEmpty else {
+                        out.removeLast(out.count - mark)
+                        continue lineLoop
+                    }
+                    out.append(contentsOf: (escape ? HTML.escape(value) : value).utf8)
                 }
             }
-            if !first { out += "\n" }
             first = false
-            out += result
         }
-        return out
     }
 }
