@@ -76,23 +76,40 @@ enum FanOut {
             }
             let lease = local?.lease
             let t = now()
-            var insert = sql.insert(into: Delivery.schema)
-                .columns("stream_id", "kind", "recipient_id", "revision", "status", "run_at", "attempts", "created_at", "updated_at",
-                         "previous_start_time", "last_reply", "locked_by", "locked_until")
-            for row in page.rows {
-                // Opted-out and suppressed members get a `skipped` row: visible in the counts, never sent.
+            // Per row only the member and, for one who must not get it, why; everything else is the
+            // page's (one bind each, not one per row: the statement is built and parsed per page).
+            // Opted-out and suppressed members get a `skipped` row: visible in the counts, never sent.
+            var rowsSQL: SQLQueryString = ""
+            for (i, row) in page.rows.enumerated() {
                 let skip: String? = row.suppressed == 1 ? DeliverySender.suppressedReason : (row.opted_out == 1 ? "recipient opted out" : nil)
-                let leased = skip == nil && lease != nil
-                insert = insert.values(SQLBind(p.streamId), SQLBind(p.kind), SQLBind(row.uid), SQLBind(p.revision),
-                                       SQLBind(skip != nil ? DeliveryStatus.skipped : (leased ? .sending : .queued)), SQLBind(t),
-                                       SQLBind(leased ? 1 : 0), SQLBind(t), SQLBind(t), SQLBind(p.previousStart), SQLBind(skip),
-                                       SQLBind(leased ? lease?.workerID : nil), SQLBind(leased ? lease.map { t.addingTimeInterval($0.duration) } : nil))
+                rowsSQL += i == 0 ? "(\(bind: row.uid), " : ", (\(bind: row.uid), "
+                rowsSQL += skip.map { "\(bind: $0))" } ?? "NULL)"
             }
-            let conflict = insert.ignoringConflicts(with: ["stream_id", "kind", "recipient_id", "revision"])
+            func nullable<T: Encodable & Sendable>(_ value: T?) -> SQLQueryString { value.map { "\(bind: $0)" } ?? "NULL" }
+            // A member's row is `skipped` with its reason, or leased to this process's worker (local
+            // sending), or queued for any worker. (No CASE around a bare NULL: PostgreSQL would type it text.)
+            let state: SQLQueryString = if let lease {
+                """
+                CASE WHEN v.column2 IS NULL THEN \(bind: DeliveryStatus.sending) ELSE \(bind: DeliveryStatus.skipped) END,
+                CASE WHEN v.column2 IS NULL THEN 1 ELSE 0 END, CASE WHEN v.column2 IS NULL THEN \(bind: lease.workerID) END,
+                CASE WHEN v.column2 IS NULL THEN \(bind: t.addingTimeInterval(lease.duration)) END
+                """
+            } else {
+                "CASE WHEN v.column2 IS NULL THEN \(bind: DeliveryStatus.queued) ELSE \(bind: DeliveryStatus.skipped) END, 0, NULL, NULL"
+            }
+            let insert: SQLQueryString = """
+                INSERT INTO \(ident: Delivery.schema) (stream_id, kind, recipient_id, revision, run_at, created_at, updated_at,
+                  previous_start_time, last_reply, status, attempts, locked_by, locked_until)
+                SELECT \(bind: p.streamId), \(bind: p.kind), v.column1, \(bind: p.revision), \(bind: t), \(bind: t), \(bind: t),
+                  \(nullable(p.previousStart)), v.column2, \(state)
+                FROM (VALUES \(rowsSQL)) AS v
+                WHERE true
+                ON CONFLICT (stream_id, kind, recipient_id, revision) DO NOTHING
+                """
             if let local, let notice {
                 // Only the rows this run inserted come back (a re-run skips what exists).
                 struct Inserted: Decodable { let id: Int64; let recipient_id: String; let status: DeliveryStatus }
-                let inserted = try await conflict.returning("id", "recipient_id", "status").all(decoding: Inserted.self)
+                let inserted = try await sql.raw(insert + " RETURNING id, recipient_id, status").all(decoding: Inserted.self)
                 let members = Dictionary(page.rows.map { ($0.uid, $0) }, uniquingKeysWith: { a, _ in a })
                 local.add(inserted.compactMap { i in
                     guard i.status == .sending, let m = members[i.recipient_id] else { return nil }
@@ -103,7 +120,7 @@ enum FanOut {
                         previous_start_time: p.previousStart), notice: notice)
                 })
             } else {
-                try await conflict.run()
+                try await sql.raw(insert).run()
             }
             // The push channel: this page's members' devices (their own push switches).
             try await PushDelivery.enqueue(stream: p.streamId, creator: creator.id!, kind: p.kind, revision: p.revision,
