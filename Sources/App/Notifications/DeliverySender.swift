@@ -207,6 +207,17 @@ struct DeliverySender: Sendable {
         let kind: NotificationKind
         let notice: Notice
         let day: Int
+
+        /// Looked up for every email: hashes what tells notices apart cheaply (stream, revisions);
+        /// equality still compares the whole notice (fast for the same loaded strings).
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(kind)
+            hasher.combine(day)
+            hasher.combine(notice.notice_stream)
+            hasher.combine(notice.schedule_revision)
+            hasher.combine(notice.series_revision)
+            hasher.combine(notice.start_time)
+        }
     }
 
     private func memo(_ row: Row, now: Date) -> NoticeMemo {

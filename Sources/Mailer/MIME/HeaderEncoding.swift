@@ -1,8 +1,10 @@
 import Foundation
+import NIOConcurrencyHelpers
 
 /// RFC 5322 header rendering with RFC 2047 encoded-words for anything that is not plain ASCII.
 enum HeaderEncoding {
     static let maxLine = 76
+    private static let lastEncoded = NIOLockedValueBox<(name: String, value: String, field: String)>(("", "", ""))
     private static let wordOverhead = "=?UTF-8?B??=".count
 
     /// Removes CR, LF and other controls so a user-supplied value can never inject a header.
@@ -29,7 +31,11 @@ enum HeaderEncoding {
     static func field(_ name: String, _ value: String) -> String {
         let clean = sanitize(value)
         if needsEncoding(clean) {
-            return name + ": " + encodedWords(clean, firstLineUsed: name.count + 2).joined(separator: "\r\n ")
+            // A fan-out encodes the same subject for every recipient: the last one is kept.
+            if let hit = lastEncoded.withLockedValue({ $0.name == name && $0.value == clean ? $0.field : nil }) { return hit }
+            let field = name + ": " + encodedWords(clean, firstLineUsed: name.count + 2).joined(separator: "\r\n ")
+            lastEncoded.withLockedValue { $0 = (name, clean, field) }
+            return field
         }
         // Short ASCII values fit on the first line as they are.
         if name.utf8.count + 2 + clean.utf8.count <= maxLine { return name + ": " + clean }
