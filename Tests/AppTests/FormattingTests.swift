@@ -75,3 +75,23 @@ import Testing
         }
     }
 }
+
+/// RandomID replaces Foundation's UUID() on hot paths: it must still make version-4 UUIDs, all distinct.
+@Suite struct RandomIDTests {
+    @Test func version4UUIDsAllDistinctAndHexOfTheAskedLength() {
+        let ids = (0..<20_000).map { _ in RandomID.uuid() }
+        #expect(Set(ids).count == ids.count)
+        for id in ids.prefix(500) {
+            let s = id.uuidString
+            #expect(s[s.index(s.startIndex, offsetBy: 14)] == "4")
+            #expect("89AB".contains(s[s.index(s.startIndex, offsetBy: 19)]))
+            #expect(UUID(uuidString: s) == id)
+        }
+        let hex = (0..<2_000).map { _ in RandomID.hex(bytes: 4) }
+        #expect(hex.allSatisfy { $0.count == 8 && $0.allSatisfy(\.isHexDigit) && $0 == $0.lowercased() })
+        #expect(Set(hex).count > 1_990) // 32 random bits: a handful of collisions at most
+        // Every byte position varies (no stuck bytes from the 8-byte chunking).
+        let columns = (0..<16).map { k in Set(ids.prefix(200).map { withUnsafeBytes(of: $0.uuid) { $0[k] } }).count }
+        #expect(columns.allSatisfy { $0 > 2 }, "\(columns)")
+    }
+}

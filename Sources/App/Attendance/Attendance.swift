@@ -28,7 +28,7 @@ enum Attendance {
     static func record(_ records: [Record], on sql: any SQLDatabase) async throws {
         guard !records.isEmpty else { return }
         let rows: [SQLQueryString] = records.map { r in
-            "(\(bind: UUID()), \(bind: r.stream), \(bind: r.uid), (SELECT id FROM users WHERE agora_uid = \(bind: r.uid)), \(bind: r.event.rawValue), \(bind: r.role.rawValue), \(bind: r.clientSeq), \(bind: r.at))"
+            "(\(bind: RandomID.uuid()), \(bind: r.stream), \(bind: r.uid), (SELECT id FROM users WHERE agora_uid = \(bind: r.uid)), \(bind: r.event.rawValue), \(bind: r.role.rawValue), \(bind: r.clientSeq), \(bind: r.at))"
         }
         let query: SQLQueryString = "INSERT INTO attendance_events (id, stream_id, uid, user_id, event, role, client_seq, at) VALUES "
             + rows.joined(separator: ", ") + " ON CONFLICT (stream_id, uid, client_seq) DO NOTHING"

@@ -8,7 +8,7 @@ struct RequestLogMiddleware: Middleware {
 
     func respond(to request: Request, chainingTo next: any Responder) -> EventLoopFuture<Response> {
         let started = ContinuousClock.now
-        let id = Self.acceptable(request.headers.first(name: Self.header)) ?? UUID().uuidString
+        let id = Self.acceptable(request.headers.first(name: Self.header)) ?? RandomID.uuid().uuidString
         request.logger[metadataKey: "request-id"] = .string(id)
         let inFlight = request.deps.inFlight
         inFlight.enter()

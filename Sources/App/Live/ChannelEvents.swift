@@ -105,7 +105,7 @@ struct ChannelEvents: Sendable {
         guard !records.isEmpty else { return 0 }
         struct Row: Decodable { let uid: Int64 }
         var upsert = sql.insert(into: "channel_members").columns("id", "stream_id", "uid", "role", "client_seq")
-        for r in records { upsert = upsert.values(SQLBind(UUID()), SQLBind(r.stream), SQLBind(r.uid), SQLBind(r.role), SQLBind(r.clientSeq)) }
+        for r in records { upsert = upsert.values(SQLBind(RandomID.uuid()), SQLBind(r.stream), SQLBind(r.uid), SQLBind(r.role), SQLBind(r.clientSeq)) }
         return try await upsert.onConflict(with: ["stream_id", "uid"]) {
             $0.set(excludedValueOf: "role").set(excludedValueOf: "client_seq")
                 .where(SQLColumn("client_seq", table: "channel_members"), .lessThan, SQLExcludedColumn("client_seq"))

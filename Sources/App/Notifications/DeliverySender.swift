@@ -300,7 +300,7 @@ struct DeliverySender: Sendable {
                 return .init(method: method, ics: event.ics(method: method), filename: "stream.ics")
             },
             headers: MailMessage.Header.listUnsubscribe(unsubscribeURL),
-            messageID: "d\(row.id).a\(row.attempts).\(UUID().uuidString.prefix(8).lowercased())@\(messageDomain)", date: now)
+            messageID: "d\(row.id).a\(row.attempts).\(RandomID.hex(bytes: 4))@\(messageDomain)", date: now)
     }
 }
 

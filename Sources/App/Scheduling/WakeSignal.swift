@@ -4,7 +4,9 @@ import Foundation
 final class WakeSignal: @unchecked Sendable {
     private let lock = NSLock()
     private var pending = false
-    private var waiters: [UUID: CheckedContinuation<Void, Never>] = [:]
+    private var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+    /// Tells one wait from another (a counter: the worker waits once per pass).
+    private var nextToken: UInt64 = 0
 
     func wake() {
         let woken: [CheckedContinuation<Void, Never>] = lock.withLock {
@@ -17,7 +19,7 @@ final class WakeSignal: @unchecked Sendable {
 
     /// Returns when woken, after `timeout`, or when the task is cancelled — whichever comes first.
     func wait(timeout: Duration) async {
-        let token = UUID()
+        let token: UInt64 = lock.withLock { nextToken &+= 1; return nextToken }
         await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
                 let resumeNow: Bool = lock.withLock {
@@ -36,7 +38,7 @@ final class WakeSignal: @unchecked Sendable {
         }
     }
 
-    private func resume(_ token: UUID) {
+    private func resume(_ token: UInt64) {
         lock.withLock { waiters.removeValue(forKey: token) }?.resume()
     }
 }
