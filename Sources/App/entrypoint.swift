@@ -50,7 +50,6 @@ enum Entrypoint {
             }
             if isServe(env.arguments) {
                 try await MigrateWithLock.run(app)
-                if case .sqliteFile(let path) = config.database { app.lifecycle.use(SQLiteCheckpointer(path: path)) }
                 if config.worker.runInServe { app.lifecycle.use(WorkerService()) }
                 if config.isDevelopment {
                     try await DemoData.seed(app)
