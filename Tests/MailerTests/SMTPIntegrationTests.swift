@@ -428,6 +428,24 @@ struct SMTPIntegrationTests {
         }
     }
 
+    /// An address listed twice is one recipient with one outcome, also when the relay cannot be reached
+    /// (building the outcomes once crashed on the duplicate key).
+    @Test func aRecipientListedTwiceGetsOneOutcomeEvenWhenTheRelayIsDown() async throws {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+        let port = server.localAddress!.port!
+        try await server.close() // nothing listens there now
+        let client = try SMTPClient(configuration: SMTPConfiguration(host: "127.0.0.1", port: port, security: .none))
+        let outcome = await client.send(raw: "Subject: x\r\n\r\nx\r\n", from: "a@example.com", to: ["b@example.com", "b@example.com"])
+        #expect(outcome.count == 1 && outcome["b@example.com"]?.isTransient == true, "\(outcome)")
+        try await withServer(greeting: "220 new.example.com ESMTP", pipelining: true) { port, log in
+            let client = try SMTPClient(configuration: SMTPConfiguration(host: "127.0.0.1", port: port, security: .none))
+            let outcome = await client.send(raw: "Subject: x\r\n\r\nx\r\n", from: "a@example.com", to: ["b@example.com", "b@example.com"])
+            #expect(outcome == ["b@example.com": .accepted(reply: "250 queued")])
+            #expect(log.all.filter { $0.hasPrefix("RCPT TO") }.count == 1)
+            await client.shutdown()
+        }
+    }
+
     @Test func busyGreetingIsTransient() async throws {
         try await withServer(greeting: "421 4.3.2 too busy") { port, _ in
             let outcome = await (try SMTPClient(configuration: SMTPConfiguration(host: "127.0.0.1", port: port, security: .none)))

@@ -32,6 +32,8 @@ public final class SMTPClient: Sendable {
         var idle: [SMTPSession] = []
         /// Connections at work (each a task taking jobs from the queue), at most `maxConnections`.
         var drivers = 0
+        /// After `shutdown`: connections that finish their work say QUIT instead of waiting in the pool.
+        var closed = false
     }
     private let state = NIOLockedValueBox(State())
 
@@ -63,7 +65,8 @@ public final class SMTPClient: Sendable {
 
     private func send(from: String, to recipients: [String], data: () -> ByteBuffer) async -> [String: SMTPOutcome] {
         var results: [String: SMTPOutcome] = [:]
-        let valid = recipients.filter(MailAddress.isValid)
+        var seen = Set<String>()
+        let valid = recipients.filter { MailAddress.isValid($0) && seen.insert($0).inserted } // each address once per message
         for r in recipients where !MailAddress.isValid(r) { results[r] = .permanent(reason: "invalid recipient address") }
         guard MailAddress.isValid(from) else {
             for r in recipients { results[r] = .permanent(reason: "invalid sender address") }
@@ -104,7 +107,7 @@ public final class SMTPClient: Sendable {
     /// once (a pooled connection may have been closed by the server while idle), then failed.
     private func handBack(_ job: SMTPJob, reason: SMTPOutcome) {
         guard !job.retried else {
-            job.finish(Dictionary(uniqueKeysWithValues: job.recipients.map { ($0, reason) }))
+            job.finish(Dictionary(job.recipients.map { ($0, reason) }, uniquingKeysWith: { a, _ in a }))
             return
         }
         var again = job
@@ -116,14 +119,19 @@ public final class SMTPClient: Sendable {
     private func drive() async {
         while let job = take() {
             let session: SMTPSession
-            if let s = state.withLockedValue({ $0.idle.popLast() }) {
+            // A pooled connection the relay closed while it sat idle is dropped, not tried.
+            var pooled: SMTPSession? = nil
+            while pooled == nil, let s = state.withLockedValue({ $0.idle.popLast() }) {
+                if s.isOpen { pooled = s } else { await s.close() }
+            }
+            if let s = pooled {
                 session = s
             } else {
                 do {
                     session = try await SMTPSession.open(configuration, tls: tls, group: group)
                 } catch {
                     let outcome = (error as? SMTPFailure)?.outcome ?? .transient(reason: SMTPSession.describe(error))
-                    job.finish(Dictionary(uniqueKeysWithValues: job.recipients.map { ($0, outcome) }))
+                    job.finish(Dictionary(job.recipients.map { ($0, outcome) }, uniquingKeysWith: { a, _ in a }))
                     continue
                 }
             }
@@ -139,7 +147,7 @@ public final class SMTPClient: Sendable {
             }
             if session.isUsable {
                 let keep = state.withLockedValue { s in
-                    guard s.idle.count < maxConnections else { return false }
+                    guard !s.closed, s.idle.count < maxConnections else { return false }
                     s.idle.append(session)
                     return true
                 }
@@ -151,6 +159,7 @@ public final class SMTPClient: Sendable {
     /// Politely closes pooled connections.
     public func shutdown() async {
         let sessions = state.withLockedValue { s in
+            s.closed = true
             let idle = s.idle
             s.idle = []
             return idle

@@ -90,9 +90,9 @@ final class SMTPReplyHandler: ChannelInboundHandler, @unchecked Sendable {
         let reply = SMTPReply(code: code, lines: pendingLines)
         pendingLines = []
         guard var g = group else { ready.append(reply); return }
+        group = nil // the array is appended to uniquely, not copied per reply
         g.got.append(reply)
         if g.got.count == g.count {
-            group = nil
             g.timer.cancel()
             g.promise.succeed(g.got)
         } else {
@@ -118,7 +118,8 @@ final class SMTPReplyHandler: ChannelInboundHandler, @unchecked Sendable {
         got.reserveCapacity(count)
         while got.count < count, let reply = ready.popFirst() { got.append(reply) }
         if got.count == count { return loop.makeSucceededFuture(got) }
-        if let error = terminalError { return loop.makeFailedFuture(error) }
+        // Replies that arrived before the connection ended still count (a relay that answers and hangs up).
+        if let error = terminalError { return loop.makeFailedFuture(got.isEmpty ? error : SMTPPartialReplies(replies: got, error: error)) }
         precondition(group == nil, "one pipelined group at a time")
         let promise = loop.makePromise(of: [SMTPReply].self)
         let timer = loop.scheduleTask(in: timeout) { [weak self] () -> Void in self?.fail(SMTPError.timeout) }

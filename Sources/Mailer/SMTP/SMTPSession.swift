@@ -19,6 +19,8 @@ final class SMTPSession: @unchecked Sendable {
     /// The last transaction was cut short: RSET before the next MAIL.
     private var needsReset = false
     private(set) var isUsable = true
+    /// Still connected (a pooled connection may have been closed by the relay while idle).
+    var isOpen: Bool { isUsable && connection.channel.isActive }
 
     private init(connection: SMTPConnection, config: SMTPConfiguration) {
         self.connection = connection
@@ -310,10 +312,10 @@ enum DotStuffing {
 
     /// The same for a rendered buffer: a message that is already transparent gets its end marker
     /// appended in place (no copy); anything else goes through the normalizing pass.
-    static func encode(_ message: ByteBuffer) -> ByteBuffer {
+    static func encode(_ message: consuming ByteBuffer) -> ByteBuffer {
         let ready = message.withUnsafeReadableBytes { raw in isTransparent(raw.bindMemory(to: UInt8.self)) }
         guard ready else { return encode(String(buffer: message)) }
-        var buffer = message
+        var buffer = consume message // the caller's rendered buffer, appended to in place
         if buffer.readableBytes > 0, buffer.getInteger(at: buffer.writerIndex - 1, as: UInt8.self) != 10 { buffer.writeStaticString("\r\n") }
         buffer.writeStaticString(".\r\n")
         return buffer
