@@ -393,7 +393,7 @@ def render_joinstorm(res):
 
 
 def render_ncsburst(res):
-    out = ["| database | round | events | rate/s | webhook p50 / p99 ms | health p50 / p99 ms | p99 ratio | viewer count | notices after 5 s | met |",
+    out = ["| database | round | events | rate/s | webhook p50 / p99 ms | health p50 / p99 ms | p99 ratio | viewer count | notices after 5 s | round: all 200, count exact · median: target met |",
            "|---|---|---:|---:|---|---|---:|---:|---:|---|"]
     for db, r in res.items():
         for i, x in enumerate(r.get("rounds", [])):
