@@ -127,8 +127,8 @@ final class TokenCache: Sendable {
         let ids = Array(Set(reads.map(\.userID)))
         struct Row: Decodable { let id: String; let agora_uid: Int64; let is_active: Bool }
         do {
-            let list = ids.map { "\(bind: $0)" as SQLQueryString }.joined(separator: ", ")
-            let rows = try await db.sql.raw("SELECT id, agora_uid, is_active FROM users WHERE id IN (" + list + ")").all(decoding: Row.self)
+            let rows = try await db.sql.raw("SELECT id, agora_uid, is_active FROM users WHERE id IN (\(SQLList(ids.map { SQLBind($0) })))")
+                .all(decoding: Row.self)
             var found: [String: Account] = [:]
             for row in rows { found[row.id] = Account(uid: UInt32(clamping: row.agora_uid), isActive: row.is_active) }
             return reads.map { .success(found[$0.userID]) }

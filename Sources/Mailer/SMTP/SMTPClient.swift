@@ -15,6 +15,8 @@ struct SMTPJob: Sendable {
     var retried = false
 
     func finish(_ outcomes: [String: SMTPOutcome]) { done.resume(returning: initial.merging(outcomes) { $1 }) }
+    /// Every recipient gets `outcome` (recipients are distinct: `send` lists each address once).
+    func finish(all outcome: SMTPOutcome) { finish(Dictionary(uniqueKeysWithValues: recipients.map { ($0, outcome) })) }
 }
 
 /// Sends mail through one relay with a small pool of reusable, authenticated connections. Messages
@@ -107,7 +109,7 @@ public final class SMTPClient: Sendable {
     /// once (a pooled connection may have been closed by the server while idle), then failed.
     private func handBack(_ job: SMTPJob, reason: SMTPOutcome) {
         guard !job.retried else {
-            job.finish(Dictionary(job.recipients.map { ($0, reason) }, uniquingKeysWith: { a, _ in a }))
+            job.finish(all: reason)
             return
         }
         var again = job
@@ -131,7 +133,7 @@ public final class SMTPClient: Sendable {
                     session = try await SMTPSession.open(configuration, tls: tls, group: group)
                 } catch {
                     let outcome = (error as? SMTPFailure)?.outcome ?? .transient(reason: SMTPSession.describe(error))
-                    job.finish(Dictionary(job.recipients.map { ($0, outcome) }, uniquingKeysWith: { a, _ in a }))
+                    job.finish(all: outcome)
                     continue
                 }
             }

@@ -112,4 +112,6 @@ public struct SMTPReply: Sendable, Equatable, CustomStringConvertible {
 
     /// The outcome a failed reply means for a recipient.
     var failure: SMTPOutcome { code >= 500 ? .permanent(reason: description) : .transient(reason: description) }
+    /// The outcome the reply to a message's end means for each recipient accepted before it.
+    var dataOutcome: SMTPOutcome { code / 100 == 2 ? .accepted(reply: description) : failure }
 }

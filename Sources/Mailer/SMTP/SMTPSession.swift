@@ -147,10 +147,10 @@ final class SMTPSession: @unchecked Sendable {
             connection.send(data)
             let final = try await connection.reply(timeout: dataEndTimeout)
             needsReset = false
-            for r in accepted { results[r] = final.code / 100 == 2 ? .accepted(reply: final.description) : final.failure }
+            for r in accepted { results[r] = final.dataOutcome }
         } catch {
             isUsable = false
-            let reason = (error as? SMTPFailure).map { "\($0.outcome)" } ?? Self.describe(error)
+            let reason = Self.describe(error)
             for r in recipients where results[r] == nil { results[r] = .transient(reason: reason) }
             Task { [connection] in await connection.close() }
         }
@@ -194,12 +194,12 @@ final class SMTPSession: @unchecked Sendable {
                 isUsable = false
                 let partial = error as? SMTPPartialReplies
                 let cause = partial?.error ?? error
-                let outcome = SMTPOutcome.transient(reason: (cause as? SMTPFailure).map { "\($0.outcome)" } ?? Self.describe(cause))
+                let outcome = SMTPOutcome.transient(reason: Self.describe(cause))
                 if let s = sending {
                     // Its final reply may have arrived before the connection ended (a relay that hangs up after a message).
                     var results = s.results
                     if let final = partial?.replies.first {
-                        for r in s.accepted ?? [] { results[r] = final.code / 100 == 2 ? .accepted(reply: final.description) : final.failure }
+                        for r in s.accepted ?? [] { results[r] = final.dataOutcome }
                     }
                     for r in s.job.recipients where results[r] == nil { results[r] = outcome }
                     s.job.finish(results)
@@ -212,7 +212,7 @@ final class SMTPSession: @unchecked Sendable {
             if let s = sending {
                 let final = replies[0]
                 var results = s.results
-                for r in s.accepted ?? [] { results[r] = final.code / 100 == 2 ? .accepted(reply: final.description) : final.failure }
+                for r in s.accepted ?? [] { results[r] = final.dataOutcome }
                 s.job.finish(results)
                 sending = nil
                 i = 1
@@ -261,6 +261,7 @@ final class SMTPSession: @unchecked Sendable {
 
     static func describe(_ error: any Error) -> String {
         switch error {
+        case let e as SMTPFailure: "\(e.outcome)"
         case let e as SMTPError: e.description
         case let e as SMTPPartialReplies: describe(e.error)
         case let e as NIOSSLError: "TLS failure: \(e)"
@@ -279,12 +280,7 @@ enum DotStuffing {
         // What the product renders is already CRLF with no line starting with ".": checked with two
         // memchr scans and copied as it is (this runs for every email).
         let ready = copy.withUTF8 { bytes in isTransparent(bytes) }
-        if ready {
-            var buffer = ByteBuffer(string: message)
-            if !message.utf8.isEmpty, message.utf8.last != 10 { buffer.writeString("\r\n") }
-            buffer.writeString(".\r\n")
-            return buffer
-        }
+        if ready { return ended(ByteBuffer(string: message)) }
         // One pass over the bytes, normalizing and stuffing.
         var out: [UInt8] = []
         copy.withUTF8 { bytes in
@@ -315,7 +311,12 @@ enum DotStuffing {
     static func encode(_ message: consuming ByteBuffer) -> ByteBuffer {
         let ready = message.withUnsafeReadableBytes { raw in isTransparent(raw.bindMemory(to: UInt8.self)) }
         guard ready else { return encode(String(buffer: message)) }
-        var buffer = consume message // the caller's rendered buffer, appended to in place
+        return ended(message) // the caller's rendered buffer, appended to in place
+    }
+
+    /// A transparent message with the end-of-data marker (after a final CRLF if it lacks one).
+    private static func ended(_ message: consuming ByteBuffer) -> ByteBuffer {
+        var buffer = consume message
         if buffer.readableBytes > 0, buffer.getInteger(at: buffer.writerIndex - 1, as: UInt8.self) != 10 { buffer.writeStaticString("\r\n") }
         buffer.writeStaticString(".\r\n")
         return buffer
