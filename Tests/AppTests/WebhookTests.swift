@@ -151,6 +151,15 @@ import VaporTesting
             struct N: Decodable { let n: Int }
             let orphan = try await t.app.db.sql.raw("SELECT COUNT(*) AS n FROM webhook_notices WHERE notice_id = 'bad'").first(decoding: N.self)?.n
             #expect(orphan == 0, "the failed change's notice is not kept: Agora's retry is applied")
+            // Both of 9003's changes are in the event log; its row holds the newer one (the leave).
+            struct M: Decodable { let role: String; let client_seq: Int64 }
+            let logged = try await t.app.db.sql.raw("SELECT COUNT(*) AS n FROM attendance_events WHERE uid = 9003").first(decoding: N.self)?.n
+            let member = try await t.app.db.sql.raw("SELECT role, client_seq FROM channel_members WHERE uid = 9003").first(decoding: M.self)
+            #expect(logged == 2 && member?.role == ChannelRole.none.rawValue && member?.client_seq == 2)
+            if t.app.db.sql.dialect.name == "sqlite" {
+                let kept = try await t.app.db.sql.raw("SELECT COUNT(*) AS n FROM viewer_changes").first(decoding: N.self)?.n
+                #expect(kept == 0, "the inbox the group is inserted through never keeps a row")
+            }
         }
     }
 

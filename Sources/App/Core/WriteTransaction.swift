@@ -15,27 +15,51 @@ extension Database {
         guard sql.dialect.name == "sqlite", !inTransaction else {
             return try await inTransaction ? body(self) : transaction(body)
         }
+        return try await sqliteWrite(inTransaction: true) { conn in try await body(SQLiteWriteTransaction(base: conn)) }
+    }
+
+    /// One write statement, on its own (autocommit: atomic by itself), with the same lock discipline
+    /// on SQLite as `writeTransaction` — no pool thread waits inside SQLite for the lock; a busy
+    /// statement wrote nothing and runs again after an asynchronous pause — without BEGIN and COMMIT
+    /// around it. `body` must run exactly one statement. PostgreSQL: the statement as it is.
+    func writeStatement<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        guard sql.dialect.name == "sqlite", !inTransaction else { return try await body(sql) }
+        return try await sqliteWrite(inTransaction: false) { conn in try await body(conn.sql) }
+    }
+
+    private func sqliteWrite<T: Sendable>(inTransaction: Bool, _ body: @escaping @Sendable (any Database) async throws -> T) async throws -> T {
         var attempt = 0
         let deadline = ContinuousClock.now.advanced(by: .seconds(SQLiteWrites.patienceSeconds))
         while true {
             attempt += 1
-            let began = BeganFlag()
+            let wrote = BeganFlag()
             do {
                 return try await withConnection { conn in
                     let sql = conn.sql
                     try await sql.raw("PRAGMA busy_timeout = \(unsafeRaw: String(SQLiteWrites.lockWaitMilliseconds))").run()
-                    do {
-                        try await sql.raw("BEGIN IMMEDIATE").run()
-                    } catch {
-                        try? await sql.raw("PRAGMA busy_timeout = \(unsafeRaw: String(SQLiteWrites.statementWaitMilliseconds))").run()
-                        throw error
-                    }
-                    began.value = true
                     // Later statements on this connection (outside any transaction) wait long, bounded:
                     // the short wait is only for taking the lock up front.
                     let relax: SQLQueryString = "PRAGMA busy_timeout = \(unsafeRaw: String(SQLiteWrites.statementWaitMilliseconds))"
+                    guard inTransaction else {
+                        // One statement: a busy error means it wrote nothing, so it may run again.
+                        do {
+                            let result = try await body(conn)
+                            try? await sql.raw(relax).run()
+                            return result
+                        } catch {
+                            try? await sql.raw(relax).run()
+                            throw error
+                        }
+                    }
                     do {
-                        let result = try await body(SQLiteWriteTransaction(base: conn))
+                        try await sql.raw("BEGIN IMMEDIATE").run()
+                    } catch {
+                        try? await sql.raw(relax).run()
+                        throw error
+                    }
+                    wrote.value = true
+                    do {
+                        let result = try await body(conn)
                         try await sql.raw("COMMIT").run()
                         try? await sql.raw(relax).run()
                         return result
@@ -45,7 +69,7 @@ extension Database {
                         throw error
                     }
                 }
-            } catch let error as SQLiteError where SQLiteWrites.isBusy(error) && !began.value {
+            } catch let error as SQLiteError where SQLiteWrites.isBusy(error) && !wrote.value {
                 // Only the lock was not had: nothing ran, the body may run again. (A busy error after
                 // BEGIN — e.g. at COMMIT without WAL — goes up: the body's models may already be saved.)
                 // The wait is asynchronous: no thread of NIO's pool (shared by every connection) sits
@@ -57,7 +81,7 @@ extension Database {
     }
 }
 
-/// Whether BEGIN IMMEDIATE succeeded in one attempt.
+/// Whether an attempt got past BEGIN IMMEDIATE (its body may have written: it is not run again).
 private final class BeganFlag: @unchecked Sendable {
     var value = false
 }

@@ -46,11 +46,8 @@ struct ChannelEvents: Sendable {
         }
     }
 
-    /// A group of viewers' changes in one write transaction, three statements whatever its size:
-    /// the notices (dedupe: a notice already seen, or twice in the group, is a duplicate), their
-    /// attendance rows, and per member the newest change (applied only when newer than what is
-    /// stored; the trigger of `AddViewerCountTrigger` moves the count by the net change). If the
-    /// group fails, each change is applied alone, so one bad event cannot hold up the others.
+    /// A group of viewers' changes in one statement (`applyGroup`). If the group fails, each change
+    /// is applied alone, so one bad event cannot hold up the others.
     static func applyViewers(_ changes: [ViewerChange], on db: any Database, viewersCheck: BoundedCache<String, Date>,
                              clock: AppClock) async -> [Result<Bool, any Error>] {
         do {
@@ -74,32 +71,28 @@ struct ChannelEvents: Sendable {
         }
     }
 
-    /// Whether each change's notice was new. PostgreSQL: one statement (one round trip, atomic on its
-    /// own); SQLite: three statements in one write transaction.
+    /// The group as one statement, whatever its size (atomic on its own: no BEGIN and COMMIT around
+    /// it): the notices (dedupe: a notice already seen, or twice in the group, is a duplicate), and
+    /// for the new ones their attendance rows and each member's change, applied only when newer than
+    /// what is stored (concurrent changes of one uid serialize on its row; the trigger of
+    /// `AddViewerCountTrigger` moves the count by each change). PostgreSQL: data-modifying CTEs;
+    /// SQLite: an insert into `viewer_changes`, whose triggers do the same (`AddViewerChangeInbox`).
+    /// One round trip (PostgreSQL) or one pool-thread job (SQLite) per group, so a slow moment of
+    /// either process delays one exchange, not five or seven. Returns whether each change's notice was new.
     private static func applyGroup(_ changes: [ViewerChange], now: Date, on db: any Database) async throws -> [Bool] {
-        if db.sql.dialect.name == "postgresql" { return try await applyGroupInOneStatement(changes, now: now, on: db.sql) }
-        return try await db.writeTransaction { tx in try await Self.applyGroupInTransaction(changes, now: now, on: tx.sql) }
-    }
-
-    /// The group as one PostgreSQL statement of data-modifying CTEs: the notices (those that were
-    /// new come back), and from the new ones only, their attendance rows and per member the newest
-    /// change — what `applyGroupInTransaction` does in three, without a BEGIN and a COMMIT around
-    /// them: one round trip per group instead of five, so a group holds no row locks across round
-    /// trips and a slow moment of either process delays one exchange, not five.
-    private static func applyGroupInOneStatement(_ changes: [ViewerChange], now: Date, on sql: any SQLDatabase) async throws -> [Bool] {
         struct NoticeRow: Decodable { let notice_id: String }
         var seen = Set<String>()
         let rows: [SQLQueryString] = changes.filter { seen.insert($0.notice).inserted }.map { c in
             let r = c.record
             return """
-                (\(bind: c.notice), \(bind: RandomID.uuid()), \(bind: RandomID.uuid()), \(bind: r.stream), \(bind: r.uid), \
+                (\(bind: c.notice), \(bind: now), \(bind: RandomID.uuid()), \(bind: RandomID.uuid()), \(bind: r.stream), \(bind: r.uid), \
                 \(bind: r.event.rawValue), \(bind: r.role.rawValue), \(bind: r.clientSeq), \(bind: r.at))
                 """
         }
-        let query: SQLQueryString = "WITH c (notice_id, attendance_id, member_id, stream_id, uid, event, role, client_seq, at) AS (VALUES "
-            + rows.joined(separator: ", ") + """
-            ),
-            n AS (INSERT INTO webhook_notices (notice_id, received_at) SELECT notice_id, \(bind: now) FROM c
+        let values = rows.joined(separator: ", ")
+        let query: SQLQueryString = db.sql.dialect.name == "postgresql" ? """
+            WITH c (notice_id, received_at, attendance_id, member_id, stream_id, uid, event, role, client_seq, at) AS (VALUES \(values)),
+            n AS (INSERT INTO webhook_notices (notice_id, received_at) SELECT notice_id, received_at FROM c
                   ON CONFLICT (notice_id) DO NOTHING RETURNING notice_id),
             f AS (SELECT c.* FROM c JOIN n ON n.notice_id = c.notice_id),
             a AS (INSERT INTO attendance_events (id, stream_id, uid, user_id, event, role, client_seq, at)
@@ -110,31 +103,13 @@ struct ChannelEvents: Sendable {
                   ON CONFLICT (stream_id, uid) DO UPDATE SET role = excluded.role, client_seq = excluded.client_seq
                   WHERE channel_members.client_seq < excluded.client_seq)
             SELECT notice_id FROM n
+            """ : """
+            INSERT INTO viewer_changes (notice_id, received_at, attendance_id, member_id, stream_id, uid, event, role, client_seq, at)
+            VALUES \(values) RETURNING notice_id
             """
-        var unclaimed = Set(try await sql.raw(query).all(decoding: NoticeRow.self).map(\.notice_id))
+        let inserted = try await db.writeStatement { sql in try await sql.raw(query).all(decoding: NoticeRow.self) }
+        var unclaimed = Set(inserted.map(\.notice_id))
         return changes.map { unclaimed.remove($0.notice) != nil } // the first of a notice sent twice in one group
-    }
-
-    private static func applyGroupInTransaction(_ changes: [ViewerChange], now: Date, on sql: any SQLDatabase) async throws -> [Bool] {
-        struct NoticeRow: Decodable { let notice_id: String }
-        let distinct = Array(Set(changes.map(\.notice)))
-        var insert = sql.insert(into: "webhook_notices").columns("notice_id", "received_at")
-        for notice in distinct { insert = insert.values(SQLBind(notice), SQLBind(now)) }
-        let inserted = Set(try await insert.ignoringConflicts(with: ["notice_id"]).returning("notice_id").all(decoding: NoticeRow.self).map(\.notice_id))
-        var unclaimed = inserted
-        let fresh = changes.map { unclaimed.remove($0.notice) != nil } // the first of a notice sent twice in one group
-        let applied = zip(changes, fresh).filter(\.1).map(\.0.record)
-        guard !applied.isEmpty else { return fresh }
-        try await Attendance.record(Self.unique(applied) { "\($0.stream)/\($0.uid)/\($0.clientSeq)" }, on: sql)
-        // Per member, the newest change of the group (the same result as applying them in any order).
-        var newest: [String: Attendance.Record] = [:]
-        for r in applied {
-            let key = "\(r.stream)/\(r.uid)"
-            if let have = newest[key], have.clientSeq >= r.clientSeq { continue }
-            newest[key] = r
-        }
-        _ = try await applyMembers(Array(newest.values), on: sql)
-        return fresh
     }
 
     /// Members' rows set to these changes, each only when newer than what is stored (concurrent
@@ -160,11 +135,6 @@ struct ChannelEvents: Sendable {
               !(payload["platform"] as? Int == 6 && payload["clientType"] as? Int == 10) else { return nil }
         let at = (payload["ts"] as? NSNumber).map { Date(timeIntervalSince1970: $0.doubleValue) } ?? lifecycle.clock.now()
         return Attendance.Record(stream: stream, uid: uid, type: event, role: role, clientSeq: seq, at: at)
-    }
-
-    private static func unique(_ records: [Attendance.Record], key: (Attendance.Record) -> String) -> [Attendance.Record] {
-        var seen = Set<String>()
-        return records.filter { seen.insert(key($0)).inserted }
     }
 
     /// Any RTC notice not taken by `submitViewerChange`: the host's presence, a destroyed channel.
