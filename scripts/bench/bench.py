@@ -511,11 +511,12 @@ def scenario_fanout():
                 log(f"[{kind}]   blaster: {b['seconds']:.2f} s, {b['per_second']:.0f} msgs/s ({b['size']} B messages), own CPU {b['own_cpu_seconds']:.2f} s")
                 rounds.append({"server": s, "blaster": b})
             if kind == "postgres" and os.environ.get("BENCH_PG_STATS"):
-                # Top statements by total time over the whole scenario (pg_stat_statements is preloaded).
+                # Top statements by total time over the whole scenario (pg_stat_statements is preloaded): calls,
+                # execution ms, planning ms (0 unless BENCH_PG_OPTS="-c pg_stat_statements.track_planning=on"), rows.
                 db.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-                rows = db.query("SELECT calls, round(total_exec_time::numeric, 1), rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) "
+                rows = db.query("SELECT calls, round(total_exec_time::numeric, 1), round(total_plan_time::numeric, 1), rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) "
                                 "FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-                                "ORDER BY total_exec_time DESC LIMIT 12")
+                                "ORDER BY total_exec_time + total_plan_time DESC LIMIT 12")
                 for row in rows:
                     log(f"[pg_stat_statements] {row}")
         med = {"server_per_second": median([r["server"]["per_second"] for r in rounds]),

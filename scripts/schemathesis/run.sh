@@ -48,11 +48,14 @@ userId = "member"
 TOML
 
 CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance
+# One worker: with two, hypothesis (inside schemathesis) parses lambda sources with `ast.parse` in two
+# threads at once, which CPython 3.11.7 can fail with "SystemError: AST constructor recursion depth
+# mismatch" (CPython gh-106905, a race in the interpreter) and schemathesis reports a Runtime Error.
 run() {
   local name=$1; shift
   echo "--- schemathesis: $name"
   "$VENV/bin/schemathesis" --config-file "$WORK/schemathesis.toml" run "$BASE/openapi.json" --checks "$CHECKS" --max-examples "${ST_MAX_EXAMPLES:-25}" \
-    --workers 2 --no-color --seed 20261125 --generation-database none --suppress-health-check all "$@"
+    --workers 1 --no-color --seed 20261125 --generation-database none --suppress-health-check all "$@"
 }
 status=0
 run "user routes as a creator" -H "Authorization: Bearer $CREATOR" \
