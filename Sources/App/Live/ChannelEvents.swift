@@ -1,4 +1,5 @@
 import Fluent
+import FluentPostgresDriver
 import Foundation
 import SQLKit
 
@@ -75,40 +76,32 @@ struct ChannelEvents: Sendable {
     /// it): the notices (dedupe: a notice already seen, or twice in the group, is a duplicate), and
     /// for the new ones their attendance rows and each member's change, applied only when newer than
     /// what is stored (concurrent changes of one uid serialize on its row; the trigger of
-    /// `AddViewerCountTrigger` moves the count by each change). PostgreSQL: data-modifying CTEs;
-    /// SQLite: an insert into `viewer_changes`, whose triggers do the same (`AddViewerChangeInbox`).
+    /// `AddViewerCountTrigger` moves the count by each change). PostgreSQL: data-modifying CTEs, one
+    /// prepared statement (`ViewerGroupStatement`); SQLite: an insert into `viewer_changes`, whose
+    /// triggers do the same (`AddViewerChangeInbox`).
     /// One round trip (PostgreSQL) or one pool-thread job (SQLite) per group, so a slow moment of
     /// either process delays one exchange, not five or seven. Returns whether each change's notice was new.
     private static func applyGroup(_ changes: [ViewerChange], now: Date, on db: any Database) async throws -> [Bool] {
-        struct NoticeRow: Decodable { let notice_id: String }
-        var seen = Set<String>()
-        let rows: [SQLQueryString] = changes.filter { seen.insert($0.notice).inserted }.map { c in
-            let r = c.record
-            return """
-                (\(bind: c.notice), \(bind: now), \(bind: RandomID.uuid()), \(bind: RandomID.uuid()), \(bind: r.stream), \(bind: r.uid), \
-                \(bind: r.event.rawValue), \(bind: r.role.rawValue), \(bind: r.clientSeq), \(bind: r.at))
+        let inserted: Set<String>
+        if let pg = db as? any PostgresDatabase {
+            inserted = try await ViewerGroupStatement(changes, now: now).run(on: pg, logger: db.logger)
+        } else {
+            struct NoticeRow: Decodable { let notice_id: String }
+            var seen = Set<String>()
+            let rows: [SQLQueryString] = changes.filter { seen.insert($0.notice).inserted }.map { c in
+                let r = c.record
+                return """
+                    (\(bind: c.notice), \(bind: now), \(bind: RandomID.uuid()), \(bind: RandomID.uuid()), \(bind: r.stream), \(bind: r.uid), \
+                    \(bind: r.event.rawValue), \(bind: r.role.rawValue), \(bind: r.clientSeq), \(bind: r.at))
+                    """
+            }
+            let query: SQLQueryString = """
+                INSERT INTO viewer_changes (notice_id, received_at, attendance_id, member_id, stream_id, uid, event, role, client_seq, at)
+                VALUES \(rows.joined(separator: ", ")) RETURNING notice_id
                 """
+            inserted = Set(try await db.writeStatement { sql in try await sql.raw(query).all(decoding: NoticeRow.self) }.map(\.notice_id))
         }
-        let values = rows.joined(separator: ", ")
-        let query: SQLQueryString = db.sql.dialect.name == "postgresql" ? """
-            WITH c (notice_id, received_at, attendance_id, member_id, stream_id, uid, event, role, client_seq, at) AS (VALUES \(values)),
-            n AS (INSERT INTO webhook_notices (notice_id, received_at) SELECT notice_id, received_at FROM c
-                  ON CONFLICT (notice_id) DO NOTHING RETURNING notice_id),
-            f AS (SELECT c.* FROM c JOIN n ON n.notice_id = c.notice_id),
-            a AS (INSERT INTO attendance_events (id, stream_id, uid, user_id, event, role, client_seq, at)
-                  SELECT attendance_id, stream_id, uid, (SELECT id FROM users WHERE agora_uid = f.uid), event, role, client_seq, at FROM f
-                  ON CONFLICT (stream_id, uid, client_seq) DO NOTHING),
-            m AS (INSERT INTO channel_members (id, stream_id, uid, role, client_seq)
-                  SELECT DISTINCT ON (stream_id, uid) member_id, stream_id, uid, role, client_seq FROM f ORDER BY stream_id, uid, client_seq DESC
-                  ON CONFLICT (stream_id, uid) DO UPDATE SET role = excluded.role, client_seq = excluded.client_seq
-                  WHERE channel_members.client_seq < excluded.client_seq)
-            SELECT notice_id FROM n
-            """ : """
-            INSERT INTO viewer_changes (notice_id, received_at, attendance_id, member_id, stream_id, uid, event, role, client_seq, at)
-            VALUES \(values) RETURNING notice_id
-            """
-        let inserted = try await db.writeStatement { sql in try await sql.raw(query).all(decoding: NoticeRow.self) }
-        var unclaimed = Set(inserted.map(\.notice_id))
+        var unclaimed = inserted
         return changes.map { unclaimed.remove($0.notice) != nil } // the first of a notice sent twice in one group
     }
 
