@@ -15,7 +15,7 @@ extension Database {
         guard sql.dialect.name == "sqlite", !inTransaction else {
             return try await inTransaction ? body(self) : transaction(body)
         }
-        return try await sqliteWrite(inTransaction: true) { conn in try await body(SQLiteWriteTransaction(base: conn)) }
+        return try await sqliteWrite(asTransaction: true) { conn in try await body(SQLiteWriteTransaction(base: conn)) }
     }
 
     /// One write statement, on its own (autocommit: atomic by itself), with the same lock discipline
@@ -24,15 +24,15 @@ extension Database {
     /// around it. `body` must run exactly one statement. PostgreSQL: the statement as it is.
     func writeStatement<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         guard sql.dialect.name == "sqlite", !inTransaction else { return try await body(sql) }
-        return try await sqliteWrite(inTransaction: false) { conn in try await body(conn.sql) }
+        return try await sqliteWrite(asTransaction: false) { conn in try await body(conn.sql) }
     }
 
-    private func sqliteWrite<T: Sendable>(inTransaction: Bool, _ body: @escaping @Sendable (any Database) async throws -> T) async throws -> T {
+    private func sqliteWrite<T: Sendable>(asTransaction: Bool, _ body: @escaping @Sendable (any Database) async throws -> T) async throws -> T {
         var attempt = 0
         let deadline = ContinuousClock.now.advanced(by: .seconds(SQLiteWrites.patienceSeconds))
         while true {
             attempt += 1
-            let wrote = BeganFlag()
+            let began = BeganFlag()
             do {
                 return try await withConnection { conn in
                     let sql = conn.sql
@@ -40,7 +40,7 @@ extension Database {
                     // Later statements on this connection (outside any transaction) wait long, bounded:
                     // the short wait is only for taking the lock up front.
                     let relax: SQLQueryString = "PRAGMA busy_timeout = \(unsafeRaw: String(SQLiteWrites.statementWaitMilliseconds))"
-                    guard inTransaction else {
+                    guard asTransaction else {
                         // One statement: a busy error means it wrote nothing, so it may run again.
                         do {
                             let result = try await body(conn)
@@ -57,7 +57,7 @@ extension Database {
                         try? await sql.raw(relax).run()
                         throw error
                     }
-                    wrote.value = true
+                    began.value = true
                     do {
                         let result = try await body(conn)
                         try await sql.raw("COMMIT").run()
@@ -69,7 +69,7 @@ extension Database {
                         throw error
                     }
                 }
-            } catch let error as SQLiteError where SQLiteWrites.isBusy(error) && !wrote.value {
+            } catch let error as SQLiteError where SQLiteWrites.isBusy(error) && !began.value {
                 // Only the lock was not had: nothing ran, the body may run again. (A busy error after
                 // BEGIN — e.g. at COMMIT without WAL — goes up: the body's models may already be saved.)
                 // The wait is asynchronous: no thread of NIO's pool (shared by every connection) sits

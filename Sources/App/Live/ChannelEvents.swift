@@ -82,13 +82,14 @@ struct ChannelEvents: Sendable {
     /// One round trip (PostgreSQL) or one pool-thread job (SQLite) per group, so a slow moment of
     /// either process delays one exchange, not five or seven. Returns whether each change's notice was new.
     private static func applyGroup(_ changes: [ViewerChange], now: Date, on db: any Database) async throws -> [Bool] {
+        var seen = Set<String>()
+        let distinct = changes.filter { seen.insert($0.notice).inserted } // each notice once; the first is the new one
         let inserted: Set<String>
         if let pg = db as? any PostgresDatabase {
-            inserted = try await ViewerGroupStatement(changes, now: now).run(on: pg, logger: db.logger)
+            inserted = try await ViewerGroupStatement(distinct, now: now).run(on: pg, logger: db.logger)
         } else {
             struct NoticeRow: Decodable { let notice_id: String }
-            var seen = Set<String>()
-            let rows: [SQLQueryString] = changes.filter { seen.insert($0.notice).inserted }.map { c in
+            let rows: [SQLQueryString] = distinct.map { c in
                 let r = c.record
                 return """
                     (\(bind: c.notice), \(bind: now), \(bind: RandomID.uuid()), \(bind: RandomID.uuid()), \(bind: r.stream), \(bind: r.uid), \

@@ -33,11 +33,10 @@ struct ViewerGroupStatement: PostgresPreparedStatement {
     var events: [String] = [], roles: [String] = [], clientSeqs: [Int64] = [], times: [Date] = []
     let now: Date
 
-    /// Each notice once (the caller answers a notice twice in one group: the first is the new one).
+    /// `changes` name each notice once (the caller keeps the first of a notice sent twice in one group).
     init(_ changes: [ChannelEvents.ViewerChange], now: Date) {
         self.now = now
-        var seen = Set<String>()
-        for c in changes where seen.insert(c.notice).inserted {
+        for c in changes {
             let r = c.record
             notices.append(c.notice); attendanceIDs.append(RandomID.uuid()); memberIDs.append(RandomID.uuid())
             streams.append(r.stream); uids.append(r.uid); events.append(r.event.rawValue); roles.append(r.role.rawValue)

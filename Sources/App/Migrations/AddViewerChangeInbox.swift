@@ -2,7 +2,7 @@ import FluentKit
 import SQLKit
 
 /// Issue 22: a group of viewers' changes as one SQLite statement. SQLite has no data-modifying
-/// CTEs (PostgreSQL's form, `ChannelEvents.applyGroupInOneStatement`), so the group is inserted into
+/// CTEs (PostgreSQL's form, `ViewerGroupStatement`), so the group is inserted into
 /// `viewer_changes`, a table that never keeps a row: a row whose notice was seen before is dropped
 /// (`RAISE(IGNORE)`), and every other row records its notice, its attendance row and the member's
 /// change (only when newer than what is stored; `AddViewerCountTrigger` moves the count) and is
