@@ -55,12 +55,6 @@ struct ViewerGroupStatement: PostgresPreparedStatement {
 
     /// The notices of this group that were new.
     func run(on db: any PostgresDatabase, logger: Logger) async throws -> Set<String> {
-        try await db.withConnection { conn in
-            conn.eventLoop.makeFutureWithTask {
-                var fresh = Set<String>()
-                for try await notice in try await conn.execute(self, logger: logger) { fresh.insert(notice) }
-                return fresh
-            }
-        }.get()
+        Set(try await db.all(self, prepared: true, logger: logger))
     }
 }

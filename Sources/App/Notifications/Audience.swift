@@ -185,7 +185,17 @@ enum Audience {
         struct Row: Decodable {
             let candidate: String, uid: String?, opted_out: Int, suppressed: Int, name: String?, email: String?, timezone: String?, agora_uid: Int64?
         }
-        let rows = try await sql.raw(query).all(decoding: Row.self)
+        let rows: [Row]
+        if let pg = sql.postgres, let pgRows = try await pg.rows(query, sql: sql, logger: sql.logger) {
+            rows = try pgRows.map { r in
+                let (candidate, uid, optedOut, suppressed, name, email, timezone, agoraUID) =
+                    try r.decode((String, String?, Int, Int, String?, String?, String?, Int64?).self)
+                return Row(candidate: candidate, uid: uid, opted_out: optedOut, suppressed: suppressed, name: name, email: email,
+                           timezone: timezone, agora_uid: agoraUID)
+            }
+        } else {
+            rows = try await sql.raw(query).all(decoding: Row.self)
+        }
         return Page(rows: rows.compactMap { r in
             guard let uid = r.uid, let name = r.name, let email = r.email, let agoraUID = r.agora_uid else { return nil }
             return PageRow(uid: uid, opted_out: r.opted_out, suppressed: r.suppressed, name: name, email: email, timezone: r.timezone, agora_uid: agoraUID)

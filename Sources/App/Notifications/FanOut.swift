@@ -1,5 +1,6 @@
 import Fluent
 import Foundation
+import PostgresNIO
 import SQLKit
 
 /// Queues deliveries for a stream notification. Runs as a job so the API call returns at once;
@@ -76,51 +77,24 @@ enum FanOut {
             }
             let lease = local?.lease
             let t = now()
-            // Per row only the member and, for one who must not get it, why; everything else is the
-            // page's (one bind each, not one per row: the statement is built and parsed per page).
             // Opted-out and suppressed members get a `skipped` row: visible in the counts, never sent.
-            var rowsSQL: SQLQueryString = ""
-            for (i, row) in page.rows.enumerated() {
-                let skip: String? = row.suppressed == 1 ? DeliverySender.suppressedReason : (row.opted_out == 1 ? "recipient opted out" : nil)
-                rowsSQL += i == 0 ? "(\(bind: row.uid), " : ", (\(bind: row.uid), "
-                rowsSQL += skip.map { "\(bind: $0))" } ?? "NULL)"
+            let members = page.rows.map { row in
+                (row.uid, row.suppressed == 1 ? DeliverySender.suppressedReason : (row.opted_out == 1 ? "recipient opted out" : nil))
             }
-            func nullable<T: Encodable & Sendable>(_ value: T?) -> SQLQueryString { value.map { "\(bind: $0)" } ?? "NULL" }
-            // A member's row is `skipped` with its reason, or leased to this process's worker (local
-            // sending), or queued for any worker. (No CASE around a bare NULL: PostgreSQL would type it text.)
-            let state: SQLQueryString = if let lease {
-                """
-                CASE WHEN v.column2 IS NULL THEN \(bind: DeliveryStatus.sending) ELSE \(bind: DeliveryStatus.skipped) END,
-                CASE WHEN v.column2 IS NULL THEN 1 ELSE 0 END, CASE WHEN v.column2 IS NULL THEN \(bind: lease.workerID) END,
-                CASE WHEN v.column2 IS NULL THEN \(bind: t.addingTimeInterval(lease.duration)) END
-                """
-            } else {
-                "CASE WHEN v.column2 IS NULL THEN \(bind: DeliveryStatus.queued) ELSE \(bind: DeliveryStatus.skipped) END, 0, NULL, NULL"
-            }
-            let insert: SQLQueryString = """
-                INSERT INTO \(ident: Delivery.schema) (stream_id, kind, recipient_id, revision, run_at, created_at, updated_at,
-                  previous_start_time, last_reply, status, attempts, locked_by, locked_until)
-                SELECT \(bind: p.streamId), \(bind: p.kind), v.column1, \(bind: p.revision), \(bind: t), \(bind: t), \(bind: t),
-                  \(nullable(p.previousStart)), v.column2, \(state)
-                FROM (VALUES \(rowsSQL)) AS v
-                WHERE true
-                ON CONFLICT (stream_id, kind, recipient_id, revision) DO NOTHING
-                """
+            let insert = PageInsert(streamID: p.streamId, kind: p.kind, revision: p.revision, previousStart: p.previousStart, now: t,
+                                    lease: lease, members: members)
+            let inserted = try await insert.run(on: sql, returning: local != nil && notice != nil)
             if let local, let notice {
                 // Only the rows this run inserted come back (a re-run skips what exists).
-                struct Inserted: Decodable { let id: Int64; let recipient_id: String; let status: DeliveryStatus }
-                let inserted = try await sql.raw(insert + " RETURNING id, recipient_id, status").all(decoding: Inserted.self)
-                let members = Dictionary(page.rows.map { ($0.uid, $0) }, uniquingKeysWith: { a, _ in a })
+                let byID = Dictionary(page.rows.map { ($0.uid, $0) }, uniquingKeysWith: { a, _ in a })
                 local.add(inserted.compactMap { i in
-                    guard i.status == .sending, let m = members[i.recipient_id] else { return nil }
+                    guard i.status == .sending, let m = byID[i.recipient] else { return nil }
                     return DeliverySender.Row(recipient: .init(
                         id: i.id, kind: p.kind, attempts: 1, stream_id: p.streamId, recipient_id: m.uid, recipient_name: m.name,
                         recipient_email: m.email, recipient_tz: m.timezone, recipient_active: true, recipient_uid: m.agora_uid,
                         in_audience: 1, opted_out: 0, suppressed: 0, reminded_recently: 0, revision: p.revision,
                         previous_start_time: p.previousStart), notice: notice)
                 })
-            } else {
-                try await sql.raw(insert).run()
             }
             // The push channel: this page's members' devices (their own push switches).
             try await PushDelivery.enqueue(stream: p.streamId, creator: creator.id!, kind: p.kind, revision: p.revision,
@@ -131,6 +105,105 @@ enum FanOut {
             try await NoticeCompletion.enqueue(.init(streamId: p.streamId, kind: p.kind, revision: p.revision, round: 0), queue: queue, now: now(), on: db)
         }
         return .done
+    }
+}
+
+/// One page of a fan-out's deliveries, inserted idempotently (`ON CONFLICT DO NOTHING` on the once
+/// key): a member's row is `skipped` with its reason, or leased to this process's worker (local
+/// sending), or queued for any worker. Per row only the member and the skip reason vary.
+struct PageInsert: Sendable {
+    let streamID: String
+    let kind: NotificationKind
+    let revision: Int
+    let previousStart: Date?
+    let now: Date
+    let lease: Lease<DeliveryStatus>?
+    /// Member id and, for one who must not get it, why.
+    let members: [(id: String, skip: String?)]
+
+    struct UnknownStatus: Error { let value: String }
+
+    /// A row this run inserted.
+    struct Inserted: Decodable, Sendable {
+        let id: Int64
+        let recipient: String
+        let status: DeliveryStatus
+    }
+
+    /// Inserts the page; with `returning`, the rows it inserted (a re-run skips what exists).
+    func run(on sql: any SQLDatabase, returning: Bool) async throws -> [Inserted] {
+        guard !members.isEmpty else { return [] }
+        if let pg = sql.postgres {
+            let rows = try await pg.all(Statement(self), prepared: true, logger: sql.logger)
+            return try rows.map { id, recipient, status in
+                guard let s = DeliveryStatus(rawValue: status) else { throw UnknownStatus(value: status) }
+                return Inserted(id: id, recipient: recipient, status: s)
+            }
+        }
+        // SQLite: one statement per page, the page's values bound once, per row the member and the reason.
+        var rowsSQL: SQLQueryString = ""
+        for (i, m) in members.enumerated() {
+            rowsSQL += i == 0 ? "(\(bind: m.id), " : ", (\(bind: m.id), "
+            rowsSQL += m.skip.map { "\(bind: $0))" } ?? "NULL)"
+        }
+        func nullable<T: Encodable & Sendable>(_ value: T?) -> SQLQueryString { value.map { "\(bind: $0)" } ?? "NULL" }
+        // (No CASE around a bare NULL: PostgreSQL would type it text.)
+        let state: SQLQueryString = if let lease {
+            """
+            CASE WHEN v.column2 IS NULL THEN \(bind: DeliveryStatus.sending) ELSE \(bind: DeliveryStatus.skipped) END,
+            CASE WHEN v.column2 IS NULL THEN 1 ELSE 0 END, CASE WHEN v.column2 IS NULL THEN \(bind: lease.workerID) END,
+            CASE WHEN v.column2 IS NULL THEN \(bind: now.addingTimeInterval(lease.duration)) END
+            """
+        } else {
+            "CASE WHEN v.column2 IS NULL THEN \(bind: DeliveryStatus.queued) ELSE \(bind: DeliveryStatus.skipped) END, 0, NULL, NULL"
+        }
+        let insert: SQLQueryString = """
+            INSERT INTO \(ident: Delivery.schema) (stream_id, kind, recipient_id, revision, run_at, created_at, updated_at,
+              previous_start_time, last_reply, status, attempts, locked_by, locked_until)
+            SELECT \(bind: streamID), \(bind: kind), v.column1, \(bind: revision), \(bind: now), \(bind: now), \(bind: now),
+              \(nullable(previousStart)), v.column2, \(state)
+            FROM (VALUES \(rowsSQL)) AS v
+            WHERE true
+            ON CONFLICT (stream_id, kind, recipient_id, revision) DO NOTHING
+            """
+        guard returning else {
+            try await sql.raw(insert).run()
+            return []
+        }
+        return try await sql.raw(insert + " RETURNING id, recipient_id AS recipient, status").all(decoding: Inserted.self)
+    }
+
+    /// PostgreSQL: the same insert as one prepared statement for every page (members as arrays;
+    /// an empty reason stands for none).
+    struct Statement: PostgresPreparedStatement {
+        typealias Row = (Int64, String, String)
+
+        static let sql = """
+            INSERT INTO deliveries (stream_id, kind, recipient_id, revision, run_at, created_at, updated_at,
+              previous_start_time, last_reply, status, attempts, locked_by, locked_until)
+            SELECT $1::text, $2::text, v.member, $3::int8, $4::timestamptz, $4::timestamptz, $4::timestamptz, $5::timestamptz,
+              NULLIF(v.skip, ''), CASE WHEN v.skip = '' THEN $6::text ELSE $7::text END,
+              CASE WHEN v.skip = '' AND $8::text IS NOT NULL THEN 1 ELSE 0 END,
+              CASE WHEN v.skip = '' THEN $8::text END, CASE WHEN v.skip = '' THEN $9::timestamptz END
+            FROM unnest($10::text[], $11::text[]) AS v (member, skip)
+            ON CONFLICT (stream_id, kind, recipient_id, revision) DO NOTHING
+            RETURNING id, recipient_id, status
+            """
+
+        let page: PageInsert
+        init(_ page: PageInsert) { self.page = page }
+
+        func makeBindings() throws -> PostgresBindings {
+            var b = PostgresBindings(capacity: 11)
+            b.append(page.streamID); b.append(page.kind.rawValue); b.append(Int64(page.revision)); b.append(page.now)
+            b.append(page.previousStart)
+            b.append((page.lease == nil ? DeliveryStatus.queued : .sending).rawValue); b.append(DeliveryStatus.skipped.rawValue)
+            b.append(page.lease?.workerID); b.append(page.lease.map { page.now.addingTimeInterval($0.duration) })
+            b.append(page.members.map(\.id)); b.append(page.members.map { $0.skip ?? "" })
+            return b
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
     }
 }
 
