@@ -193,6 +193,12 @@ enum Audience {
                 return Row(candidate: candidate, uid: uid, opted_out: optedOut, suppressed: suppressed, name: name, email: email,
                            timezone: timezone, agora_uid: agoraUID)
             }
+        } else if let lite = sql.sqlite {
+            rows = try await lite.rows(query, sql: sql).map { r in
+                Row(candidate: try r.required(r.string("candidate"), "candidate"), uid: try r.string("uid"),
+                    opted_out: try r.required(r.int("opted_out"), "opted_out"), suppressed: try r.required(r.int("suppressed"), "suppressed"),
+                    name: try r.string("name"), email: try r.string("email"), timezone: try r.string("timezone"), agora_uid: try r.int("agora_uid").map(Int64.init))
+            }
         } else {
             rows = try await sql.raw(query).all(decoding: Row.self)
         }

@@ -128,6 +128,7 @@ struct PageInsert: Sendable {
         let id: Int64
         let recipient: String
         let status: DeliveryStatus
+        enum CodingKeys: String, CodingKey { case id, recipient = "recipient_id", status }
     }
 
     /// Inserts the page; with `returning`, the rows it inserted (a re-run skips what exists).
@@ -170,7 +171,13 @@ struct PageInsert: Sendable {
             try await sql.raw(insert).run()
             return []
         }
-        return try await sql.raw(insert + " RETURNING id, recipient_id AS recipient, status").all(decoding: Inserted.self)
+        let returning = insert + " RETURNING id, recipient_id, status"
+        guard let lite = sql.sqlite else { return try await sql.raw(returning).all(decoding: Inserted.self) }
+        return try await lite.rows(returning, sql: sql).map { r in
+            let status = try r.required(r.string("status"), "status")
+            guard let s = DeliveryStatus(rawValue: status) else { throw UnknownStatus(value: status) }
+            return Inserted(id: Int64(try r.required(r.int("id"), "id")), recipient: try r.required(r.string("recipient_id"), "recipient_id"), status: s)
+        }
     }
 
     /// PostgreSQL: the same insert as one prepared statement for every page (members as arrays;

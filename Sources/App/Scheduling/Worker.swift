@@ -153,6 +153,32 @@ final class Worker: Sendable {
     /// Job claims while emails stream out are at most every 100 ms (not once per finished email).
     private let lastJobClaim = NIOLockedValueBox(ContinuousClock.now - .seconds(1))
 
+    /// The local queue's notices as read at most `localNoticeReuse` ago. A batch of the local queue
+    /// is a few dozen emails, a few milliseconds of sending: reading the notice (a three-table join,
+    /// mostly planning on PostgreSQL) for every batch cost more than the rows' own outcome writes. A
+    /// change to a stream reaches the emails taken from the local queue within this bound.
+    private func localNotices(_ streams: Set<String>) async throws -> [String: DeliverySender.Notice] {
+        let now = ContinuousClock.now
+        var fresh: [String: DeliverySender.Notice] = [:]
+        let stale = localNoticeCache.withLockedValue { cache in
+            streams.filter { s in
+                guard let (notice, readAt) = cache[s], readAt.duration(to: now) < Self.localNoticeReuse else { return true }
+                fresh[s] = notice
+                return false
+            }
+        }
+        guard !stale.isEmpty else { return fresh }
+        let loaded = try await DeliverySender.Notice.load(stale, on: sql)
+        localNoticeCache.withLockedValue { cache in
+            cache = cache.filter { $0.value.readAt.duration(to: now) < Self.localNoticeReuse }
+            for (s, notice) in loaded { cache[s] = (notice, now) }
+        }
+        return fresh.merging(loaded) { _, read in read }
+    }
+
+    static let localNoticeReuse: Duration = .milliseconds(25)
+    private let localNoticeCache = NIOLockedValueBox<[String: (notice: DeliverySender.Notice, readAt: ContinuousClock.Instant)]>([:])
+
     private func claimAndStart(in group: inout DiscardingTaskGroup) async throws {
         let now = clock.now()
         let jobSlots = Self.maxConcurrentJobs - held.count(.jobs)
@@ -176,12 +202,12 @@ final class Worker: Sendable {
         var deliverySlots = settings.maxInFlight - held.count(.deliveries)
         var rows: [DeliverySender.Row] = []
         // First what this process's fan-out handed over (already leased to us): only its notice is
-        // read again, once per batch, so a stream cancelled or ended meanwhile is still noticed.
+        // read again (see `localNotices`), so a stream ended, cancelled or edited meanwhile is noticed.
         if let local, deliverySlots > 0, case let handed = local.take(deliverySlots), !handed.isEmpty {
             for row in handed { held.add(.deliveries, row.id) }
             deliverySlots -= handed.count
             do {
-                let notices = try await DeliverySender.Notice.load(Set(handed.map(\.stream_id)), on: sql)
+                let notices = try await localNotices(Set(handed.map(\.stream_id)))
                 for var row in handed {
                     guard let notice = notices[row.stream_id] else { held.remove(.deliveries, row.id); continue } // deleted meanwhile
                     row.notice = notice
