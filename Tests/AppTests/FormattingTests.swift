@@ -95,3 +95,22 @@ import Testing
         #expect(columns.allSatisfy { $0 > 2 }, "\(columns)")
     }
 }
+
+/// The unsubscribe token's base64url is written by hand (it runs for every email): it must match
+/// RFC 4648 §5 without padding, as Foundation's base64 with the two letters swapped and '=' dropped.
+@Suite struct Base64URLTests {
+    @Test func matchesFoundationsBase64WithTheURLAlphabetAndNoPadding() {
+        var rng = SystemRandomNumberGenerator()
+        for length in 0..<80 {
+            for _ in 0..<25 {
+                let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                let reference = Data(bytes).base64EncodedString()
+                    .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+                let mine = UnsubscribeTokens.b64url(bytes)
+                #expect(mine == reference, "\(bytes)")
+                #expect(UnsubscribeTokens.unb64url(mine) == bytes)
+            }
+        }
+        #expect(UnsubscribeTokens.b64url([0xfb, 0xff]) == "-_8")
+    }
+}

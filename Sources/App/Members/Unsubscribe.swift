@@ -44,12 +44,30 @@ struct UnsubscribeTokens: Sendable {
     }
 
     static func b64url(_ bytes: [UInt8]) -> String {
-        // One pass over the base64 bytes (this runs for every email sent).
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 4 / 3 + 4)
-        for b in Data(bytes).base64EncodedData() where b != 61 { out.append(b == 43 ? 45 : b == 47 ? 95 : b) }
-        return String(decoding: out, as: UTF8.self)
+        // Unpadded base64url straight into the string's storage (this runs for every email sent).
+        let full = bytes.count / 3, rest = bytes.count % 3
+        let length = full * 4 + (rest == 0 ? 0 : rest + 1)
+        return String(unsafeUninitializedCapacity: length) { out in
+            bytes.withUnsafeBufferPointer { input in
+                b64urlAlphabet.withUnsafeBufferPointer { a in
+                    var o = 0
+                    func put(_ sextet: UInt32) { out[o] = a[Int(sextet & 63)]; o += 1 }
+                    for i in 0..<full {
+                        let v = UInt32(input[3 * i]) << 16 | UInt32(input[3 * i + 1]) << 8 | UInt32(input[3 * i + 2])
+                        put(v >> 18); put(v >> 12); put(v >> 6); put(v)
+                    }
+                    if rest > 0 {
+                        let v = UInt32(input[3 * full]) << 16 | (rest == 2 ? UInt32(input[3 * full + 1]) << 8 : 0)
+                        put(v >> 18); put(v >> 12)
+                        if rest == 2 { put(v >> 6) }
+                    }
+                }
+            }
+            return length
+        }
     }
+
+    private static let b64urlAlphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
 
     static func unb64url(_ s: String) -> [UInt8]? {
         guard s.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else { return nil }
