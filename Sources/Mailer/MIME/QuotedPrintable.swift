@@ -67,10 +67,27 @@ enum QuotedPrintable {
             return hex.withUnsafeBufferPointer { hex in
                 var o = 0
                 var lineLength = 0
-                for k in 0..<n {
+                var k = 0
+                while k < n {
                     let b = base[k]
                     let isLast = k == n - 1
                     let cls = classes[Int(b)]
+                    if cls != 0, !isLast {
+                        // A run of literals (printable, space, tab; not the line's last byte) is copied in pieces that
+                        // fill each encoded line up to its soft break — the same bytes as one at a time.
+                        var end = k + 1
+                        while end < n - 1, classes[Int(base[end])] != 0 { end += 1 }
+                        while k < end {
+                            if lineLength >= 75 {
+                                out[o] = 61; out[o + 1] = 13; out[o + 2] = 10; o += 3
+                                lineLength = 0
+                            }
+                            let take = min(end - k, 75 - lineLength)
+                            (out + o).update(from: base + k, count: take)
+                            o += take; k += take; lineLength += take
+                        }
+                        continue
+                    }
                     let literal = cls == 1 || (cls == 2 && !isLast)
                     let width = literal ? 1 : 3
                     // Leave room for the soft break "=" unless this token ends the line.
@@ -84,6 +101,7 @@ enum QuotedPrintable {
                         out[o] = 61; out[o + 1] = hex[Int(b >> 4)]; out[o + 2] = hex[Int(b & 15)]; o += 3
                     }
                     lineLength += width
+                    k += 1
                 }
                 return o
             }
