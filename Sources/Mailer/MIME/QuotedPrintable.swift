@@ -1,4 +1,9 @@
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// RFC 2045 quoted-printable for UTF-8 text: hard line breaks become CRLF, soft breaks keep every
 /// line ≤ 76 characters, an escape is never split, trailing whitespace is encoded.
@@ -23,28 +28,27 @@ enum QuotedPrintable {
         }
     }
 
-    /// Encodes `bytes` at `out`; returns the number of bytes written.
+    /// Encodes `bytes` at `out`; returns the number of bytes written. Line breaks are found with
+    /// `memchr` (a vectorized scan), not by testing every byte.
     private static func encode(_ bytes: UnsafeBufferPointer<UInt8>, into out: UnsafeMutablePointer<UInt8>) -> Int {
+        guard let base = bytes.baseAddress else { return 0 }
+        let count = bytes.count
         var o = 0
         var lineStart = 0
-        var i = 0
-        var first = true
-        func flush(_ end: Int) {
-            if !first { out[o] = 13; out[o + 1] = 10; o += 2 }
-            first = false
-            o += encodeLine(UnsafeBufferPointer(rebasing: bytes[lineStart..<end]), into: out + o)
-        }
-        while i < bytes.count {
-            let b = bytes[i]
-            if b == 13 || b == 10 {
-                flush(i)
-                if b == 13, i + 1 < bytes.count, bytes[i + 1] == 10 { i += 1 }
-                lineStart = i + 1
+        while true {
+            var end = count
+            if lineStart < count, let lf = memchr(base + lineStart, 10, count - lineStart) {
+                end = lineStart + (UnsafeRawPointer(lf) - UnsafeRawPointer(base + lineStart))
             }
-            i += 1
+            if end > lineStart, let cr = memchr(base + lineStart, 13, end - lineStart) {
+                end = lineStart + (UnsafeRawPointer(cr) - UnsafeRawPointer(base + lineStart))
+            }
+            if lineStart > 0 { out[o] = 13; out[o + 1] = 10; o += 2 } // every line but the first starts after a break
+            o += encodeLine(UnsafeBufferPointer(start: base + lineStart, count: end - lineStart), into: out + o)
+            if end == count { return o }
+            // CRLF, a lone CR or a lone LF: one hard break.
+            lineStart = base[end] == 13 && end + 1 < count && base[end + 1] == 10 ? end + 2 : end + 1
         }
-        flush(bytes.count)
-        return o
     }
 
     private static let hex: [UInt8] = Array("0123456789ABCDEF".utf8)
