@@ -73,6 +73,18 @@ import Testing
             #expect(rows["m3"]?.sent_at == now.addingTimeInterval(5), "a failure keeps the sent_at of the earlier write")
             #expect(rows["m4"]?.last_reply?.count == 500 && rows["m4"]?.provider_message_id == nil)
             #expect(rows["m2"]?.status == "skipped", "a row not in the group is untouched")
+
+            // A failure first and a success later in one group: the failure, whole (no sent_at, no provider id of
+            // the later outcome); an empty provider id is none (the earlier one stays).
+            try await OutcomeLog(now: { now.addingTimeInterval(12) }).write([
+                .init(id: ids["m4"]!, status: .failed, reply: "551 no such user", sentAt: nil),
+                .init(id: ids["m4"]!, status: .sent, reply: "250 later", sentAt: now, providerID: "p-4b"),
+                .init(id: ids["m3"]!, status: .sent, reply: "250 again", sentAt: now, providerID: ""),
+            ], on: sql)
+            rows = try await stored(stream, on: sql)
+            #expect(rows["m4"]?.status == "failed" && rows["m4"]?.last_reply == "551 no such user")
+            #expect(rows["m4"]?.sent_at == written && rows["m4"]?.provider_message_id == nil)
+            #expect(rows["m3"]?.status == "sent" && rows["m3"]?.provider_message_id == "p-3" && rows["m3"]?.sent_at == now.addingTimeInterval(12))
         }
     }
 }

@@ -23,7 +23,7 @@ extension SQLDatabase {
 extension SQLiteDatabase {
     func rows(_ query: any SQLExpression, sql: any SQLDatabase) async throws -> [SQLiteRow] {
         let (text, binds) = sql.serialize(query)
-        let encoder = SQLiteDataEncoder()
+        let encoder = SQLiteDataEncoder() // the encoder configure.swift's SQLite database uses (the default)
         return try await self.query(text, try binds.map { try encoder.encode($0) })
     }
 }
@@ -106,6 +106,8 @@ extension PostgresDatabase {
         case let v as Bool: b.append(v)
         case let v as Date: b.append(v)
         case let v as UUID: b.append(v)
+        case let v as any PostgresThrowingDynamicTypeEncodable: // PostgresKit's first choice too
+            do { try b.append(v) } catch { return false }
         case let v as any RawRepresentable:
             guard let raw = v.rawValue as? String else { return false }
             b.append(raw)

@@ -131,7 +131,8 @@ struct PageInsert: Sendable {
         enum CodingKeys: String, CodingKey { case id, recipient = "recipient_id", status }
     }
 
-    /// Inserts the page; with `returning`, the rows it inserted (a re-run skips what exists).
+    /// Inserts the page; with `returning`, the rows it inserted (a re-run skips what exists). (PostgreSQL's
+    /// one prepared text always returns them.)
     func run(on sql: any SQLDatabase, returning: Bool) async throws -> [Inserted] {
         guard !members.isEmpty else { return [] }
         if let pg = sql.postgres {
@@ -148,7 +149,6 @@ struct PageInsert: Sendable {
             rowsSQL += m.skip.map { "\(bind: $0))" } ?? "NULL)"
         }
         func nullable<T: Encodable & Sendable>(_ value: T?) -> SQLQueryString { value.map { "\(bind: $0)" } ?? "NULL" }
-        // (No CASE around a bare NULL: PostgreSQL would type it text.)
         let state: SQLQueryString = if let lease {
             """
             CASE WHEN v.column2 IS NULL THEN \(bind: DeliveryStatus.sending) ELSE \(bind: DeliveryStatus.skipped) END,

@@ -63,14 +63,21 @@ final class OutcomeLog: Sendable {
         }
     }
 
-    /// One UPDATE for the whole batch; per-row values through CASE (portable to SQLite and PostgreSQL).
-    /// A value every row shares (the status, usually) is one bind instead of a CASE, and `sent_at` is the
-    /// time of this write (the relay accepted the email at most one group write earlier): the statement
-    /// is parsed for every group, so what is the same for all rows is written once.
-    func write(_ outcomes: [Outcome], on sql: any SQLDatabase) async throws {
+    /// One UPDATE for the whole batch. A row named twice in a group gets its first outcome (whole: status,
+    /// reply, sent_at and provider id alike); `sent_at` is the time of this write (the relay accepted the
+    /// email at most one group write earlier). PostgreSQL: `OutcomeStatement`, the group as arrays. SQLite:
+    /// per-row values through CASE; a value every row shares (the status, usually) is one bind instead of a
+    /// CASE — the statement is parsed for every group, so what is the same for all rows is written once.
+    func write(_ group: [Outcome], on sql: any SQLDatabase) async throws {
+        var seen = Set<Int64>()
+        let outcomes = group.filter { seen.insert($0.id).inserted }.map { o in
+            var o = o
+            if o.providerID?.isEmpty == true { o.providerID = nil } // no id, whichever database
+            return o
+        }
         guard let first = outcomes.first else { return }
         if let pg = sql.postgres {
-            try await pg.all(OutcomeStatement(outcomes, now: now()), prepared: false, logger: sql.logger)
+            _ = try await pg.all(OutcomeStatement(outcomes, now: now()), prepared: false, logger: sql.logger)
             return
         }
         func column<V: Encodable & Sendable & Equatable>(_ value: (Outcome) -> V) -> SQLQueryString {
@@ -96,9 +103,9 @@ final class OutcomeLog: Sendable {
     }
 }
 
-/// A group of outcomes on PostgreSQL: one prepared statement for every group size (the group as
-/// arrays), so PostgreSQL parses and plans it once per connection instead of once per group.
-/// Same effect as the portable statement: a row's first outcome in the group counts.
+/// A group of outcomes on PostgreSQL: one statement text for every group size (the group as arrays),
+/// short to parse; run unnamed, so it is planned for the table as it is (see `PostgresDatabase.all`).
+/// The same effect as SQLite's statement; the caller passes each row once (an empty provider id: none).
 struct OutcomeStatement: PostgresPreparedStatement {
     typealias Row = Void
 
@@ -116,8 +123,7 @@ struct OutcomeStatement: PostgresPreparedStatement {
 
     init(_ outcomes: [OutcomeLog.Outcome], now: Date) {
         self.now = now
-        var seen = Set<Int64>()
-        for o in outcomes where seen.insert(o.id).inserted {
+        for o in outcomes {
             ids.append(o.id); statuses.append(o.status.rawValue); replies.append(String(o.reply.prefix(500)))
             sent.append(o.sentAt != nil); providers.append(o.providerID.map { String($0.prefix(200)) } ?? "")
         }

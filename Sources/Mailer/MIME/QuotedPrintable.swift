@@ -35,11 +35,15 @@ enum QuotedPrintable {
         let count = bytes.count
         var o = 0
         var lineStart = 0
+        var nextLF = -1 // where the next line feed at or after `lineStart` is (`count`: none); searched again only once passed
         while true {
-            var end = count
-            if lineStart < count, let lf = memchr(base + lineStart, 10, count - lineStart) {
-                end = lineStart + (UnsafeRawPointer(lf) - UnsafeRawPointer(base + lineStart))
+            if nextLF < lineStart {
+                nextLF = count
+                if lineStart < count, let lf = memchr(base + lineStart, 10, count - lineStart) {
+                    nextLF = lineStart + (UnsafeRawPointer(lf) - UnsafeRawPointer(base + lineStart))
+                }
             }
+            var end = nextLF
             if end > lineStart, let cr = memchr(base + lineStart, 13, end - lineStart) {
                 end = lineStart + (UnsafeRawPointer(cr) - UnsafeRawPointer(base + lineStart))
             }
