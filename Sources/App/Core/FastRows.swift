@@ -69,17 +69,14 @@ extension PostgresDatabase {
     /// the table as it is now — a generic plan made while the table was small kept a sequential
     /// scan after it had grown (pg_stat_statements: 168 µs per outcome instead of a few).
     func all<S: PostgresPreparedStatement>(_ statement: S, prepared: Bool, logger: Logger) async throws -> [S.Row] where S.Row: Sendable {
-        if !prepared {
-            let query = PostgresQuery(unsafeSQL: S.sql, binds: try statement.makeBindings())
-            return try await onConnection { conn in
-                var rows: [S.Row] = []
-                for try await row in try await conn.query(query, logger: logger) { rows.append(try statement.decodeRow(row)) }
-                return rows
-            }
-        }
+        let unnamed = prepared ? nil : PostgresQuery(unsafeSQL: S.sql, binds: try statement.makeBindings())
         return try await onConnection { conn in
             var rows: [S.Row] = []
-            for try await row in try await conn.execute(statement, logger: logger) { rows.append(row) }
+            if let unnamed {
+                for try await row in try await conn.query(unnamed, logger: logger) { rows.append(try statement.decodeRow(row)) }
+            } else {
+                for try await row in try await conn.execute(statement, logger: logger) { rows.append(row) }
+            }
             return rows
         }
     }
@@ -97,16 +94,11 @@ extension PostgresDatabase {
         return try await onConnection { conn in try await conn.query(q, logger: logger).collect() }
     }
 
-    /// The bind types the fast path maps, each as PostgresKit sends it (text, int8, bool, timestamptz, uuid).
+    /// The bind types the fast path maps, each as PostgresKit sends it: PostgresNIO's own encodable
+    /// types (String, Int, Bool, Date, UUID… — PostgresKit's first choice too), and enums by their text.
     private static func append(_ value: any Encodable & Sendable, to b: inout PostgresBindings) -> Bool {
         switch value {
-        case let v as String: b.append(v)
-        case let v as Int: b.append(v)
-        case let v as Int64: b.append(v)
-        case let v as Bool: b.append(v)
-        case let v as Date: b.append(v)
-        case let v as UUID: b.append(v)
-        case let v as any PostgresThrowingDynamicTypeEncodable: // PostgresKit's first choice too
+        case let v as any PostgresThrowingDynamicTypeEncodable:
             do { try b.append(v) } catch { return false }
         case let v as any RawRepresentable:
             guard let raw = v.rawValue as? String else { return false }

@@ -1,5 +1,4 @@
 import Fluent
-import FluentPostgresDriver
 import Foundation
 import SQLKit
 
@@ -85,7 +84,7 @@ struct ChannelEvents: Sendable {
         var seen = Set<String>()
         let distinct = changes.filter { seen.insert($0.notice).inserted } // each notice once; the first is the new one
         let inserted: Set<String>
-        if let pg = db as? any PostgresDatabase {
+        if let pg = db.sql.postgres {
             inserted = try await ViewerGroupStatement(distinct, now: now).run(on: pg, logger: db.logger)
         } else {
             struct NoticeRow: Decodable { let notice_id: String }

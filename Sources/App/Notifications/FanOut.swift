@@ -129,6 +129,13 @@ struct PageInsert: Sendable {
         let recipient: String
         let status: DeliveryStatus
         enum CodingKeys: String, CodingKey { case id, recipient = "recipient_id", status }
+
+        init(id: Int64, recipient: String, status: String) throws {
+            guard let s = DeliveryStatus(rawValue: status) else { throw UnknownStatus(value: status) }
+            self.id = id
+            self.recipient = recipient
+            self.status = s
+        }
     }
 
     /// Inserts the page; with `returning`, the rows it inserted (a re-run skips what exists). (PostgreSQL's
@@ -137,10 +144,7 @@ struct PageInsert: Sendable {
         guard !members.isEmpty else { return [] }
         if let pg = sql.postgres {
             let rows = try await pg.all(Statement(self), prepared: true, logger: sql.logger)
-            return try rows.map { id, recipient, status in
-                guard let s = DeliveryStatus(rawValue: status) else { throw UnknownStatus(value: status) }
-                return Inserted(id: id, recipient: recipient, status: s)
-            }
+            return try rows.map { id, recipient, status in try Inserted(id: id, recipient: recipient, status: status) }
         }
         // SQLite: one statement per page, the page's values bound once, per row the member and the reason.
         var rowsSQL: SQLQueryString = ""
@@ -174,9 +178,8 @@ struct PageInsert: Sendable {
         let returning = insert + " RETURNING id, recipient_id, status"
         guard let lite = sql.sqlite else { return try await sql.raw(returning).all(decoding: Inserted.self) }
         return try await lite.rows(returning, sql: sql).map { r in
-            let status = try r.required(r.string("status"), "status")
-            guard let s = DeliveryStatus(rawValue: status) else { throw UnknownStatus(value: status) }
-            return Inserted(id: Int64(try r.required(r.int("id"), "id")), recipient: try r.required(r.string("recipient_id"), "recipient_id"), status: s)
+            try Inserted(id: Int64(try r.required(r.int("id"), "id")), recipient: try r.required(r.string("recipient_id"), "recipient_id"),
+                         status: try r.required(r.string("status"), "status"))
         }
     }
 

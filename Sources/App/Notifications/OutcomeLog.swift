@@ -64,16 +64,16 @@ final class OutcomeLog: Sendable {
     }
 
     /// One UPDATE for the whole batch. A row named twice in a group gets its first outcome (whole: status,
-    /// reply, sent_at and provider id alike); `sent_at` is the time of this write (the relay accepted the
-    /// email at most one group write earlier). PostgreSQL: `OutcomeStatement`, the group as arrays. SQLite:
+    /// reply, sent_at and provider id alike); the reply is kept to 500 characters and the provider id to 200
+    /// (an empty one is none); `sent_at` is the time of this write (the relay accepted the email at most
+    /// one group write earlier). PostgreSQL: `OutcomeStatement`, the group as arrays. SQLite:
     /// per-row values through CASE; a value every row shares (the status, usually) is one bind instead of a
     /// CASE — the statement is parsed for every group, so what is the same for all rows is written once.
     func write(_ group: [Outcome], on sql: any SQLDatabase) async throws {
         var seen = Set<Int64>()
         let outcomes = group.filter { seen.insert($0.id).inserted }.map { o in
-            var o = o
-            if o.providerID?.isEmpty == true { o.providerID = nil } // no id, whichever database
-            return o
+            Outcome(id: o.id, status: o.status, reply: String(o.reply.prefix(500)), sentAt: o.sentAt,
+                    providerID: o.providerID.flatMap { $0.isEmpty ? nil : String($0.prefix(200)) })
         }
         guard let first = outcomes.first else { return }
         if let pg = sql.postgres {
@@ -92,10 +92,10 @@ final class OutcomeLog: Sendable {
         let sentAt: SQLQueryString = sent.isEmpty ? "sent_at" : sent.count == outcomes.count ? "\(bind: now)"
             : "CASE WHEN id IN (\(SQLList(sent.map { SQLLiteral.numeric("\($0.id)") }))) THEN \(bind: now) ELSE sent_at END"
         var providerID: SQLQueryString = "CASE id"
-        for o in outcomes { if let p = o.providerID { providerID += " WHEN \(literal: o.id) THEN \(bind: String(p.prefix(200)))" } }
+        for o in outcomes { if let p = o.providerID { providerID += " WHEN \(literal: o.id) THEN \(bind: p)" } }
         providerID = outcomes.contains { $0.providerID != nil } ? providerID + " ELSE provider_message_id END" : "provider_message_id"
         let query: SQLQueryString = """
-            UPDATE \(ident: Delivery.schema) SET status = \(column { $0.status }), last_reply = \(column { String($0.reply.prefix(500)) }),
+            UPDATE \(ident: Delivery.schema) SET status = \(column { $0.status }), last_reply = \(column { $0.reply }),
               sent_at = \(sentAt), provider_message_id = \(providerID), \(Lease<DeliveryStatus>.endingColumns), updated_at = \(bind: now)
             WHERE id IN (\(SQLList(outcomes.map { SQLLiteral.numeric("\($0.id)") })))
             """
@@ -105,7 +105,8 @@ final class OutcomeLog: Sendable {
 
 /// A group of outcomes on PostgreSQL: one statement text for every group size (the group as arrays),
 /// short to parse; run unnamed, so it is planned for the table as it is (see `PostgresDatabase.all`).
-/// The same effect as SQLite's statement; the caller passes each row once (an empty provider id: none).
+/// The same effect as SQLite's statement; `OutcomeLog.write` passes each row once, its values already cut
+/// to length (an empty provider id here: none).
 struct OutcomeStatement: PostgresPreparedStatement {
     typealias Row = Void
 
@@ -124,8 +125,8 @@ struct OutcomeStatement: PostgresPreparedStatement {
     init(_ outcomes: [OutcomeLog.Outcome], now: Date) {
         self.now = now
         for o in outcomes {
-            ids.append(o.id); statuses.append(o.status.rawValue); replies.append(String(o.reply.prefix(500)))
-            sent.append(o.sentAt != nil); providers.append(o.providerID.map { String($0.prefix(200)) } ?? "")
+            ids.append(o.id); statuses.append(o.status.rawValue); replies.append(o.reply)
+            sent.append(o.sentAt != nil); providers.append(o.providerID ?? "")
         }
     }
 
