@@ -2,6 +2,7 @@ import Fluent
 import Foundation
 import Logging
 import Mailer
+import NIOConcurrencyHelpers
 import SQLKit
 
 /// Sends claimed deliveries: renders each for its recipient (their name and time zone), sends it,
@@ -38,12 +39,27 @@ struct DeliverySender: Sendable {
     /// What a delivery needs: its recipient (with `Audience`'s send-time answer: unfollows, cancelled
     /// subscriptions, opt-outs and deactivations take effect on the next email) and its notice's stream,
     /// creator and series — the same for every recipient, so loaded once per stream, not per email.
-    @dynamicMemberLookup
+    /// Rows are copied several times per email (queue, task, sender): the notice travels as one
+    /// shared reference, not as its ~20 strings.
     struct Row: Sendable {
         var recipient: Recipient
-        var notice: Notice
-        subscript<T>(dynamicMember path: KeyPath<Recipient, T>) -> T { recipient[keyPath: path] }
-        subscript<T>(dynamicMember path: KeyPath<Notice, T>) -> T { notice[keyPath: path] }
+        var shared: SharedNotice
+        var notice: Notice { shared.value }
+        var id: Int64 { recipient.id }
+        var stream_id: String { recipient.stream_id }
+    }
+
+    /// A loaded notice, shared by all its rows, with the memo of what its emails share (so an email
+    /// finds it without hashing and comparing the notice; rows loaded together share one).
+    final class SharedNotice: Sendable {
+        let value: Notice
+        private let memo = NIOLockedValueBox<(kind: NotificationKind, day: Int, memo: NoticeMemo)?>(nil)
+        init(_ value: Notice) { self.value = value }
+
+        func memo(kind: NotificationKind, day: Int) -> NoticeMemo? {
+            memo.withLockedValue { m in m.flatMap { $0.kind == kind && $0.day == day ? $0.memo : nil } }
+        }
+        func keep(_ memo: NoticeMemo, kind: NotificationKind, day: Int) { self.memo.withLockedValue { $0 = (kind, day, memo) } }
     }
 
     /// The delivery row and its recipient.
@@ -98,7 +114,7 @@ struct DeliverySender: Sendable {
         let series_duration: Int?
 
         /// The notices of `streams` (streams that no longer exist are absent).
-        static func load(_ streams: some Collection<String>, on sql: any SQLDatabase) async throws -> [String: Notice] {
+        static func load(_ streams: some Collection<String>, on sql: any SQLDatabase) async throws -> [String: SharedNotice] {
             guard !streams.isEmpty else { return [:] }
             let query: SQLQueryString = """
                 SELECT s.id AS notice_stream, s.schedule_revision, s.is_live, s.went_live_at, s.end_time, s.cancelled_at,
@@ -114,7 +130,7 @@ struct DeliverySender: Sendable {
                 WHERE s.id IN (\(SQLList(Set(streams).map { SQLBind($0) })))
                 """
             let rows = try await sql.raw(query).all(decoding: Notice.self)
-            return Dictionary(rows.map { ($0.notice_stream, $0) }, uniquingKeysWith: { a, _ in a })
+            return Dictionary(rows.map { ($0.notice_stream, SharedNotice($0)) }, uniquingKeysWith: { a, _ in a })
         }
     }
 
@@ -141,7 +157,7 @@ struct DeliverySender: Sendable {
             """
         let recipients = try await sql.raw(query).all(decoding: Recipient.self)
         let notices = try await Notice.load(Set(recipients.map(\.stream_id)), on: sql)
-        return recipients.compactMap { r in notices[r.stream_id].map { Row(recipient: r, notice: $0) } }
+        return recipients.compactMap { r in notices[r.stream_id].map { Row(recipient: r, shared: $0) } }
     }
 
     /// Sends one delivery and records its outcome.
@@ -150,28 +166,28 @@ struct DeliverySender: Sendable {
         do {
             if let reason = row.skipReason {
                 try await finish(row.id, status: .skipped, reply: reason, on: sql)
-                metrics.email(kind: row.kind.rawValue, status: DeliveryStatus.skipped.rawValue)
+                metrics.email(kind: row.recipient.kind.rawValue, status: DeliveryStatus.skipped.rawValue)
                 return
             }
             let message = compose(row)
-            let outcome = await transport.send(message, recipientID: row.recipient_id, deliveryID: row.id, on: db)
+            let outcome = await transport.send(message, recipientID: row.recipient.recipient_id, deliveryID: row.id, on: db)
             switch outcome {
             case .accepted(let reply, let providerID):
                 try await outcomes.record(.init(id: row.id, status: .sent, reply: reply, sentAt: clock.now(), providerID: providerID), on: sql)
-                metrics.email(kind: row.kind.rawValue, status: DeliveryStatus.sent.rawValue)
+                metrics.email(kind: row.recipient.kind.rawValue, status: DeliveryStatus.sent.rawValue)
             case .permanent(let reason):
                 try await finish(row.id, status: .failed, reply: reason, on: sql)
                 metrics.externalError(.smtp)
-                metrics.email(kind: row.kind.rawValue, status: DeliveryStatus.failed.rawValue)
+                metrics.email(kind: row.recipient.kind.rawValue, status: DeliveryStatus.failed.rawValue)
             case .transient(let reason, let retryAfter, let counts):
                 metrics.externalError(.smtp)
-                if counts, row.attempts >= settings.maxAttempts {
-                    metrics.email(kind: row.kind.rawValue, status: DeliveryStatus.failed.rawValue)
-                    try await finish(row.id, status: .failed, reply: "gave up after \(row.attempts) attempts: \(reason)", on: sql)
+                if counts, row.recipient.attempts >= settings.maxAttempts {
+                    metrics.email(kind: row.recipient.kind.rawValue, status: DeliveryStatus.failed.rawValue)
+                    try await finish(row.id, status: .failed, reply: "gave up after \(row.recipient.attempts) attempts: \(reason)", on: sql)
                 } else {
-                    metrics.email(kind: row.kind.rawValue, status: "retry")
+                    metrics.email(kind: row.recipient.kind.rawValue, status: "retry")
                     let now = clock.now()
-                    let backoff = Backoff(base: settings.retryBaseSeconds).delay(afterAttempt: row.attempts)
+                    let backoff = Backoff(base: settings.retryBaseSeconds).delay(afterAttempt: row.recipient.attempts)
                     try await lease.finish(row.id, status: .queued, note: ("last_reply", reason),
                                            retryAt: now.addingTimeInterval(counts ? max(backoff, retryAfter ?? 0) : (retryAfter ?? 1)),
                                            uncountAttempt: !counts, now: now, on: sql)
@@ -221,23 +237,29 @@ struct DeliverySender: Sendable {
     }
 
     private func memo(_ row: Row, now: Date) -> NoticeMemo {
-        let kind = row.kind
-        let key = NoticeKey(kind: kind, notice: row.notice, day: kind == .seriesChanged ? Int(now.timeIntervalSince1970 / 86_400) : 0)
-        if let hit = memos.get(key) { return hit }
-        let creatorZone = row.creator_tz ?? "UTC"
-        let streamURL = "\(settings.frontendURL)/live/\(row.stream_id)"
-        let series = row.seriesRule
+        let kind = row.recipient.kind
+        let day = kind == .seriesChanged ? Int(now.timeIntervalSince1970 / 86_400) : 0
+        if let hit = row.shared.memo(kind: kind, day: day) { return hit }
+        let n = row.notice
+        let key = NoticeKey(kind: kind, notice: n, day: day)
+        if let hit = memos.get(key) {
+            row.shared.keep(hit, kind: kind, day: day)
+            return hit
+        }
+        let creatorZone = n.creator_tz ?? "UTC"
+        let streamURL = "\(settings.frontendURL)/live/\(n.notice_stream)"
+        let series = n.seriesRule
         var event = CalendarEvent(
-            uid: "\(row.stream_id)@\(calendarHost)", sequence: row.schedule_revision,
-            start: row.start_time, end: row.start_time.addingTimeInterval(TimeInterval((row.duration_minutes ?? 60) * 60)),
-            summary: "\(row.title) — \(row.creator_name)",
-            description: [row.description, "Join: \(streamURL)"].compactMap { $0 }.joined(separator: "\n\n"), url: streamURL, stamp: now)
+            uid: "\(n.notice_stream)@\(calendarHost)", sequence: n.schedule_revision,
+            start: n.start_time, end: n.start_time.addingTimeInterval(TimeInterval((n.duration_minutes ?? 60) * 60)),
+            summary: "\(n.title) — \(n.creator_name)",
+            description: [n.description, "Join: \(streamURL)"].compactMap { $0 }.joined(separator: "\n\n"), url: streamURL, stamp: now)
         var invite: MailMessage.Calendar.Method? = switch kind {
         case .scheduled, .rescheduled, .rsvpConfirmed, .seriesScheduled, .seriesChanged, .seriesEnded: .publish
         case .cancelled: .cancel
         default: nil
         }
-        if let series, let seriesID = row.series_id {
+        if let series, let seriesID = n.series_id {
             // A series is one calendar event (RRULE); an occurrence is its RECURRENCE-ID override.
             event.uid = SeriesCalendar.uid(seriesID, host: calendarHost)
             event.tzid = series.rule.zoneID
@@ -245,54 +267,56 @@ struct DeliverySender: Sendable {
                 event = SeriesCalendar.event(series, uid: event.uid, summary: event.summary, description: event.description,
                                              url: streamURL, stamp: event.stamp)
                 if series.rule.lastDate.map({ last in series.rule.firstDate.map { last < $0 } ?? true }) == true { invite = .cancel }
-            } else if let date = row.occurrence_date.flatMap(LocalDate.init) {
+            } else if let date = n.occurrence_date.flatMap(LocalDate.init) {
                 event.recurrenceID = series.rule.instant(on: date)
-                event.sequence = series.revision + row.schedule_revision
+                event.sequence = series.revision + n.schedule_revision
             }
         }
         // Everything but the recipient's own values is the same for the whole notice: prepared once.
         let shared: [String: String?] = [
             "googleCalendarURL": invite == .publish ? GoogleCalendar.link(event) : nil,
-            "creatorName": row.creator_name,
-            "title": row.title,
-            "workoutType": row.workout_type,
+            "creatorName": n.creator_name,
+            "title": n.title,
+            "workoutType": n.workout_type,
             "streamURL": streamURL,
-            "startCreatorZone": TimeFormatting.format(row.start_time, zoneID: creatorZone),
-            "seriesPattern": kind.isSeriesNotice ? series?.rule.pattern(at: row.start_time) : nil,
+            "startCreatorZone": TimeFormatting.format(n.start_time, zoneID: creatorZone),
+            "seriesPattern": kind.isSeriesNotice ? series?.rule.pattern(at: n.start_time) : nil,
             "seriesEnd": kind.isSeriesNotice ? series?.endWording : nil,
             "skippedDates": kind == .seriesChanged ? series?.upcomingSkips(now: now) : nil,
         ]
         let memo = NoticeMemo(event: event, invite: invite, series: series, prepared: templates.prepare(kind: kind.template, shared: shared))
         memos.put(key, memo)
+        row.shared.keep(memo, kind: kind, day: day)
         return memo
     }
 
     func compose(_ row: Row) -> MailMessage {
         let now = clock.now()
         let notice = memo(row, now: now)
-        let creatorZone = row.creator_tz ?? "UTC"
+        let r = row.recipient, n = row.notice
+        let creatorZone = n.creator_tz ?? "UTC"
         // A member without a zone of their own reads the creator's, labelled as the creator's.
-        let memberZone = row.recipient_tz ?? creatorZone
+        let memberZone = r.recipient_tz ?? creatorZone
         let unsubscribeURL = "\(settings.publicBaseURL)/api/unsubscribe/"
-            + unsubscribe.token(member: row.recipient_id, creator: row.creator_id, memberUID: row.recipient_uid)
-        let kind = row.kind
+            + unsubscribe.token(member: r.recipient_id, creator: n.creator_id, memberUID: r.recipient_uid)
+        let kind = r.kind
         let values: [String: String?] = [
             "unsubscribeURL": unsubscribeURL,
-            "previousStartMemberZone": row.previous_start_time.map { TimeFormatting.format($0, zoneID: memberZone) },
-            "memberName": row.recipient_name,
-            "startMemberZone": TimeFormatting.format(row.start_time, zoneID: memberZone),
-            "memberZone": row.recipient_tz,
-            "otherZoneNote": row.recipient_tz == nil
-                ? (row.creator_tz.map { "\(row.creator_name)'s timezone (\($0))" } ?? "UTC") : nil,
+            "previousStartMemberZone": r.previous_start_time.map { TimeFormatting.format($0, zoneID: memberZone) },
+            "memberName": r.recipient_name,
+            "startMemberZone": TimeFormatting.format(n.start_time, zoneID: memberZone),
+            "memberZone": r.recipient_tz,
+            "otherZoneNote": r.recipient_tz == nil
+                ? (n.creator_tz.map { "\(n.creator_name)'s timezone (\($0))" } ?? "UTC") : nil,
             "seriesPatternMember": kind.isSeriesNotice
-                ? row.recipient_tz.flatMap { notice.series?.rule.memberPattern(at: row.start_time, memberZone: $0) } : nil,
+                ? r.recipient_tz.flatMap { notice.series?.rule.memberPattern(at: n.start_time, memberZone: $0) } : nil,
             "startsIn": kind.isReminder
-                ? ReminderWording.startsIn(row.start_time, now: now, zoneID: memberZone) : nil,
+                ? ReminderWording.startsIn(n.start_time, now: now, zoneID: memberZone) : nil,
         ]
         let rendered = notice.prepared.map { templates.render($0, values: values) }
-            ?? EmailTemplates.Rendered(subject: row.title, text: row.title, html: HTML.escape(row.title))
+            ?? EmailTemplates.Rendered(subject: n.title, text: n.title, html: HTML.escape(n.title))
         return MailMessage(
-            from: settings.from, to: [MailAddress(row.recipient_email, name: row.recipient_name)],
+            from: settings.from, to: [MailAddress(r.recipient_email, name: r.recipient_name)],
             subject: rendered.subject, text: rendered.text, html: rendered.html,
             calendar: notice.invite.map { method in
                 var event = notice.event
@@ -300,7 +324,7 @@ struct DeliverySender: Sendable {
                 return .init(method: method, ics: event.ics(method: method), filename: "stream.ics")
             },
             headers: MailMessage.Header.listUnsubscribe(unsubscribeURL),
-            messageID: "d\(row.id).a\(row.attempts).\(RandomID.hex(bytes: 4))@\(messageDomain)", date: now)
+            messageID: "d\(r.id).a\(r.attempts).\(RandomID.hex(bytes: 4))@\(messageDomain)", date: now)
     }
 }
 

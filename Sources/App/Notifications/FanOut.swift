@@ -93,7 +93,7 @@ enum FanOut {
                         id: i.id, kind: p.kind, attempts: 1, stream_id: p.streamId, recipient_id: m.uid, recipient_name: m.name,
                         recipient_email: m.email, recipient_tz: m.timezone, recipient_active: true, recipient_uid: m.agora_uid,
                         in_audience: 1, opted_out: 0, suppressed: 0, reminded_recently: 0, revision: p.revision,
-                        previous_start_time: p.previousStart), notice: notice)
+                        previous_start_time: p.previousStart), shared: notice)
                 })
             }
             // The push channel: this page's members' devices (their own push switches).

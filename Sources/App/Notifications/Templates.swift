@@ -69,7 +69,7 @@ struct EmailTemplates: Sendable {
     /// Fills a prepared notice for one recipient (`values`: the slots `shared` did not fill).
     func render(_ p: Prepared, values: [String: String?]) -> Rendered {
         let subject = Self.fill(p.subject, values, escape: false)
-        var html: [UInt8] = [], text: [UInt8] = []
+        var html = "", text = ""
         html.reserveCapacity(4_096)
         text.reserveCapacity(2_048)
         Self.fill(p.layout.before, values, subject: subject, escape: true, into: &html)
@@ -79,7 +79,7 @@ struct EmailTemplates: Sendable {
         }
         Self.fill(p.text, values, subject: subject, escape: false, into: &text)
         Self.fill(p.footer, values, subject: subject, escape: false, into: &text)
-        return Rendered(subject: subject, text: String(decoding: text, as: UTF8.self), html: String(decoding: html, as: UTF8.self))
+        return Rendered(subject: subject, text: text, html: html)
     }
 
     /// A template split once into lines of literal text and `{{name}}` slots (rendering runs
@@ -134,27 +134,29 @@ struct EmailTemplates: Sendable {
 
     /// A line with a slot that has no value is left out.
     static func fill(_ template: Compiled, _ values: [String: String?], escape: Bool) -> String {
-        var out: [UInt8] = []
+        var out = ""
         fill(template, values, escape: escape, into: &out)
-        return String(decoding: out, as: UTF8.self)
+        return out
     }
 
-    /// Appends the filled template to `out` (bytes, so a line left out is cut off without copying);
-    /// `subject`, when given, is the value of the `{{subject}}` slot.
-    static func fill(_ template: Compiled, _ values: [String: String?], subject: String? = nil, escape: Bool, into out: inout [UInt8]) {
+    /// Appends the filled template to `out`; `subject`, when given, is the value of the `{{subject}}`
+    /// slot. Built as a string from strings (no bytes to validate as UTF-8 again afterwards): a line
+    /// is checked for a missing value before any of it is written.
+    static func fill(_ template: Compiled, _ values: [String: String?], subject: String? = nil, escape: Bool, into out: inout String) {
+        func value(_ name: String) -> String? {
+            guard let v = (subject != nil && name == "subject" ? subject : values[name] ?? nil), !v.isEmpty else { return nil }
+            return v
+        }
         var first = true
         lineLoop: for line in template.lines {
-            let mark = out.count
-            if !first { out.append(10) }
+            for piece in line {
+                if case .slot(let name) = piece, value(name) == nil { continue lineLoop }
+            }
+            if !first { out.append("\n") }
             for piece in line {
                 switch piece {
-                case .text(let t): out.append(contentsOf: t.utf8)
-                case .slot(let name):
-                    guard let value = (subject != nil && name == "subject" ? subject : values[name] ?? nil), !value.isEmpty else {
-                        out.removeLast(out.count - mark)
-                        continue lineLoop
-                    }
-                    out.append(contentsOf: (escape ? HTML.escape(value) : value).utf8)
+                case .text(let t): out.append(t)
+                case .slot(let name): if let v = value(name) { out.append(escape ? HTML.escape(v) : v) }
                 }
             }
             first = false

@@ -157,9 +157,9 @@ final class Worker: Sendable {
     /// is a few dozen emails, a few milliseconds of sending: reading the notice (a three-table join,
     /// mostly planning on PostgreSQL) for every batch cost more than the rows' own outcome writes. A
     /// change to a stream reaches the emails taken from the local queue within this bound.
-    private func localNotices(_ streams: Set<String>) async throws -> [String: DeliverySender.Notice] {
+    private func localNotices(_ streams: Set<String>) async throws -> [String: DeliverySender.SharedNotice] {
         let now = ContinuousClock.now
-        var fresh: [String: DeliverySender.Notice] = [:]
+        var fresh: [String: DeliverySender.SharedNotice] = [:]
         let stale = localNoticeCache.withLockedValue { cache in
             streams.filter { s in
                 guard let (notice, readAt) = cache[s], readAt.duration(to: now) < Self.localNoticeReuse else { return true }
@@ -177,7 +177,7 @@ final class Worker: Sendable {
     }
 
     static let localNoticeReuse: Duration = .milliseconds(25)
-    private let localNoticeCache = NIOLockedValueBox<[String: (notice: DeliverySender.Notice, readAt: ContinuousClock.Instant)]>([:])
+    private let localNoticeCache = NIOLockedValueBox<[String: (notice: DeliverySender.SharedNotice, readAt: ContinuousClock.Instant)]>([:])
 
     private func claimAndStart(in group: inout DiscardingTaskGroup) async throws {
         let now = clock.now()
@@ -210,7 +210,7 @@ final class Worker: Sendable {
                 let notices = try await localNotices(Set(handed.map(\.stream_id)))
                 for var row in handed {
                     guard let notice = notices[row.stream_id] else { held.remove(.deliveries, row.id); continue } // deleted meanwhile
-                    row.notice = notice
+                    row.shared = notice
                     rows.append(row)
                 }
             } catch {

@@ -188,6 +188,21 @@ final class SMTPConnection: Sendable {
         channel.writeAndFlush(buffer, promise: nil)
     }
 
+    /// `first` then `buffer`, flushed together (one hop to the event loop, one `writev`): a message's
+    /// data goes out as rendered, not copied into the envelope's buffer.
+    func send(_ first: ByteBuffer, then buffer: ByteBuffer) {
+        let channel = self.channel
+        guard !channel.eventLoop.inEventLoop else {
+            channel.write(first, promise: nil)
+            channel.writeAndFlush(buffer, promise: nil)
+            return
+        }
+        channel.eventLoop.execute {
+            channel.write(first, promise: nil)
+            channel.writeAndFlush(buffer, promise: nil)
+        }
+    }
+
     func command(_ line: String, timeout: TimeAmount) async throws -> SMTPReply {
         do {
             try await write(line + "\r\n")

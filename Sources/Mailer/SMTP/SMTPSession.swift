@@ -174,8 +174,10 @@ final class SMTPSession: @unchecked Sendable {
             guard sending != nil || opening != nil else { return }
             var out = ByteBuffer()
             var count = 0
+            // The message being sent (its data as rendered, not copied) goes out ahead of `out`.
+            var messageData: ByteBuffer?
             if let s = sending {
-                if s.accepted != nil { out.writeImmutableBuffer(s.job.data) } else { out.writeStaticString(".\r\n") }
+                if s.accepted != nil { messageData = s.job.data } else { out.writeStaticString(".\r\n") }
                 count += 1
             }
             let reset = opening != nil && needsReset
@@ -186,7 +188,7 @@ final class SMTPSession: @unchecked Sendable {
                 out.writeStaticString("DATA\r\n")
                 count += o.recipients.count + 2
             }
-            connection.send(out)
+            if let messageData { connection.send(messageData, then: out) } else { connection.send(out) }
             let replies: [SMTPReply]
             do {
                 replies = try await connection.replies(count, timeout: sending != nil ? dataEndTimeout : replyTimeout)
