@@ -2,6 +2,7 @@ import FluentKit
 import FluentSQLiteDriver
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import SQLKit
 
 extension Database {
@@ -11,11 +12,21 @@ extension Database {
     /// between, and SQLite cannot wait there. The wait for the lock is bounded (busy_timeout),
     /// because SQLite blocks a thread of NIO's shared pool while it waits; when it runs out, the
     /// whole transaction is run again after an asynchronous pause (nothing of it was written).
+    ///
+    /// What the body hands to `AfterCommit.run` (e.g. waking the worker for a job it queued) runs once
+    /// the transaction has committed, and not at all if it rolls back.
     func writeTransaction<T: Sendable>(_ body: @escaping @Sendable (any Database) async throws -> T) async throws -> T {
-        guard sql.dialect.name == "sqlite", !inTransaction else {
-            return try await inTransaction ? body(self) : transaction(body)
+        if inTransaction { return try await body(self) }
+        let hooks = AfterCommit()
+        // Set inside the body: Fluent may run it in a task of its own.
+        let hooked: @Sendable (any Database) async throws -> T = { db in try await AfterCommit.$current.withValue(hooks) { try await body(db) } }
+        let result = if sql.dialect.name == "sqlite" {
+            try await sqliteWrite(asTransaction: true) { conn in try await hooked(SQLiteWriteTransaction(base: conn)) }
+        } else {
+            try await transaction(hooked)
         }
-        return try await sqliteWrite(asTransaction: true) { conn in try await body(SQLiteWriteTransaction(base: conn)) }
+        hooks.committed()
+        return result
     }
 
     /// One write statement, on its own (autocommit: atomic by itself), with the same lock discipline
@@ -78,6 +89,27 @@ extension Database {
                 try await Task.sleep(for: .milliseconds(Int.random(in: 2...(4 * min(attempt, 12)))))
             }
         }
+    }
+}
+
+/// Actions that wait for the commit of the write transaction they were asked for in. The worker is
+/// woken for a job queued in a transaction only after the commit: woken before, it would look, find
+/// nothing yet and sleep until its next poll (up to a second before a live-now fan-out started).
+final class AfterCommit: Sendable {
+    @TaskLocal static var current: AfterCommit?
+    private let state = NIOLockedValueBox<(actions: [@Sendable () -> Void], committed: Bool)>(([], false))
+
+    /// Runs `action` after the surrounding write transaction commits, or now when there is none (or
+    /// it has already committed: a task started inside the transaction may still be running).
+    static func run(_ action: @escaping @Sendable () -> Void) {
+        guard let current, current.state.withLockedValue({ s in
+            if !s.committed { s.actions.append(action) }
+            return !s.committed
+        }) else { return action() }
+    }
+
+    fileprivate func committed() {
+        for action in state.withLockedValue({ s in defer { s = ([], true) }; return s.actions }) { action() }
     }
 }
 

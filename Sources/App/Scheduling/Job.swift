@@ -96,7 +96,8 @@ struct JobQueue: Sendable {
                                     SQLGroupExpression(SQLList(JobStatus.finished.map { SQLBind($0) })))
             }.returning("id").all(decoding: JobIDRow.self)
         }
-        if !rows.isEmpty { wake() }
+        // Inside a write transaction, once it has committed (the worker would not see the job before).
+        if !rows.isEmpty { AfterCommit.run(wake) }
         return !rows.isEmpty
     }
 }
