@@ -14,38 +14,57 @@ final class AppMetrics: Sendable {
         MetricNameDescriptor(metricName: name, unitName: unit, helpText: help)
     }
 
+    /// The registry validates names and labels and looks the series up under its lock on every call;
+    /// the counters and histograms this process records into are kept here instead (one per email sent
+    /// and per request). Bounded: label values are route patterns, statuses and kinds.
+    private struct SeriesKey: Hashable, Sendable { let name: String; let labels: [String] }
+    private let counters = BoundedCache<SeriesKey, Counter>(limit: 1_024)
+    private let histograms = BoundedCache<SeriesKey, ValueHistogram>(limit: 1_024)
+
+    private func counter(_ name: String, _ unit: String, _ help: String, _ labels: [(String, String)]) -> Counter {
+        let key = SeriesKey(name: name, labels: labels.flatMap { [$0.0, $0.1] })
+        if let known = counters.get(key) { return known }
+        let made = registry.makeCounter(descriptor: d(name, unit, help), labels: labels)
+        counters.put(key, made)
+        return made
+    }
+
+    private func histogram(_ name: String, _ unit: String, _ help: String, _ labels: [(String, String)], buckets: [Double]) -> ValueHistogram {
+        let key = SeriesKey(name: name, labels: labels.flatMap { [$0.0, $0.1] })
+        if let known = histograms.get(key) { return known }
+        let made = registry.makeValueHistogram(descriptor: d(name, unit, help), labels: labels, buckets: buckets)
+        histograms.put(key, made)
+        return made
+    }
+
     /// `route` is the registered pattern (e.g. /api/streams/:streamId/token), never the raw path.
     func request(method: String, route: String, status: Int, seconds: Double) {
         let labels = [("method", method), ("route", route), ("status", String(status))]
-        registry.makeCounter(descriptor: d("http_requests", "total", "HTTP requests by route and status"), labels: labels).increment()
-        registry.makeValueHistogram(descriptor: d("http_request_duration", "seconds", "HTTP request duration by route and status"),
-                                    labels: labels, buckets: Self.latencyBuckets).record(seconds)
+        counter("http_requests", "total", "HTTP requests by route and status", labels).increment()
+        histogram("http_request_duration", "seconds", "HTTP request duration by route and status", labels, buckets: Self.latencyBuckets)
+            .record(seconds)
     }
 
     /// One delivery outcome: status sent | retry | failed | skipped.
     func email(kind: String, status: String) {
-        registry.makeCounter(descriptor: d("emails", "total", "Email deliveries by kind and outcome"),
-                             labels: [("kind", kind), ("status", status)]).increment()
+        counter("emails", "total", "Email deliveries by kind and outcome", [("kind", kind), ("status", status)]).increment()
     }
 
     enum ExternalSystem: String { case agora, s3, smtp, email }
 
     /// A failed call to an outside system (transport error or an error answer).
     func externalError(_ system: ExternalSystem) {
-        registry.makeCounter(descriptor: d("external_call_errors", "total", "Failed calls to Agora, S3, SMTP and the email APIs"),
-                             labels: [("system", system.rawValue)]).increment()
+        counter("external_call_errors", "total", "Failed calls to Agora, S3, SMTP and the email APIs", [("system", system.rawValue)]).increment()
     }
 
     /// One webhook delivery attempt to the host platform: delivered | failed.
     func webhook(outcome: String) {
-        registry.makeCounter(descriptor: d("webhook_deliveries", "total", "Webhook delivery attempts by outcome"),
-                             labels: [("outcome", outcome)]).increment()
+        counter("webhook_deliveries", "total", "Webhook delivery attempts by outcome", [("outcome", outcome)]).increment()
     }
 
     /// One push attempt: channel apns | fcm, outcome sent | unregistered | retry | failed.
     func push(channel: String, outcome: String) {
-        registry.makeCounter(descriptor: d("pushes", "total", "Push attempts by channel and outcome"),
-                             labels: [("channel", channel), ("outcome", outcome)]).increment()
+        counter("pushes", "total", "Push attempts by channel and outcome", [("channel", channel), ("outcome", outcome)]).increment()
     }
 
     /// How late a reminder ran after its due time.
