@@ -34,6 +34,24 @@ import Testing
 
     /// A notice prepared once (shared values bound) and filled per recipient renders exactly what
     /// the plain algorithm does: fill the layout, the body in place of `<!--BODY-->`, text + footer.
+    /// Fixed expectations for filling (not one fill against another): a line with a slot that has no
+    /// value (missing, nil or empty) is left out whole — first, middle or last — with its line break;
+    /// everything else is copied as written, non-ASCII included; HTML escaping only where asked.
+    @Test func fillLeavesOutLinesWithoutAValueAndCopiesTheRestAsWritten() {
+        let t = EmailTemplates.Compiled("{{gone}} first\nHi {{name}}!\n\n{{ gone }}\nmiddle {{empty}}\nend {{name}} ✓\n{{missing}}")
+        let values: [String: String?] = ["name": "Zoë <&>", "gone": nil, "empty": ""]
+        #expect(EmailTemplates.fill(t, values, escape: false) == "Hi Zoë <&>!\n\nend Zoë <&> ✓")
+        #expect(EmailTemplates.fill(t, values, escape: true) == "Hi Zoë &lt;&amp;&gt;!\n\nend Zoë &lt;&amp;&gt; ✓")
+        var out = ""
+        EmailTemplates.fill(.init("{{subject}} — {{name}}\n{{subject}}"), values, subject: "Live: Yoga", escape: false, into: &out)
+        #expect(out == "Live: Yoga — Zoë <&>\nLive: Yoga")
+        out = ""
+        EmailTemplates.fill(.init("{{subject}}\nkept"), values, subject: "", escape: false, into: &out)
+        #expect(out == "kept")
+        #expect(EmailTemplates.fill(.init(""), values, escape: false) == "")
+        #expect(EmailTemplates.fill(.init("{{gone}}"), values, escape: false) == "")
+    }
+
     @Test func preparedTemplatesMatchOneShotFilling() throws {
         let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Resources/Templates").path

@@ -20,12 +20,18 @@ extension Database {
         let hooks = AfterCommit()
         // Set inside the body: Fluent may run it in a task of its own.
         let hooked: @Sendable (any Database) async throws -> T = { db in try await AfterCommit.$current.withValue(hooks) { try await body(db) } }
-        let result = if sql.dialect.name == "sqlite" {
-            try await sqliteWrite(asTransaction: true) { conn in try await hooked(SQLiteWriteTransaction(base: conn)) }
-        } else {
-            try await transaction(hooked)
+        let result: T
+        do {
+            result = if sql.dialect.name == "sqlite" {
+                try await sqliteWrite(asTransaction: true) { conn in try await hooked(SQLiteWriteTransaction(base: conn)) }
+            } else {
+                try await transaction(hooked)
+            }
+        } catch {
+            hooks.ended(committed: false)
+            throw error
         }
-        hooks.committed()
+        hooks.ended(committed: true)
         return result
     }
 
@@ -97,19 +103,22 @@ extension Database {
 /// nothing yet and sleep until its next poll (up to a second before a live-now fan-out started).
 final class AfterCommit: Sendable {
     @TaskLocal static var current: AfterCommit?
-    private let state = NIOLockedValueBox<(actions: [@Sendable () -> Void], committed: Bool)>(([], false))
+    private let state = NIOLockedValueBox<(actions: [@Sendable () -> Void], ended: Bool)>(([], false))
 
-    /// Runs `action` after the surrounding write transaction commits, or now when there is none (or
-    /// it has already committed: a task started inside the transaction may still be running).
+    /// Runs `action` after the surrounding write transaction commits, or now when there is none (or it
+    /// has ended: a task started inside the transaction may outlive it). Only for work done on the
+    /// transaction itself: `JobQueue.enqueue` asks only when its database is in a transaction.
     static func run(_ action: @escaping @Sendable () -> Void) {
         guard let current, current.state.withLockedValue({ s in
-            if !s.committed { s.actions.append(action) }
-            return !s.committed
+            if !s.ended { s.actions.append(action) }
+            return !s.ended
         }) else { return action() }
     }
 
-    fileprivate func committed() {
-        for action in state.withLockedValue({ s in defer { s = ([], true) }; return s.actions }) { action() }
+    /// Committed: the actions run. Rolled back: they are dropped (what they were for was not written).
+    fileprivate func ended(committed: Bool) {
+        let actions = state.withLockedValue { s in defer { s = ([], true) }; return s.actions }
+        if committed { for action in actions { action() } }
     }
 }
 

@@ -40,7 +40,7 @@ struct DeliverySender: Sendable {
     /// subscriptions, opt-outs and deactivations take effect on the next email) and its notice's stream,
     /// creator and series — the same for every recipient, so loaded once per stream, not per email.
     /// Rows are copied several times per email (queue, task, sender): the notice travels as one
-    /// shared reference, not as its ~20 strings.
+    /// shared reference, not as its 28 fields (15 of them strings).
     struct Row: Sendable {
         var recipient: Recipient
         var shared: SharedNotice
@@ -50,7 +50,9 @@ struct DeliverySender: Sendable {
     }
 
     /// A loaded notice, shared by all its rows, with the memo of what its emails share (so an email
-    /// finds it without hashing and comparing the notice; rows loaded together share one).
+    /// finds it without hashing and comparing the notice; rows loaded together share one). The memo
+    /// is the one sender's that filled it: a process has one sender, and rows are never handed from
+    /// one sender to another with their notice.
     final class SharedNotice: Sendable {
         let value: Notice
         private let memo = NIOLockedValueBox<(kind: NotificationKind, day: Int, memo: NoticeMemo)?>(nil)
@@ -224,8 +226,8 @@ struct DeliverySender: Sendable {
         let notice: Notice
         let day: Int
 
-        /// Looked up for every email: hashes what tells notices apart cheaply (stream, revisions);
-        /// equality still compares the whole notice (fast for the same loaded strings).
+        /// Looked up when a row's `SharedNotice` has no memo yet (once per notice load): hashes what tells
+        /// notices apart cheaply (stream, revisions); equality still compares the whole notice.
         func hash(into hasher: inout Hasher) {
             hasher.combine(kind)
             hasher.combine(day)
