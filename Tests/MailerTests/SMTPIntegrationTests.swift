@@ -250,6 +250,25 @@ struct SMTPIntegrationTests {
         Self.checkRoundTrip(try Peers.parse(try await Peers.eximMessage(messageID: message.messageID)), message)
         await client.shutdown()
     }
+
+    /// Several messages queued on one pipelining connection over STARTTLS: each message's data goes out
+    /// as its own buffer ahead of the next envelope (two TLS records in one flush); every message arrives whole.
+    @Test func eximPipelinesQueuedMessagesOverTLS() async throws {
+        let config = SMTPConfiguration(host: "localhost", port: Int(try Peers.value("EXIM_PORT"))!, security: .starttls,
+                                       username: try Peers.value("EXIM_USER"), password: try Peers.value("EXIM_PASSWORD"),
+                                       caFile: try Peers.value("SMTP_TEST_CA_FILE"), heloName: "tests.local")
+        let client = try SMTPClient(configuration: config, maxConnections: 1)
+        let messages = (0..<4).map { i in Self.richMessage(to: [MailAddress(Peers.unique("eximq\(i)"), name: "Q\(i)")]) }
+        let outcomes = await withTaskGroup(of: [String: SMTPOutcome].self) { group in
+            for m in messages { group.addTask { await client.send(m) } }
+            return await group.reduce(into: [[String: SMTPOutcome]]()) { $0.append($1) }
+        }
+        #expect(outcomes.count == 4 && outcomes.allSatisfy { $0.count == 1 && $0.values.allSatisfy(\.isAccepted) }, "\(outcomes)")
+        for m in messages {
+            Self.checkRoundTrip(try Peers.parse(try await Peers.eximMessage(messageID: m.messageID)), m)
+        }
+        await client.shutdown()
+    }
 }
 
 /// A server that accepts and then says nothing: every reply wait must time out.
