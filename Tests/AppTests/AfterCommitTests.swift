@@ -71,12 +71,12 @@ import Testing
             let late = NIOLockedValueBox<[Task<Void, Never>]>([])
             let ran = NIOLockedValueBox(0)
             let gate = AsyncStream<Void>.makeStream()
-            try await db.writeTransaction { _ in
-                late.withLockedValue { $0.append(Task { for await _ in gate.stream { break }; AfterCommit.run { ran.withLockedValue { $0 += 1 } } }) }
+            try await db.writeTransaction { tx in
+                late.withLockedValue { $0.append(Task { for await _ in gate.stream { break }; AfterCommit.run(after: tx) { ran.withLockedValue { $0 += 1 } } }) }
             }
             await #expect(throws: Failure.self) {
-                try await db.writeTransaction { _ in
-                    late.withLockedValue { $0.append(Task { for await _ in gate.stream { break }; AfterCommit.run { ran.withLockedValue { $0 += 1 } } }) }
+                try await db.writeTransaction { tx in
+                    late.withLockedValue { $0.append(Task { for await _ in gate.stream { break }; AfterCommit.run(after: tx) { ran.withLockedValue { $0 += 1 } } }) }
                     throw Failure()
                 }
             }

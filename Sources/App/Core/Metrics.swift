@@ -22,18 +22,18 @@ final class AppMetrics: Sendable {
     private let histograms = BoundedCache<SeriesKey, ValueHistogram>(limit: 1_024)
 
     private func counter(_ name: String, _ unit: String, _ help: String, _ labels: [(String, String)]) -> Counter {
-        let key = SeriesKey(name: name, labels: labels.flatMap { [$0.0, $0.1] })
-        if let known = counters.get(key) { return known }
-        let made = registry.makeCounter(descriptor: d(name, unit, help), labels: labels)
-        counters.put(key, made)
-        return made
+        kept(counters, name, labels) { registry.makeCounter(descriptor: d(name, unit, help), labels: labels) }
     }
 
     private func histogram(_ name: String, _ unit: String, _ help: String, _ labels: [(String, String)], buckets: [Double]) -> ValueHistogram {
+        kept(histograms, name, labels) { registry.makeValueHistogram(descriptor: d(name, unit, help), labels: labels, buckets: buckets) }
+    }
+
+    private func kept<M: Sendable>(_ cache: BoundedCache<SeriesKey, M>, _ name: String, _ labels: [(String, String)], make: () -> M) -> M {
         let key = SeriesKey(name: name, labels: labels.flatMap { [$0.0, $0.1] })
-        if let known = histograms.get(key) { return known }
-        let made = registry.makeValueHistogram(descriptor: d(name, unit, help), labels: labels, buckets: buckets)
-        histograms.put(key, made)
+        if let known = cache.get(key) { return known }
+        let made = make()
+        cache.put(key, made)
         return made
     }
 
@@ -69,8 +69,7 @@ final class AppMetrics: Sendable {
 
     /// How late a reminder ran after its due time.
     func reminderLateness(seconds: Double) {
-        registry.makeValueHistogram(descriptor: d("reminder_lateness", "seconds", "Reminder run time minus due time"),
-                                    labels: [], buckets: Self.latenessBuckets).record(max(0, seconds))
+        histogram("reminder_lateness", "seconds", "Reminder run time minus due time", [], buckets: Self.latenessBuckets).record(max(0, seconds))
     }
 
     /// The text exposition, with queue depth and oldest due age read now.

@@ -13,7 +13,7 @@ extension Database {
     /// because SQLite blocks a thread of NIO's shared pool while it waits; when it runs out, the
     /// whole transaction is run again after an asynchronous pause (nothing of it was written).
     ///
-    /// What the body hands to `AfterCommit.run` (e.g. waking the worker for a job it queued) runs once
+    /// What the body hands to `AfterCommit.run(after:)` (e.g. waking the worker for a job it queued) runs once
     /// the transaction has committed, and not at all if it rolls back.
     func writeTransaction<T: Sendable>(_ body: @escaping @Sendable (any Database) async throws -> T) async throws -> T {
         if inTransaction { return try await body(self) }
@@ -105,11 +105,11 @@ final class AfterCommit: Sendable {
     @TaskLocal static var current: AfterCommit?
     private let state = NIOLockedValueBox<(actions: [@Sendable () -> Void], ended: Bool)>(([], false))
 
-    /// Runs `action` after the surrounding write transaction commits, or now when there is none (or it
-    /// has ended: a task started inside the transaction may outlive it). Only for work done on the
-    /// transaction itself: `JobQueue.enqueue` asks only when its database is in a transaction.
-    static func run(_ action: @escaping @Sendable () -> Void) {
-        guard let current, current.state.withLockedValue({ s in
+    /// Runs `action` once what was just written on `db` is committed: after the surrounding write
+    /// transaction commits when `db` is that transaction, else now (`db` commits on its own, or the
+    /// transaction has ended: a task started inside it may outlive it).
+    static func run(after db: any Database, _ action: @escaping @Sendable () -> Void) {
+        guard db.inTransaction, let current, current.state.withLockedValue({ s in
             if !s.ended { s.actions.append(action) }
             return !s.ended
         }) else { return action() }

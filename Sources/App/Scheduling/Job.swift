@@ -97,7 +97,7 @@ struct JobQueue: Sendable {
             }.returning("id").all(decoding: JobIDRow.self)
         }
         // Inside a write transaction, once it has committed (the worker would not see the job before).
-        if !rows.isEmpty { if db.inTransaction { AfterCommit.run(wake) } else { wake() } }
+        if !rows.isEmpty { AfterCommit.run(after: db, wake) }
         return !rows.isEmpty
     }
 }

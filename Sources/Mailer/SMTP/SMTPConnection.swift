@@ -189,18 +189,15 @@ final class SMTPConnection: Sendable {
     }
 
     /// `first` then `buffer`, flushed together (one hop to the event loop, one `writev`): a message's
-    /// data goes out as rendered, not copied into the envelope's buffer.
+    /// data goes out as rendered, not copied into the envelope's buffer. An empty `buffer` is not written.
     func send(_ first: ByteBuffer, then buffer: ByteBuffer) {
+        guard buffer.readableBytes > 0 else { return send(first) }
         let channel = self.channel
-        guard !channel.eventLoop.inEventLoop else {
-            channel.write(first, promise: nil)
-            channel.writeAndFlush(buffer, promise: nil)
-            return
-        }
-        channel.eventLoop.execute {
+        let both: @Sendable () -> Void = {
             channel.write(first, promise: nil)
             channel.writeAndFlush(buffer, promise: nil)
         }
+        if channel.eventLoop.inEventLoop { both() } else { channel.eventLoop.execute(both) }
     }
 
     func command(_ line: String, timeout: TimeAmount) async throws -> SMTPReply {

@@ -188,11 +188,7 @@ final class SMTPSession: @unchecked Sendable {
                 out.writeStaticString("DATA\r\n")
                 count += o.recipients.count + 2
             }
-            if let messageData {
-                if out.readableBytes == 0 { connection.send(messageData) } else { connection.send(messageData, then: out) }
-            } else {
-                connection.send(out)
-            }
+            if let messageData { connection.send(messageData, then: out) } else { connection.send(out) }
             let replies: [SMTPReply]
             do {
                 replies = try await connection.replies(count, timeout: sending != nil ? dataEndTimeout : replyTimeout)
