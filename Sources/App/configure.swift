@@ -69,10 +69,9 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
     let webhooks = WebhookDispatcher(sql: app.db.sql, clock: clock, client: webhookClient, settings: config.webhooks, logger: app.logger, metrics: metrics)
     let push = try makePushSender(config, app: app, clock: clock, templates: templates, metrics: metrics)
     let workerID = Worker.makeID()
-    // The fan-out hands its pages to this process's worker already leased (see LocalDeliveries).
+    // The fan-out hands its pages to this process's worker before writing their rows (see LocalDeliveries).
     let local = sender.map { sender in
-        LocalDeliveries(lease: Worker.deliveryLease(id: workerID, settings: config.worker),
-                        capacity: max(1000, 4 * config.worker.maxInFlight), canSend: { sender.transport.pausedReason == nil })
+        LocalDeliveries(capacity: max(1000, 4 * config.worker.maxInFlight), canSend: { sender.transport.pausedReason == nil })
     }
     let worker = Worker(
         db: app.db, clock: clock, logger: app.logger, sender: sender,

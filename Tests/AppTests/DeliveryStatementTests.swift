@@ -20,36 +20,39 @@ import Testing
         return Dictionary(uniqueKeysWithValues: rows.map { ($0.recipient_id, $0) })
     }
 
-    @Test func aPageIsInsertedOnceLeasedOrQueuedWithItsSkipsAndOutcomesKeepTheFirstOfARow() async throws {
+    private func ids(_ stream: String, on sql: any SQLDatabase) async throws -> [String: Int64] {
+        struct Row: Decodable { let recipient_id: String, id: Int64 }
+        let rows = try await sql.raw("SELECT recipient_id, id FROM deliveries WHERE stream_id = \(bind: stream) AND kind = 'live_now'")
+            .all(decoding: Row.self)
+        return Dictionary(uniqueKeysWithValues: rows.map { ($0.recipient_id, $0.id) })
+    }
+
+    @Test func aPageIsInsertedOnceQueuedWithItsSkipsAndOutcomesKeepTheFirstOfARow() async throws {
         try await TestApp.run { t in
             try await t.seedBasics()
             _ = try await t.importUsers(["m3", "m4", "m5"].map { TestApp.user($0) })
             let stream = try await t.createStream()
             let sql = t.app.db.sql
             let now = t.start
-            let lease = Lease<DeliveryStatus>(table: Delivery.schema, workerID: "w-1", duration: 60)
             let previous = now.addingTimeInterval(-3600)
-            func page(_ kind: NotificationKind, lease: Lease<DeliveryStatus>?, _ members: [(String, String?)]) -> PageInsert {
-                PageInsert(streamID: stream, kind: kind, revision: 2, previousStart: previous, now: now, lease: lease, members: members)
+            func page(_ kind: NotificationKind, _ members: [(String, String?)]) -> PageInsert {
+                PageInsert(streamID: stream, kind: kind, revision: 2, previousStart: previous, now: now, members: members)
             }
 
-            // Leased to this process: the rows come back (only those inserted), skips are `skipped` and not leased.
-            let leased = try await page(.liveNow, lease: lease, [("m1", nil), ("m2", "recipient opted out"), ("m3", nil)]).run(on: sql, returning: true)
-            #expect(Set(leased.map(\.recipient)) == ["m1", "m2", "m3"])
-            #expect(Dictionary(uniqueKeysWithValues: leased.map { ($0.recipient, $0.status) }) == ["m1": .sending, "m2": .skipped, "m3": .sending])
+            // Queued for any worker, no lease, no attempt; skips are `skipped` with their reason.
+            try await page(.liveNow, [("m1", nil), ("m2", "recipient opted out"), ("m3", nil)]).run(on: sql)
             var rows = try await stored(stream, on: sql)
-            #expect(rows["m1"]?.attempts == 1 && rows["m1"]?.locked_by == "w-1" && rows["m1"]?.last_reply == nil)
-            #expect(rows["m1"].flatMap(\.locked_until).map { abs($0.timeIntervalSince(now.addingTimeInterval(60))) < 0.001 } == true)
+            #expect(rows["m1"]?.status == "queued" && rows["m1"]?.attempts == 0 && rows["m1"]?.locked_by == nil && rows["m1"]?.last_reply == nil)
             #expect(rows["m2"]?.status == "skipped" && rows["m2"]?.attempts == 0 && rows["m2"]?.locked_by == nil)
             #expect(rows["m2"]?.last_reply == "recipient opted out" && rows["m2"]?.locked_until == nil)
 
             // Again, with one new member: only the new one is inserted (the once key), and nothing else changes.
-            let again = try await page(.liveNow, lease: lease, [("m1", nil), ("m4", nil)]).run(on: sql, returning: true)
-            #expect(again.map(\.recipient) == ["m4"])
+            try await page(.liveNow, [("m1", "suppressed"), ("m4", nil)]).run(on: sql)
+            rows = try await stored(stream, on: sql)
+            #expect(rows.count == 4 && rows["m1"]?.status == "queued" && rows["m4"]?.status == "queued")
 
-            // Queued for any worker (another kind): no lease, no attempt.
-            let queued = try await page(.scheduled, lease: nil, [("m5", nil), ("m1", "suppressed")]).run(on: sql, returning: true)
-            #expect(Dictionary(uniqueKeysWithValues: queued.map { ($0.recipient, $0.status) }) == ["m5": .queued, "m1": .skipped])
+            // Another kind: its own rows, with the page's revision and previous start time.
+            try await page(.scheduled, [("m5", nil), ("m1", "suppressed")]).run(on: sql)
             struct K: Decodable { let kind: String, status: String, attempts: Int, locked_by: String?, revision: Int, previous_start_time: Date? }
             let m5 = try await sql.raw("SELECT kind, status, attempts, locked_by, revision, previous_start_time FROM deliveries WHERE recipient_id = 'm5'")
                 .all(decoding: K.self)
@@ -57,7 +60,7 @@ import Testing
             #expect(m5.first?.revision == 2 && m5.first?.kind == "scheduled" && m5.first?.previous_start_time == previous)
 
             // Outcomes: a row named twice keeps its first; a failure keeps a provider id set earlier and sets no sent_at.
-            let ids = Dictionary(uniqueKeysWithValues: (leased + again).map { ($0.recipient, $0.id) })
+            let ids = try await ids(stream, on: sql)
             try await OutcomeLog(now: { now.addingTimeInterval(5) }).write([.init(id: ids["m3"]!, status: .sent, reply: "250 first", sentAt: now, providerID: "p-3")], on: sql)
             try await OutcomeLog(now: { now.addingTimeInterval(9) }).write([
                 .init(id: ids["m1"]!, status: .sent, reply: "250 queued as A", sentAt: now, providerID: "p-1"),
@@ -85,6 +88,59 @@ import Testing
             #expect(rows["m4"]?.status == "failed" && rows["m4"]?.last_reply == "551 no such user")
             #expect(rows["m4"]?.sent_at == written && rows["m4"]?.provider_message_id == nil)
             #expect(rows["m3"]?.status == "sent" && rows["m3"]?.provider_message_id == "p-3" && rows["m3"]?.sent_at == now.addingTimeInterval(12))
+        }
+    }
+
+    /// Emails handed over by the fan-out have no row until their outcome: ids reserved first (never
+    /// one a later ordinary insert takes), then one insert for the group, whatever each outcome is.
+    @Test func handedOverEmailsAreInsertedWithTheirOutcomeUnderReservedIDs() async throws {
+        try await TestApp.run { t in
+            try await t.seedBasics()
+            _ = try await t.importUsers(["m3", "m4", "m5", "m6"].map { TestApp.user($0) })
+            let stream = try await t.createStream()
+            let sql = t.app.db.sql
+            let now = t.start
+            let previous = now.addingTimeInterval(-3600)
+            try await PageInsert(streamID: stream, kind: .liveNow, revision: 2, previousStart: previous, now: now, members: [("m1", nil)]).run(on: sql)
+            let reserved = try await DeliveryIDs.reserve(4, on: t.app.db)
+            #expect(reserved.count == 4 && Set(reserved).count == 4)
+            // An ordinary insert after the reservation takes an id above it.
+            try await PageInsert(streamID: stream, kind: .liveNow, revision: 2, previousStart: previous, now: now, members: [("m6", nil)]).run(on: sql)
+            let m6 = try #require(try await ids(stream, on: sql)["m6"])
+            #expect(reserved.allSatisfy { $0 < m6 })
+            #expect(try await DeliveryIDs.reserve(2, on: t.app.db).allSatisfy { $0 > m6 })
+
+            func recipient(_ id: Int64, _ member: String, previous: Date?) -> DeliverySender.Recipient {
+                .init(id: id, kind: .liveNow, attempts: 1, stream_id: stream, recipient_id: member, recipient_name: member, recipient_email: "\(member)@example.com",
+                      recipient_tz: nil, recipient_active: true, recipient_uid: 1, in_audience: 1, opted_out: 0, suppressed: 0, reminded_recently: 0,
+                      revision: 2, previous_start_time: previous)
+            }
+            let retryAt = now.addingTimeInterval(300)
+            try await OutcomeLog(now: { now.addingTimeInterval(7) }).write([
+                .init(id: reserved[0], status: .sent, reply: "250 ok", sentAt: now, providerID: "p-2",
+                      new: .init(recipient(reserved[0], "m2", previous: previous), attempts: 1, runAt: now)),
+                .init(id: reserved[1], status: .queued, reply: "451 try later", sentAt: nil,
+                      new: .init(recipient(reserved[1], "m3", previous: nil), attempts: 0, runAt: retryAt)),
+                .init(id: reserved[2], status: .skipped, reply: "stream no longer live", sentAt: nil,
+                      new: .init(recipient(reserved[2], "m4", previous: nil), attempts: 1, runAt: now)),
+                // m1 has a row already: it is kept as it is.
+                .init(id: reserved[3], status: .sent, reply: "250 again", sentAt: now,
+                      new: .init(recipient(reserved[3], "m1", previous: nil), attempts: 1, runAt: now)),
+            ], on: sql)
+            let rows = try await stored(stream, on: sql)
+            let byID = try await ids(stream, on: sql)
+            let written = now.addingTimeInterval(7)
+            #expect(byID["m2"] == reserved[0] && byID["m3"] == reserved[1] && byID["m4"] == reserved[2] && byID["m1"] != reserved[3])
+            #expect(rows["m2"]?.status == "sent" && rows["m2"]?.sent_at == written && rows["m2"]?.provider_message_id == "p-2" && rows["m2"]?.attempts == 1)
+            #expect(rows["m3"]?.status == "queued" && rows["m3"]?.attempts == 0 && rows["m3"]?.sent_at == nil && rows["m3"]?.last_reply == "451 try later")
+            #expect(rows["m4"]?.status == "skipped" && rows["m4"]?.provider_message_id == nil && rows["m4"]?.locked_by == nil)
+            #expect(rows["m1"]?.status == "queued" && rows["m1"]?.last_reply == nil, "the row there first is kept")
+            struct T: Decodable { let recipient_id: String, run_at: Date, previous_start_time: Date?, revision: Int, created_at: Date? }
+            let times = try await sql.raw("SELECT recipient_id, run_at, previous_start_time, revision, created_at FROM deliveries WHERE stream_id = \(bind: stream)")
+                .all(decoding: T.self)
+            let t3 = times.first { $0.recipient_id == "m3" }, t2 = times.first { $0.recipient_id == "m2" }
+            #expect(t3?.run_at == retryAt && t3?.previous_start_time == nil && t3?.revision == 2 && t3?.created_at == written)
+            #expect(t2.flatMap(\.previous_start_time).map { abs($0.timeIntervalSince(previous)) < 0.001 } == true)
         }
     }
 }

@@ -9,7 +9,7 @@ enum Migrations {
         AddStreamSchedule(), CreateModeration(), CreateWebhookState(), AddStreamWentLive(),
         AddReplayVerified(), AddHousekeepingIndexes(), AddEmailEvents(), AddStageControl(),
         AddAttendance(), AddRSVPs(), AddSeries(), AddWebhooks(), AddPush(), SlimDeliveryIndexes(), AddChannelMemberPreviousRole(), AddViewerCountTrigger(),
-        AddViewerChangeInbox(),
+        AddViewerChangeInbox(), ReservableDeliveryIDs(),
     ]
 }
 

@@ -137,6 +137,8 @@ enum Audience {
         let email: String
         let timezone: String?
         let agora_uid: Int64
+        /// 1 when the member already has a delivery of this notice (`recordedRevision`), else 0.
+        let recorded: Int
     }
 
     struct Page: Sendable {
@@ -152,8 +154,9 @@ enum Audience {
     /// cursor is the last candidate rather than the last row.
     /// `seriesOccurrence`: the stream is an occurrence of a series, whose announcement went to
     /// the audience as a series notice — its reschedule and cancel go to the audience (and RSVPs).
+    /// `recordedRevision`: marks members who already have a delivery of this kind and revision.
     static func page(creator: String, kind: NotificationKind, stream: String, seriesOccurrence: Bool = false, after cursor: String, limit: Int,
-                     on sql: any SQLDatabase) async throws -> Page {
+                     recordedRevision: Int? = nil, on sql: any SQLDatabase) async throws -> Page {
         let rsvp = kind.rsvpStatuses
         let rsvpStatuses = SQLList((rsvp.isEmpty ? [RSVP.Status.confirmed] : rsvp).map { SQLBind($0.rawValue) })
         let hasRSVP: SQLQueryString = rsvp.isEmpty ? "1 = 0"
@@ -165,9 +168,15 @@ enum Audience {
                 SELECT rid FROM (SELECT r.user_id AS rid FROM rsvps r WHERE r.stream_id = \(bind: stream) AND r.status IN (\(rsvpStatuses))
                                  AND r.user_id > \(bind: cursor) ORDER BY r.user_id LIMIT \(literal: limit)) ra
             """
+        let recorded: SQLQueryString = recordedRevision.map { revision in
+            """
+            (CASE WHEN EXISTS (SELECT 1 FROM deliveries dr WHERE dr.stream_id = \(bind: stream) AND dr.kind = \(bind: kind)
+                               AND dr.recipient_id = u.id AND dr.revision = \(bind: revision)) THEN 1 ELSE 0 END)
+            """
+        } ?? "0"
         let query: SQLQueryString = """
             SELECT c.rid AS candidate, u.id AS uid, \(optedOut(member: "u.id", creator: SQLBind(creator), kind: .fixed(kind))) AS opted_out,
-                   \(Suppression.isSuppressed(user: "u")) AS suppressed, u.name, u.email, u.timezone, u.agora_uid
+                   \(Suppression.isSuppressed(user: "u")) AS suppressed, u.name, u.email, u.timezone, u.agora_uid, \(recorded) AS recorded
             FROM (
               SELECT rid FROM (
                 SELECT rid FROM (SELECT f.follower_id AS rid FROM follows f WHERE f.followed_id = \(bind: creator) AND f.follower_id > \(bind: cursor)
@@ -184,27 +193,30 @@ enum Audience {
             """
         struct Row: Decodable {
             let candidate: String, uid: String?, opted_out: Int, suppressed: Int, name: String?, email: String?, timezone: String?, agora_uid: Int64?
+            let recorded: Int
         }
         let rows: [Row]
         if let pg = sql.postgres, let pgRows = try await pg.rows(query, sql: sql, logger: sql.logger) {
             rows = try pgRows.map { r in
-                let (candidate, uid, optedOut, suppressed, name, email, timezone, agoraUID) =
-                    try r.decode((String, String?, Int, Int, String?, String?, String?, Int64?).self)
+                let (candidate, uid, optedOut, suppressed, name, email, timezone, agoraUID, recorded) =
+                    try r.decode((String, String?, Int, Int, String?, String?, String?, Int64?, Int).self)
                 return Row(candidate: candidate, uid: uid, opted_out: optedOut, suppressed: suppressed, name: name, email: email,
-                           timezone: timezone, agora_uid: agoraUID)
+                           timezone: timezone, agora_uid: agoraUID, recorded: recorded)
             }
         } else if let lite = sql.sqlite {
             rows = try await lite.rows(query, sql: sql).map { r in
                 Row(candidate: try r.required(r.string("candidate"), "candidate"), uid: try r.string("uid"),
                     opted_out: try r.required(r.int("opted_out"), "opted_out"), suppressed: try r.required(r.int("suppressed"), "suppressed"),
-                    name: try r.string("name"), email: try r.string("email"), timezone: try r.string("timezone"), agora_uid: try r.int("agora_uid").map(Int64.init))
+                    name: try r.string("name"), email: try r.string("email"), timezone: try r.string("timezone"), agora_uid: try r.int("agora_uid").map(Int64.init),
+                    recorded: try r.required(r.int("recorded"), "recorded"))
             }
         } else {
             rows = try await sql.raw(query).all(decoding: Row.self)
         }
         return Page(rows: rows.compactMap { r in
             guard let uid = r.uid, let name = r.name, let email = r.email, let agoraUID = r.agora_uid else { return nil }
-            return PageRow(uid: uid, opted_out: r.opted_out, suppressed: r.suppressed, name: name, email: email, timezone: r.timezone, agora_uid: agoraUID)
+            return PageRow(uid: uid, opted_out: r.opted_out, suppressed: r.suppressed, name: name, email: email, timezone: r.timezone, agora_uid: agoraUID,
+                           recorded: r.recorded)
         }, next: rows.last?.candidate)
     }
 

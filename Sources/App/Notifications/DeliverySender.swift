@@ -44,6 +44,9 @@ struct DeliverySender: Sendable {
     struct Row: Sendable {
         var recipient: Recipient
         var shared: SharedNotice
+        /// Set while the row is not in the database yet (handed over by this process's fan-out, see
+        /// `LocalDeliveries`): its outcome inserts it.
+        var handover: LocalDeliveries.Handover? = nil
         var notice: Notice { shared.value }
         var id: Int64 { recipient.id }
         var stream_id: String { recipient.stream_id }
@@ -162,52 +165,84 @@ struct DeliverySender: Sendable {
         return recipients.compactMap { r in notices[r.stream_id].map { Row(recipient: r, shared: $0) } }
     }
 
-    /// Sends one delivery and records its outcome.
-    func process(_ row: Row, lease: Lease<DeliveryStatus>, on db: any Database) async {
+    /// Sends one delivery and records its outcome; false when the outcome could not be written (the
+    /// row's lease expires, or its fan-out runs again, and the email is tried again).
+    @discardableResult
+    func process(_ row: Row, lease: Lease<DeliveryStatus>, on db: any Database) async -> Bool {
         let sql = db.sql
+        let kind = row.recipient.kind.rawValue
         do {
             if let reason = row.skipReason {
-                try await finish(row.id, status: .skipped, reply: reason, on: sql)
-                metrics.email(kind: row.recipient.kind.rawValue, status: DeliveryStatus.skipped.rawValue)
-                return
+                try await record(row, .skipped, reply: reason, on: sql)
+                metrics.email(kind: kind, status: DeliveryStatus.skipped.rawValue)
+                return true
             }
             let message = compose(row)
             let outcome = await transport.send(message, recipientID: row.recipient.recipient_id, deliveryID: row.id, on: db)
             switch outcome {
             case .accepted(let reply, let providerID):
-                try await outcomes.record(.init(id: row.id, status: .sent, reply: reply, sentAt: clock.now(), providerID: providerID), on: sql)
-                metrics.email(kind: row.recipient.kind.rawValue, status: DeliveryStatus.sent.rawValue)
+                try await record(row, .sent, reply: reply, sentAt: clock.now(), providerID: providerID, on: sql)
+                metrics.email(kind: kind, status: DeliveryStatus.sent.rawValue)
             case .permanent(let reason):
-                try await finish(row.id, status: .failed, reply: reason, on: sql)
+                try await record(row, .failed, reply: reason, on: sql)
                 metrics.externalError(.smtp)
-                metrics.email(kind: row.recipient.kind.rawValue, status: DeliveryStatus.failed.rawValue)
+                metrics.email(kind: kind, status: DeliveryStatus.failed.rawValue)
             case .transient(let reason, let retryAfter, let counts):
                 metrics.externalError(.smtp)
                 if counts, row.recipient.attempts >= settings.maxAttempts {
-                    metrics.email(kind: row.recipient.kind.rawValue, status: DeliveryStatus.failed.rawValue)
-                    try await finish(row.id, status: .failed, reply: "gave up after \(row.recipient.attempts) attempts: \(reason)", on: sql)
+                    metrics.email(kind: kind, status: DeliveryStatus.failed.rawValue)
+                    try await record(row, .failed, reply: "gave up after \(row.recipient.attempts) attempts: \(reason)", on: sql)
                 } else {
-                    metrics.email(kind: row.recipient.kind.rawValue, status: "retry")
-                    let now = clock.now()
+                    metrics.email(kind: kind, status: "retry")
                     let backoff = Backoff(base: settings.retryBaseSeconds).delay(afterAttempt: row.recipient.attempts)
-                    try await lease.finish(row.id, status: .queued, note: ("last_reply", reason),
-                                           retryAt: now.addingTimeInterval(counts ? max(backoff, retryAfter ?? 0) : (retryAfter ?? 1)),
-                                           uncountAttempt: !counts, now: now, on: sql)
+                    try await retry(row, reason: reason, after: counts ? max(backoff, retryAfter ?? 0) : (retryAfter ?? 1), counted: counts,
+                                    lease: lease, on: sql)
                 }
             case .paused(let reason, let retryAfter):
                 // Our misconfiguration, not the recipient's: back to the queue, this attempt not counted.
-                let now = clock.now()
-                try await lease.finish(row.id, status: .queued, note: ("last_reply", reason), retryAt: now.addingTimeInterval(retryAfter),
-                                       uncountAttempt: true, now: now, on: sql)
+                try await retry(row, reason: reason, after: retryAfter, counted: false, lease: lease, on: sql)
             }
+            return true
         } catch {
-            // The lease expires and another pass picks the row up again.
+            // The lease expires (or the fan-out runs again) and the email is picked up again.
             logger.error("delivery bookkeeping failed", metadata: ["delivery": "\(row.id)", "error": "\(String(reflecting: type(of: error)))"])
+            return false
         }
     }
 
-    private func finish(_ id: Int64, status: DeliveryStatus, reply: String, sentAt: Date? = nil, on sql: any SQLDatabase) async throws {
-        try await outcomes.record(.init(id: id, status: status, reply: reply, sentAt: sentAt), on: sql)
+    /// A handed-over email not sent (the transport is paused): queued in the database, its attempt not counted.
+    func park(_ row: Row, reason: String, on db: any Database) async -> Bool {
+        do {
+            try await queueHanded(row, reason: reason, at: clock.now(), counted: false, on: db.sql)
+            return true
+        } catch {
+            logger.error("delivery bookkeeping failed", metadata: ["delivery": "\(row.id)", "error": "\(String(reflecting: type(of: error)))"])
+            return false
+        }
+    }
+
+    /// A final outcome (group-committed with others); a handed-over row is inserted with it.
+    private func record(_ row: Row, _ status: DeliveryStatus, reply: String, sentAt: Date? = nil, providerID: String? = nil,
+                        on sql: any SQLDatabase) async throws {
+        try await outcomes.record(.init(id: row.id, status: status, reply: reply, sentAt: sentAt, providerID: providerID,
+                                        new: row.handover == nil ? nil : .init(row.recipient, attempts: 1, runAt: clock.now())), on: sql)
+    }
+
+    /// Back to the queue, due `after` seconds from now; `counted: false` takes the attempt back.
+    private func retry(_ row: Row, reason: String, after: TimeInterval, counted: Bool, lease: Lease<DeliveryStatus>, on sql: any SQLDatabase) async throws {
+        let now = clock.now()
+        guard row.handover != nil else {
+            try await lease.finish(row.id, status: .queued, note: ("last_reply", reason), retryAt: now.addingTimeInterval(after),
+                                   uncountAttempt: !counted, now: now, on: sql)
+            return
+        }
+        try await queueHanded(row, reason: reason, at: now.addingTimeInterval(after), counted: counted, on: sql)
+    }
+
+    /// A handed-over email's row, written queued (due `at`), with its attempt or none.
+    private func queueHanded(_ row: Row, reason: String, at: Date, counted: Bool, on sql: any SQLDatabase) async throws {
+        try await outcomes.record(.init(id: row.id, status: .queued, reply: reason, sentAt: nil,
+                                        new: .init(row.recipient, attempts: counted ? 1 : 0, runAt: at)), on: sql)
     }
 
     /// What every recipient of one notice shares, worked out once per notice (not per email): the

@@ -1,18 +1,20 @@
+import Fluent
+import SQLKit
 import Foundation
 import NIOConcurrencyHelpers
 
-/// Deliveries that this process's fan-out inserted already leased to its own worker, with
-/// everything the sender needs (the page query's recipient columns): the worker sends them from
-/// memory — no claim statement, no load query — and records each outcome as usual. Only the
-/// insert and the outcome write touch the database per email.
+/// Emails this process's fan-out hands straight to its own worker, before any delivery row exists:
+/// the worker sends them from memory and the outcome is the row's one write (`OutcomeLog` inserts
+/// it, sent, failed, skipped or queued for a retry). Per email the database sees one statement row,
+/// not an insert, a claim and an update.
 ///
-/// Durability is the lease's: these rows are `sending` under this worker's lease (renewed while
-/// they wait here), so if the process dies they expire and any worker claims them; nothing waiting
-/// here was sent, so the crash bound stays "what was in flight". Bounded: while it is full the
-/// fan-out waits a little, and queues its pages for any worker if room does not come (a slow or
+/// Durability is the fan-out job's: it holds its lease until every email it handed over has its row
+/// (`Handover.settled`), so if the process dies the job's lease expires and any worker runs it
+/// again; the re-run skips members who have a row, so what is re-sent is at most what was sent and
+/// not yet recorded — the emails in flight. Nothing waiting here was sent. Bounded: while it is full
+/// the fan-out waits a little, and queues its pages for any worker if room does not come (a slow or
 /// paused relay, another replica idle).
 final class LocalDeliveries: Sendable {
-    let lease: Lease<DeliveryStatus>
     let capacity: Int
     private let state = NIOLockedValueBox(State())
     /// False while the transport is paused (a refused key): then pages are queued for later.
@@ -25,16 +27,60 @@ final class LocalDeliveries: Sendable {
         var count: Int { rows.count - head }
     }
 
-    init(lease: Lease<DeliveryStatus>, capacity: Int, canSend: @escaping @Sendable () -> Bool = { true }) {
-        self.lease = lease
+    init(capacity: Int, canSend: @escaping @Sendable () -> Bool = { true }) {
         self.capacity = max(1, capacity)
         self.canSend = canSend
     }
 
     var count: Int { state.withLockedValue { $0.count } }
 
-    /// Ids of the rows waiting here (their leases are renewed and, on shutdown, released with the worker's).
-    var ids: [Int64] { state.withLockedValue { s in s.rows[s.head...].map(\.recipient.id) } }
+    /// One fan-out run's emails: how many are handed over and not yet recorded, and whether all were.
+    final class Handover: Sendable {
+        enum Outcome: Sendable, Equatable {
+            /// Every email handed over has its row.
+            case recorded
+            /// Some were not sent or not recorded (the worker stopped, or a write failed): the job runs again.
+            case unrecorded(stopping: Bool)
+        }
+
+        private struct State {
+            var outstanding = 0
+            var failed = false
+            var abandoned = false
+            var waiter: CheckedContinuation<Void, Never>?
+        }
+
+        private let state = NIOLockedValueBox(State())
+
+        func handed(_ n: Int) { state.withLockedValue { $0.outstanding += n } }
+
+        /// One email handed over is done: `recorded` when its row was written (nothing to write counts as
+        /// written); `stopping` when it was never sent because the worker is stopping.
+        func finished(recorded: Bool, stopping: Bool = false) {
+            let waiter: CheckedContinuation<Void, Never>? = state.withLockedValue { s in
+                s.outstanding -= 1
+                if !recorded { s.failed = true }
+                if stopping { s.abandoned = true }
+                guard s.outstanding <= 0, let w = s.waiter else { return nil }
+                s.waiter = nil
+                return w
+            }
+            waiter?.resume()
+        }
+
+        /// Waits until every email handed over is done.
+        func settled() async -> Outcome {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let now = state.withLockedValue { s in
+                    if s.outstanding <= 0 { return true }
+                    s.waiter = c
+                    return false
+                }
+                if now { c.resume() }
+            }
+            return state.withLockedValue { s in s.failed || s.abandoned ? .unrecorded(stopping: s.abandoned) : .recorded }
+        }
+    }
 
     /// Waits until `n` more rows fit (true), or `timeout` passes, the transport is paused or the
     /// worker is stopping (false: queue the page in the database instead).
@@ -49,8 +95,16 @@ final class LocalDeliveries: Sendable {
         }
     }
 
-    func add(_ rows: [DeliverySender.Row]) {
-        state.withLockedValue { $0.rows.append(contentsOf: rows) }
+    /// Hands `rows` (each with its `handover`) to the worker; once the worker is stopping they are
+    /// finished unsent at once.
+    func add(_ rows: [DeliverySender.Row], for handover: Handover) {
+        handover.handed(rows.count)
+        let accepted = state.withLockedValue { s in
+            guard !s.closed else { return false }
+            s.rows.append(contentsOf: rows)
+            return true
+        }
+        if !accepted { for _ in rows { handover.finished(recorded: false, stopping: true) } }
     }
 
     /// Up to `limit` rows, oldest first.
@@ -68,14 +122,46 @@ final class LocalDeliveries: Sendable {
         }
     }
 
-    /// The worker is stopping: no new rows; returns the ids still waiting (to release).
-    func close() -> [Int64] {
-        state.withLockedValue { s in
+    /// The worker is stopping: no new rows; the ones still waiting are finished unsent (their
+    /// fan-out jobs go back to the queue once their emails in flight are recorded).
+    func close() {
+        let left: [DeliverySender.Row] = state.withLockedValue { s in
             s.closed = true
-            let left = s.rows[s.head...].map(\.recipient.id)
+            let left = Array(s.rows[s.head...])
             s.rows = []
             s.head = 0
             return left
         }
+        for row in left { row.handover?.finished(recorded: false, stopping: true) }
     }
+}
+
+/// Delivery ids taken before their rows are written (an email names its delivery — Message-ID, the
+/// provider's metadata — before the outcome inserts the row). PostgreSQL: the id column's sequence.
+/// SQLite: the table is AUTOINCREMENT, so a new row's id is above `sqlite_sequence`'s number for it;
+/// raising that number by `n` keeps the `n` ids below it for these rows (one write transaction, so
+/// processes sharing the file never get the same ids).
+enum DeliveryIDs {
+    static func reserve(_ n: Int, on db: any Database) async throws -> [Int64] {
+        guard n > 0 else { return [] }
+        struct Row: Decodable { let id: Int64 }
+        if db.sql.postgres != nil {
+            return try await db.sql.raw("""
+                SELECT nextval((SELECT pg_get_serial_sequence('deliveries', 'id'))) AS id FROM generate_series(1, \(bind: n))
+                """).all(decoding: Row.self).map(\.id)
+        }
+        let last = try await db.writeTransaction { tx in
+            let sql = tx.sql
+            try await sql.raw("""
+                INSERT INTO sqlite_sequence (name, seq) SELECT 'deliveries', COALESCE((SELECT MAX(id) FROM deliveries), 0)
+                WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'deliveries')
+                """).run()
+            return try await sql.raw("UPDATE sqlite_sequence SET seq = seq + \(bind: n) WHERE name = 'deliveries' RETURNING seq AS id")
+                .first(decoding: Row.self)?.id
+        }
+        guard let last else { throw ReservationFailed() }
+        return Array((last - Int64(n) + 1)...last)
+    }
+
+    struct ReservationFailed: Error {}
 }

@@ -15,6 +15,28 @@ final class OutcomeLog: Sendable {
         let sentAt: Date?
         /// The provider's message id (HTTPS APIs), for matching its delivery events later.
         var providerID: String? = nil
+        /// Set when the row is not in the database yet: the outcome inserts it (see `LocalDeliveries`).
+        var new: NewRow? = nil
+    }
+
+    /// What a delivery row holds besides its outcome, for one the outcome inserts.
+    struct NewRow: Sendable {
+        let streamID: String
+        let kind: NotificationKind
+        let recipientID: String
+        let revision: Int
+        let previousStart: Date?
+        /// 1, or 0 for an attempt not counted (nothing was tried: the transport is paused).
+        let attempts: Int
+        /// When a queued row falls due (the time of the outcome for the others).
+        let runAt: Date
+
+        init(_ r: DeliverySender.Recipient, attempts: Int, runAt: Date) {
+            streamID = r.stream_id; kind = r.kind; recipientID = r.recipient_id; revision = r.revision
+            previousStart = r.previous_start_time
+            self.attempts = attempts
+            self.runAt = runAt
+        }
     }
 
     private typealias Waiter = (Outcome, CheckedContinuation<Void, any Error>)
@@ -57,6 +79,17 @@ final class OutcomeLog: Sendable {
             do {
                 try await write(batch.map(\.0), on: sql)
                 for (_, c) in batch { c.resume() }
+            } catch where batch.count > 1 {
+                // One row can fail a group (a member erased, or a stream deleted, while their email was
+                // sent): each on its own, so only that one is unrecorded.
+                for (outcome, c) in batch {
+                    do {
+                        try await write([outcome], on: sql)
+                        c.resume()
+                    } catch {
+                        c.resume(throwing: error)
+                    }
+                }
             } catch {
                 for (_, c) in batch { c.resume(throwing: error) }
             }
@@ -71,13 +104,18 @@ final class OutcomeLog: Sendable {
     /// CASE — the statement is parsed for every group, so what is the same for all rows is written once.
     func write(_ group: [Outcome], on sql: any SQLDatabase) async throws {
         var seen = Set<Int64>()
-        let outcomes = group.filter { seen.insert($0.id).inserted }.map { o in
-            Outcome(id: o.id, status: o.status, reply: String(o.reply.prefix(500)), sentAt: o.sentAt,
-                    providerID: o.providerID.flatMap { $0.isEmpty ? nil : String($0.prefix(200)) })
+        var outcomes: [Outcome] = [], fresh: [Outcome] = []
+        for o in group where seen.insert(o.id).inserted {
+            let cut = Outcome(id: o.id, status: o.status, reply: String(o.reply.prefix(500)), sentAt: o.sentAt,
+                              providerID: o.providerID.flatMap { $0.isEmpty ? nil : String($0.prefix(200)) }, new: o.new)
+            if cut.new == nil { outcomes.append(cut) } else { fresh.append(cut) }
         }
+        let now = now()
+        // Rows handed over by this process's fan-out are inserted with their outcome; the others updated.
+        if !fresh.isEmpty { try await OutcomeInsert(fresh, now: now).run(on: sql) }
         guard let first = outcomes.first else { return }
         if let pg = sql.postgres {
-            _ = try await pg.all(OutcomeStatement(outcomes, now: now()), prepared: false, logger: sql.logger)
+            _ = try await pg.all(OutcomeStatement(outcomes, now: now), prepared: false, logger: sql.logger)
             return
         }
         func column<V: Encodable & Sendable & Equatable>(_ value: (Outcome) -> V) -> SQLQueryString {
@@ -87,7 +125,6 @@ final class OutcomeLog: Sendable {
             for o in outcomes { q += " WHEN \(literal: o.id) THEN \(bind: value(o))" }
             return q + " END"
         }
-        let now = now()
         let sent = outcomes.filter { $0.sentAt != nil }
         let sentAt: SQLQueryString = sent.isEmpty ? "sent_at" : sent.count == outcomes.count ? "\(bind: now)"
             : "CASE WHEN id IN (\(SQLList(sent.map { SQLLiteral.numeric("\($0.id)") }))) THEN \(bind: now) ELSE sent_at END"
@@ -133,6 +170,74 @@ struct OutcomeStatement: PostgresPreparedStatement {
     func makeBindings() throws -> PostgresBindings {
         var b = PostgresBindings(capacity: 6)
         b.append(ids); b.append(statuses); b.append(replies); b.append(sent); b.append(now); b.append(providers)
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws {}
+}
+
+/// Outcomes of rows not in the database yet (handed over by this process's fan-out): one INSERT for
+/// the group, `ON CONFLICT DO NOTHING` on the once key (a row there already — another run of the
+/// fan-out recorded this member — is kept as it is). `sent_at`, like the update's, is the time of
+/// this write. PostgreSQL: the group as arrays, one statement text for every size (a missing
+/// previous start time travels as NaN); SQLite: one VALUES row per outcome.
+struct OutcomeInsert: PostgresPreparedStatement {
+    typealias Row = Void
+
+    static let sql = """
+        INSERT INTO deliveries (id, stream_id, kind, recipient_id, revision, previous_start_time, status, attempts, run_at,
+          last_reply, sent_at, provider_message_id, created_at, updated_at)
+        SELECT v.id, v.stream, v.kind, v.recipient, v.revision, CASE WHEN v.previous = 'NaN' THEN NULL ELSE to_timestamp(v.previous) END,
+          v.status, v.attempts, v.run_at, v.reply, CASE WHEN v.sent THEN $1::timestamptz END, NULLIF(v.provider, ''),
+          $1::timestamptz, $1::timestamptz
+        FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::float8[], $8::text[], $9::int8[],
+                    $10::timestamptz[], $11::text[], $12::bool[], $13::text[])
+          AS v (id, stream, kind, recipient, revision, previous, status, attempts, run_at, reply, sent, provider)
+        ON CONFLICT (stream_id, kind, recipient_id, revision) DO NOTHING
+        """
+
+    let outcomes: [OutcomeLog.Outcome]
+    let now: Date
+
+    init(_ outcomes: [OutcomeLog.Outcome], now: Date) {
+        self.outcomes = outcomes.filter { $0.new != nil }
+        self.now = now
+    }
+
+    func run(on sql: any SQLDatabase) async throws {
+        guard !outcomes.isEmpty else { return }
+        if let pg = sql.postgres {
+            _ = try await pg.all(self, prepared: true, logger: sql.logger)
+            return
+        }
+        var values: SQLQueryString = ""
+        for (i, o) in outcomes.enumerated() {
+            let n = o.new!
+            let previous: SQLQueryString = n.previousStart.map { "\(bind: $0)" } ?? "NULL"
+            let sentAt: SQLQueryString = o.sentAt == nil ? "NULL" : "\(bind: now)"
+            let provider: SQLQueryString = o.providerID.map { "\(bind: $0)" } ?? "NULL"
+            let row: SQLQueryString = """
+                (\(literal: o.id), \(bind: n.streamID), \(bind: n.kind), \(bind: n.recipientID), \(literal: n.revision), \(previous), \
+                \(bind: o.status), \(literal: n.attempts), \(bind: n.runAt), \(bind: o.reply), \(sentAt), \(provider))
+                """
+            values += i == 0 ? row : ", " + row
+        }
+        try await sql.raw("""
+            INSERT INTO \(ident: Delivery.schema) (id, stream_id, kind, recipient_id, revision, previous_start_time, status, attempts, run_at,
+              last_reply, sent_at, provider_message_id, created_at, updated_at)
+            SELECT v.*, \(bind: now), \(bind: now) FROM (VALUES \(values)) AS v WHERE true
+            ON CONFLICT (stream_id, kind, recipient_id, revision) DO NOTHING
+            """).run()
+    }
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 13)
+        b.append(now)
+        b.append(outcomes.map(\.id)); b.append(outcomes.map { $0.new!.streamID }); b.append(outcomes.map { $0.new!.kind.rawValue })
+        b.append(outcomes.map { $0.new!.recipientID }); b.append(outcomes.map { Int64($0.new!.revision) })
+        b.append(outcomes.map { $0.new!.previousStart?.timeIntervalSince1970 ?? .nan }); b.append(outcomes.map(\.status.rawValue))
+        b.append(outcomes.map { Int64($0.new!.attempts) }); b.append(outcomes.map { $0.new!.runAt }); b.append(outcomes.map(\.reply))
+        b.append(outcomes.map { $0.sentAt != nil }); b.append(outcomes.map { $0.providerID ?? "" })
         return b
     }
 

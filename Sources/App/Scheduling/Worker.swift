@@ -11,7 +11,9 @@ final class Worker: Sendable {
     typealias Handler = @Sendable (Job, any Database) async throws -> JobResult
     typealias Handlers = [JobKind: Handler]
 
-    enum JobResult: Sendable, Equatable { case done, skipped(String) }
+    /// `requeue`: not finished, through no fault of the job (the worker is stopping): back to the
+    /// queue, due now, the attempt not counted.
+    enum JobResult: Sendable, Equatable { case done, skipped(String), requeue(String) }
 
     let db: any Database
     let clock: AppClock
@@ -26,7 +28,7 @@ final class Worker: Sendable {
     let webhooks: WebhookDispatcher?
     /// Pushes (APNs, FCM), by their own loop inside this worker.
     let push: PushSender?
-    /// Deliveries this process's fan-out handed over already leased (sent before any claimed ones).
+    /// Emails this process's fan-out handed over, rows not written yet (sent before any claimed ones).
     let local: LocalDeliveries?
 
     private let jobLease: Lease<JobStatus>
@@ -44,6 +46,8 @@ final class Worker: Sendable {
     /// `shutdownGraceSeconds`, puts whatever is still unfinished back in the queue, and returns.
     func stop() {
         stopRequested.withLockedValue { $0 = true }
+        // Emails handed over and not yet sent stay unsent: their fan-out jobs go back to the queue.
+        local?.close()
         wake.wake()
     }
 
@@ -63,9 +67,7 @@ final class Worker: Sendable {
         self.jobRetry = jobRetry
         self.id = id
         jobLease = Lease(table: Job.schema, workerID: id, duration: settings.leaseSeconds)
-        // The local queue's rows are leased by the fan-out with its lease: finishing and renewing them
-        // must name the same holder, so that lease is this worker's delivery lease.
-        deliveryLease = local?.lease ?? Self.deliveryLease(id: id, settings: settings)
+        deliveryLease = Self.deliveryLease(id: id, settings: settings)
     }
 
     private var sql: any SQLDatabase { db.sql }
@@ -100,8 +102,9 @@ final class Worker: Sendable {
                 await wake.wait(timeout: windowNearlyFull ? .seconds(1) : ((try? await sleepTime()) ?? .seconds(1)))
             }
             running.withLockedValue { $0 = false }
+            local?.close()
             let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int64(settings.shutdownGraceSeconds * 1000)))
-            while !Task.isCancelled, held.count(.jobs) + held.count(.deliveries) > 0, ContinuousClock.now < deadline {
+            while !Task.isCancelled, held.count(.jobs) + inFlight > 0, ContinuousClock.now < deadline {
                 try? await Task.sleep(for: .milliseconds(50))
             }
             await releaseHeld()
@@ -112,7 +115,7 @@ final class Worker: Sendable {
 
     /// Rows still leased by this worker go back to the queue now instead of after their lease.
     private func releaseHeld() async {
-        let jobs = held.ids(.jobs), deliveries = held.ids(.deliveries) + (local?.close() ?? [])
+        let jobs = held.ids(.jobs), deliveries = held.ids(.deliveries)
         guard !jobs.isEmpty || !deliveries.isEmpty else { return }
         logger.warning("releasing unfinished work", metadata: ["jobs": "\(jobs.count)", "deliveries": "\(deliveries.count)"])
         do {
@@ -123,9 +126,12 @@ final class Worker: Sendable {
         }
     }
 
+    /// Emails being sent: claimed rows and handed-over ones.
+    private var inFlight: Int { held.count(.deliveries) + held.count(.handed) }
+
     /// Deliveries are claimed in batches of at least a quarter of the window.
     private var windowNearlyFull: Bool {
-        let inFlight = held.count(.deliveries)
+        let inFlight = inFlight
         return sender != nil && inFlight > 0 && settings.maxInFlight - inFlight < max(1, settings.maxInFlight / 4)
     }
 
@@ -182,7 +188,7 @@ final class Worker: Sendable {
     private func claimAndStart(in group: inout DiscardingTaskGroup) async throws {
         let now = clock.now()
         let jobSlots = Self.maxConcurrentJobs - held.count(.jobs)
-        let jobsDue = held.count(.deliveries) == 0 || lastJobClaim.withLockedValue { last in
+        let jobsDue = inFlight == 0 || lastJobClaim.withLockedValue { last in
             guard last.duration(to: .now) >= .milliseconds(100) else { return false }
             last = .now
             return true
@@ -197,25 +203,36 @@ final class Worker: Sendable {
         }
         guard let sender else { return }
         guard !windowNearlyFull else { return }
-        // The provider refused our key: nothing is claimed (no attempt used up) until the pause ends.
-        guard sender.transport.pausedReason == nil else { return }
-        var deliverySlots = settings.maxInFlight - held.count(.deliveries)
+        // The provider refused our key: nothing is claimed (no attempt used up) until the pause ends,
+        // and what the fan-out handed over is queued in the database (rows written, attempt not counted).
+        if let pause = sender.transport.pausedReason {
+            if let local { park(local.take(local.capacity), reason: pause, sender: sender, in: &group) }
+            return
+        }
+        var deliverySlots = settings.maxInFlight - inFlight
         var rows: [DeliverySender.Row] = []
-        // First what this process's fan-out handed over (already leased to us): only its notice is
-        // read again (see `localNotices`), so a stream ended, cancelled or edited meanwhile is noticed.
+        // First what this process's fan-out handed over: only its notice is read again (see
+        // `localNotices`), so a stream ended, cancelled or edited meanwhile is noticed.
         if let local, deliverySlots > 0, case let handed = local.take(deliverySlots), !handed.isEmpty {
-            for row in handed { held.add(.deliveries, row.id) }
+            for row in handed { held.add(.handed, row.id) }
             deliverySlots -= handed.count
             do {
                 let notices = try await localNotices(Set(handed.map(\.stream_id)))
                 for var row in handed {
-                    guard let notice = notices[row.stream_id] else { held.remove(.deliveries, row.id); continue } // deleted meanwhile
+                    guard let notice = notices[row.stream_id] else { // deleted meanwhile: nothing to send or record
+                        held.remove(.handed, row.id)
+                        row.handover?.finished(recorded: true)
+                        continue
+                    }
                     row.shared = notice
                     rows.append(row)
                 }
             } catch {
-                // Not sent: their leases expire and a later claim (any worker's) takes them.
-                for row in handed { held.remove(.deliveries, row.id) }
+                // Not sent: their fan-out job runs again and sends them.
+                for row in handed {
+                    held.remove(.handed, row.id)
+                    row.handover?.finished(recorded: false)
+                }
                 throw error
             }
         }
@@ -229,8 +246,22 @@ final class Worker: Sendable {
         }
         for row in rows {
             group.addTask {
-                await sender.process(row, lease: self.deliveryLease, on: self.db)
-                self.held.remove(.deliveries, row.id)
+                let recorded = await sender.process(row, lease: self.deliveryLease, on: self.db)
+                self.held.remove(row.handover == nil ? .deliveries : .handed, row.id)
+                row.handover?.finished(recorded: recorded)
+                self.wake.wake()
+            }
+        }
+    }
+
+    /// Handed-over emails that cannot be sent now (the transport is paused): written as queued rows.
+    private func park(_ rows: [DeliverySender.Row], reason: String, sender: DeliverySender, in group: inout DiscardingTaskGroup) {
+        for row in rows {
+            held.add(.handed, row.id)
+            group.addTask {
+                let recorded = await sender.park(row, reason: reason, on: self.db)
+                self.held.remove(.handed, row.id)
+                row.handover?.finished(recorded: recorded)
                 self.wake.wake()
             }
         }
@@ -242,11 +273,13 @@ final class Worker: Sendable {
             guard let job = try await Job.find(id, on: db), job.lockedBy == self.id else { return }
             do {
                 guard let handler = handlers[job.kind] else { throw WorkerError.unknownKind(job.kind.rawValue) }
-                let (status, note): (JobStatus, String?) = switch try await handler(job, db) {
-                case .done: (.done, nil)
-                case .skipped(let why): (.skipped, why)
+                let now = clock.now()
+                switch try await handler(job, db) {
+                case .done: try await jobLease.finish(id, status: .done, note: ("last_error", nil), now: now, on: sql)
+                case .skipped(let why): try await jobLease.finish(id, status: .skipped, note: ("last_error", why), now: now, on: sql)
+                case .requeue(let why):
+                    try await jobLease.finish(id, status: .queued, note: ("last_error", why), retryAt: now, uncountAttempt: true, now: now, on: sql)
                 }
-                try await jobLease.finish(id, status: status, note: ("last_error", note), now: clock.now(), on: sql)
             } catch {
                 let dead = job.attempts >= job.maxAttempts
                 logger.warning("job failed", metadata: ["job": "\(job.key)", "attempt": "\(job.attempts)", "dead": "\(dead)"])
@@ -266,7 +299,7 @@ final class Worker: Sendable {
             try? await Task.sleep(for: interval)
             let now = clock.now()
             try? await jobLease.renew(held.ids(.jobs), now: now, on: sql)
-            try? await deliveryLease.renew(held.ids(.deliveries) + (local?.ids ?? []), now: now, on: sql)
+            try? await deliveryLease.renew(held.ids(.deliveries), now: now, on: sql)
         }
     }
 
@@ -274,7 +307,7 @@ final class Worker: Sendable {
     private func sleepTime() async throws -> Duration {
         if let local, local.count > 0 { return .milliseconds(10) }
         var next = try await jobLease.nextDue(on: sql)
-        if let sender, sender.transport.pausedReason == nil, held.count(.deliveries) < settings.maxInFlight,
+        if let sender, sender.transport.pausedReason == nil, inFlight < settings.maxInFlight,
            let d = try await deliveryLease.nextDue(on: sql) {
             next = min(next ?? d, d)
         }
@@ -283,18 +316,31 @@ final class Worker: Sendable {
         return .milliseconds(Int64(min(1, max(0.01, wait)) * 1000))
     }
 
-    /// Processes everything due now, then returns (tests, one-shot commands).
+    /// Processes everything due now, then returns (tests, one-shot commands). A pass claims what is
+    /// due and waits for it to finish; a fan-out finishes only once the emails it handed over are
+    /// sent, so while it runs the pass keeps starting them.
     func drain(maxPasses: Int = 1000) async throws {
-        for _ in 0..<maxPasses {
-            await withDiscardingTaskGroup { group in
+        var failure: (any Error)?
+        await withDiscardingTaskGroup { group in
+            var passes = 0
+            while passes < maxPasses {
                 do { try await claimAndStart(in: &group) } catch { logger.error("drain pass failed") }
+                var handedWaiting: Bool { (local?.count ?? 0) > 0 && !windowNearlyFull }
+                while held.count(.jobs) + inFlight > 0 && !handedWaiting { await wake.wait(timeout: .milliseconds(20)) }
+                if handedWaiting { continue }
+                passes += 1
+                do {
+                    let now = clock.now()
+                    let jobsDue = try await jobLease.nextDue(on: sql).map { $0 <= now } ?? false
+                    let queuedDue = sender == nil ? false : (try await deliveryLease.nextDue(on: sql).map { $0 <= now } ?? false)
+                    if !jobsDue && !queuedDue { return }
+                } catch {
+                    failure = error
+                    return
+                }
             }
-            let now = clock.now()
-            let jobsDue = try await jobLease.nextDue(on: sql).map { $0 <= now } ?? false
-            let queuedDue = sender == nil ? false : (try await deliveryLease.nextDue(on: sql).map { $0 <= now } ?? false)
-            let deliveriesDue = queuedDue || (sender != nil && (local?.count ?? 0) > 0)
-            if !jobsDue && !deliveriesDue { return }
         }
+        if let failure { throw failure }
     }
 
     enum WorkerError: Error { case unknownKind(String) }
@@ -302,9 +348,10 @@ final class Worker: Sendable {
 
 /// Rows this process holds leases on, for renewal and in-flight limits.
 final class HeldRows: @unchecked Sendable {
-    enum Kind { case jobs, deliveries }
+    /// `handed`: emails of the local queue being sent (no row, no lease yet).
+    enum Kind { case jobs, deliveries, handed }
     private let lock = NSLock()
-    private var rows: [Kind: Set<Int64>] = [.jobs: [], .deliveries: []]
+    private var rows: [Kind: Set<Int64>] = [.jobs: [], .deliveries: [], .handed: []]
 
     func add(_ k: Kind, _ id: Int64) { lock.withLock { _ = rows[k]!.insert(id) } }
     func remove(_ k: Kind, _ id: Int64) { lock.withLock { _ = rows[k]!.remove(id) } }
