@@ -64,11 +64,18 @@ enum FanOut {
         guard creator.isActiveCreator else { return .skipped("creator no longer active") }
         let sql = db.sql
         var cursor = ""
+        let worker = local
         var local = p.kind.isReminder ? nil : local
+        var stopped = false
         let notice = local == nil ? nil : try await DeliverySender.Notice.load([p.streamId], on: sql)[p.streamId]
         let handover = notice == nil ? nil : LocalDeliveries.Handover()
         func handOutPages() async throws {
             while true {
+                // The worker is stopping: the rest waits for the next run of this job (on any worker).
+                if worker?.isClosed == true {
+                    stopped = true
+                    return
+                }
                 let page = try await Audience.page(creator: creator.id!, kind: p.kind, stream: p.streamId, seriesOccurrence: stream.seriesID != nil,
                                                    after: cursor, limit: pageSize, recordedRevision: p.revision, on: sql)
                 guard let next = page.next else { break }
@@ -120,7 +127,7 @@ enum FanOut {
         switch await handover?.settled() {
         case .unrecorded(stopping: true)?: return .requeue("the worker stopped with emails of this notice not sent")
         case .unrecorded(stopping: false)?: throw UnrecordedEmails()
-        case .recorded?, nil: break
+        case .recorded?, nil: if stopped { return .requeue("the worker stopped before the notice's last page") }
         }
         if let queue {
             try await NoticeCompletion.enqueue(.init(streamId: p.streamId, kind: p.kind, revision: p.revision, round: 0), queue: queue, now: now(), on: db)

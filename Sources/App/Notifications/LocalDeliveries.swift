@@ -34,6 +34,9 @@ final class LocalDeliveries: Sendable {
 
     var count: Int { state.withLockedValue { $0.count } }
 
+    /// True once the worker is stopping.
+    var isClosed: Bool { state.withLockedValue { $0.closed } }
+
     /// One fan-out run's emails: how many are handed over and not yet recorded, and whether all were.
     final class Handover: Sendable {
         enum Outcome: Sendable, Equatable {
