@@ -34,6 +34,34 @@ actor RecordingTransport: MailTransport {
     func messages(to address: String) -> [MailMessage] { sent.filter { $0.to.first?.address == address } }
 }
 
+/// Holds every email until `open()`, then accepts it; counts the emails waiting.
+actor GatedTransport: MailTransport {
+    private(set) var sent: [MailMessage] = []
+    private var gate: [CheckedContinuation<Void, Never>] = []
+    private var isOpen = false
+    var waiting: Int { gate.count }
+
+    nonisolated var name: String { "gated" }
+
+    nonisolated func send(_ message: MailMessage, recipientID: String, deliveryID: Int64, on db: any Database) async -> MailOutcome {
+        await hold(message)
+    }
+
+    private func hold(_ message: MailMessage) async -> MailOutcome {
+        if !isOpen { await withCheckedContinuation { gate.append($0) } }
+        sent.append(message)
+        return .accepted(reply: "250 ok")
+    }
+
+    func open() {
+        isOpen = true
+        for c in gate { c.resume() }
+        gate = []
+    }
+
+    nonisolated func shutdown() async {}
+}
+
 extension TestApp {
     func deliveries(_ stream: String) async throws -> [Delivery] {
         try await Delivery.query(on: app.db).filter(\.$streamID == stream).all()
@@ -260,6 +288,62 @@ extension TestApp {
             try await t.drainWorker()
             #expect(await transport.sent.count == 3)
             #expect(try await t.deliveries(stream).allSatisfy { $0.status == Delivery.Status.sent })
+        }
+    }
+
+    /// Fan-out emails have no row until their outcome. A member erased while their email is being sent:
+    /// their row cannot be written (the user is gone), and that must not cost anyone else a second email —
+    /// the others' outcomes are written (a failed group is retried row by row), the fan-out runs again
+    /// and finds nobody left to send to, and the erased member keeps no row.
+    @Test func aMemberErasedWhileTheirEmailIsSentCostsNoOneElseASecondEmail() async throws {
+        let transport = GatedTransport()
+        try await TestApp.run(mailTransport: transport) { t in
+            try await Self.seedAudience(t)
+            let stream = try await t.createStream(scheduled: false)
+            let draining = Task { try await t.app.deps.worker.drain() }
+            // All three emails are with the relay before any outcome is written.
+            while await transport.waiting < 3 { try await Task.sleep(for: .milliseconds(5)) }
+            #expect(try await t.deliveries(stream).isEmpty, "no row before the outcome")
+            let erased = try await t.send(.DELETE, "api/admin/users/m2", bearer: t.admin)
+            #expect(erased.status == .ok)
+            await transport.open()
+            try await draining.value
+            t.setNow(t.start.addingTimeInterval(600)) // past the fan-out's retry backoff
+            try await t.drainWorker()
+            let rows = Dictionary(uniqueKeysWithValues: try await t.deliveries(stream).map { ($0.recipientID, $0) })
+            #expect(Set(rows.keys) == ["m1", "both"] && rows.values.allSatisfy { $0.status == Delivery.Status.sent })
+            let sent = await transport.sent.compactMap { $0.to.first?.address }
+            #expect(sent.sorted() == ["both@example.com", "m1@example.com", "m2@example.com"], "each once: \(sent)")
+            let job = try #require(try await Job.query(on: t.app.db).filter(\.$kind == .fanout).first())
+            #expect(job.status == .done)
+        }
+    }
+
+    /// A process that dies after sending part of a fan-out: its job's lease expires, the job runs again,
+    /// and only members with no row are sent to.
+    @Test func aFanOutRunAgainSendsOnlyToMembersWithoutARow() async throws {
+        let transport = RecordingTransport()
+        try await TestApp.run(mailTransport: transport) { t in
+            try await Self.seedAudience(t)
+            let stream = try await t.createStream(scheduled: false)
+            // m1's email went out and was recorded before the crash; the job is still leased to the dead process.
+            let sql = t.app.db as! any SQLDatabase
+            let id = try await DeliveryIDs.reserve(1, on: t.app.db)[0]
+            try await sql.raw("""
+                INSERT INTO deliveries (id, stream_id, kind, recipient_id, revision, status, run_at, attempts, created_at, updated_at)
+                VALUES (\(bind: id), \(bind: stream), 'live_now', 'm1', 0, 'sent', \(bind: t.start), 1, \(bind: t.start), \(bind: t.start))
+                """).run()
+            try await sql.update(Job.schema).set("status", to: SQLBind("running")).set("locked_by", to: SQLBind("dead-worker"))
+                .set("locked_until", to: SQLBind(t.start.addingTimeInterval(60))).set("attempts", to: SQLBind(1))
+                .where("kind", .equal, SQLBind(JobKind.fanout.rawValue)).run()
+            try await t.app.deps.worker.drain()
+            #expect(await transport.sent.isEmpty) // the job's lease still holds
+            t.setNow(t.start.addingTimeInterval(61))
+            try await t.drainWorker()
+            #expect(await transport.sent.compactMap { $0.to.first?.address }.sorted() == ["both@example.com", "m2@example.com"])
+            let rows = try await t.deliveries(stream)
+            #expect(rows.count == 3 && rows.allSatisfy { $0.status == Delivery.Status.sent })
+            #expect(rows.first { $0.recipientID == "m1" }?.id == id)
         }
     }
 
