@@ -77,7 +77,8 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
         db: app.db, clock: clock, logger: app.logger, sender: sender,
         handlers: [
             .fanout: { job, db in
-                try await FanOut.run(job, db: db, now: clock.now, wake: { wake.wake() }, completion: jobs, push: push.enabled, local: local)
+                try await FanOut.run(job, db: db, now: clock.now, wake: { wake.wake() }, completion: jobs, push: push.enabled, local: local,
+                                     lease: Lease(table: Job.schema, workerID: workerID, duration: config.worker.leaseSeconds))
             },
             .noticeCompletion: { job, db in try await NoticeCompletion.run(job, queue: jobs, clock: clock, on: db) },
             .reminder: { job, db in try await reminders.runJob(job, on: db) },

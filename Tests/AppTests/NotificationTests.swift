@@ -319,6 +319,28 @@ extension TestApp {
         }
     }
 
+    /// A fan-out run that lost its job's lease (another worker took the job over after it expired) stops:
+    /// what its worker has not started is taken back and never sent by it; only the email in flight goes out.
+    @Test func aFanOutThatLostItsLeaseTakesBackWhatItsWorkerHasNotStarted() async throws {
+        let transport = GatedTransport()
+        try await TestApp.run(mailTransport: transport, adjust: { $0.worker.maxInFlight = 1 }) { t in
+            try await Self.seedAudience(t)
+            let stream = try await t.createStream(scheduled: false)
+            let draining = Task { try await t.app.deps.worker.drain() }
+            while await transport.waiting < 1 { try await Task.sleep(for: .milliseconds(5)) }
+            // Another worker took the job over.
+            let sql = t.app.db as! any SQLDatabase
+            try await sql.update(Job.schema).set("locked_by", to: SQLBind("another-worker")).where("kind", .equal, SQLBind(JobKind.fanout.rawValue)).run()
+            try await Task.sleep(for: .seconds(3)) // the run checks its lease at least every 2 s while it waits
+            await transport.open()
+            try await draining.value
+            #expect(await transport.sent.count == 1, "only the email in flight")
+            #expect(try await t.deliveries(stream).count == 1)
+            let job = try #require(try await Job.query(on: t.app.db).filter(\.$kind == .fanout).first())
+            #expect(job.lockedBy == "another-worker" && job.status == .running, "the other worker's job is left alone")
+        }
+    }
+
     /// A process that dies after sending part of a fan-out: its job's lease expires, the job runs again,
     /// and only members with no row are sent to.
     @Test func aFanOutRunAgainSendsOnlyToMembersWithoutARow() async throws {

@@ -52,10 +52,13 @@ enum FanOut {
     /// `local`: this process's worker; while it keeps up, pages go to it with no rows written yet
     /// (sent from memory, each email's outcome its row's one write — see `LocalDeliveries`), and the
     /// run ends once they are all recorded. Reminders always go through the queue (their send-time
-    /// check looks at other reminders sent meanwhile).
+    /// check looks at other reminders sent meanwhile). `lease`: the job's, checked (and extended) before
+    /// every page and while the run waits for its emails — a run that lost it (another worker took the
+    /// job over) hands out nothing more and takes back what the worker has not started.
     @discardableResult
     static func run(_ job: Job, db: any Database, now: @Sendable () -> Date, wake: @Sendable () -> Void = {},
-                    completion queue: JobQueue? = nil, push: Set<PushChannel> = [], local: LocalDeliveries? = nil) async throws -> Worker.JobResult {
+                    completion queue: JobQueue? = nil, push: Set<PushChannel> = [], local: LocalDeliveries? = nil,
+                    lease: Lease<JobStatus>? = nil) async throws -> Worker.JobResult {
         let p = try job.decodePayload(Payload.self)
         guard let stream = try await LiveStream.find(p.streamId, on: db), stream.isEligible(for: p.kind) else {
             return .skipped("stream no longer fits a \(p.kind.rawValue) email")
@@ -69,6 +72,10 @@ enum FanOut {
         var stopped = false
         let notice = local == nil ? nil : try await DeliverySender.Notice.load([p.streamId], on: sql)[p.streamId]
         let handover = notice == nil ? nil : LocalDeliveries.Handover()
+        func holdsLease() async throws -> Bool {
+            guard let lease, let id = job.id else { return true }
+            return try await lease.holds(id, now: now(), on: sql)
+        }
         func handOutPages() async throws {
             while true {
                 // The worker is stopping: the rest waits for the next run of this job (on any worker).
@@ -76,6 +83,7 @@ enum FanOut {
                     stopped = true
                     return
                 }
+                guard try await holdsLease() else { throw LostLease() }
                 let page = try await Audience.page(creator: creator.id!, kind: p.kind, stream: p.streamId, seriesOccurrence: stream.seriesID != nil,
                                                    after: cursor, limit: pageSize, recordedRevision: p.revision, on: sql)
                 guard let next = page.next else { break }
@@ -118,13 +126,23 @@ enum FanOut {
         do {
             try await handOutPages()
         } catch {
+            if error is LostLease, let handover { worker?.withdraw(handover) }
             // Not before the emails already handed over are recorded: a retry must not hand them out again.
             _ = await handover?.settled()
             throw error
         }
         // The job holds its lease until every email handed over has its row: if this process dies
         // first, the job runs again and sends what has none.
-        switch await handover?.settled() {
+        var settled: LocalDeliveries.Handover.Outcome?
+        while let handover, settled == nil {
+            settled = await handover.settled(timeout: .seconds(2))
+            if settled == nil, try await !holdsLease() {
+                worker?.withdraw(handover)
+                _ = await handover.settled()
+                throw LostLease()
+            }
+        }
+        switch settled {
         case .unrecorded(stopping: true)?: return .requeue("the worker stopped with emails of this notice not sent")
         case .unrecorded(stopping: false)?: throw UnrecordedEmails()
         case .recorded?, nil: if stopped { return .requeue("the worker stopped before the notice's last page") }
@@ -137,6 +155,8 @@ enum FanOut {
 
     /// Some emails handed to this process's worker could not be recorded: the job runs again (with backoff).
     struct UnrecordedEmails: Error {}
+    /// Another worker took the job over (this one's lease expired): this run stops.
+    struct LostLease: Error {}
 }
 
 /// One page of a fan-out's deliveries, inserted idempotently (`ON CONFLICT DO NOTHING` on the once

@@ -71,17 +71,31 @@ final class LocalDeliveries: Sendable {
             waiter?.resume()
         }
 
-        /// Waits until every email handed over is done.
-        func settled() async -> Outcome {
+        /// Waits until every email handed over is done — or, with a `timeout`, at most that long (nil:
+        /// not yet). One caller at a time.
+        func settled(timeout: Duration? = nil) async -> Outcome? {
             await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
                 let now = state.withLockedValue { s in
                     if s.outstanding <= 0 { return true }
                     s.waiter = c
                     return false
                 }
-                if now { c.resume() }
+                if now { return c.resume() }
+                guard let timeout else { return }
+                // A timer left over from an earlier call may end a later wait early: the caller asks again.
+                Task {
+                    try? await Task.sleep(for: timeout)
+                    let waiter: CheckedContinuation<Void, Never>? = self.state.withLockedValue { s in
+                        defer { s.waiter = nil }
+                        return s.waiter
+                    }
+                    waiter?.resume()
+                }
             }
-            return state.withLockedValue { s in s.failed || s.abandoned ? .unrecorded(stopping: s.abandoned) : .recorded }
+            return state.withLockedValue { s in
+                guard s.outstanding <= 0 else { return nil }
+                return s.failed || s.abandoned ? .unrecorded(stopping: s.abandoned) : .recorded
+            }
         }
     }
 
@@ -108,6 +122,19 @@ final class LocalDeliveries: Sendable {
             return true
         }
         if !accepted { for _ in rows { handover.finished(recorded: false, stopping: true) } }
+    }
+
+    /// Takes back the rows of `handover` not yet taken by the worker (its fan-out lost its lease: another
+    /// run of the job sends them); they count as done, not recorded.
+    func withdraw(_ handover: Handover) {
+        let withdrawn: Int = state.withLockedValue { s in
+            let kept = s.rows[s.head...].filter { $0.handover !== handover }
+            let n = s.count - kept.count
+            s.rows = Array(kept)
+            s.head = 0
+            return n
+        }
+        for _ in 0..<withdrawn { handover.finished(recorded: false) }
     }
 
     /// Up to `limit` rows, oldest first.

@@ -2,6 +2,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import PostgresNIO
 import SQLKit
+import FluentSQLiteDriver
 
 /// Writes delivery outcomes with group commit: every send still waits until its own outcome is in
 /// the database (so a crash re-sends at most what was in flight), but the outcomes that arrive while
@@ -67,6 +68,20 @@ final class OutcomeLog: Sendable {
         }
     }
 
+    /// A constraint broken by the statement (a foreign key: the member or stream is gone), not a failure
+    /// of the database.
+    static func isConstraintViolation(_ error: any Error) -> Bool {
+        if let e = error as? SQLiteError {
+            switch e.reason {
+            case .constraint, .constraintForeignKeyFailed, .constraintNotNullFailed, .constraintPrimaryKeyFailed, .constraintUniqueFailed,
+                 .constraintCheckFailed: return true
+            default: return false
+            }
+        }
+        if let e = error as? PSQLError, let state = e.serverInfo?[.sqlState] { return state.hasPrefix("23") }
+        return false
+    }
+
     private func writeAll(on sql: any SQLDatabase) async {
         while true {
             let batch: [Waiter] = state.withLockedValue { s in
@@ -79,9 +94,10 @@ final class OutcomeLog: Sendable {
             do {
                 try await write(batch.map(\.0), on: sql)
                 for (_, c) in batch { c.resume() }
-            } catch where batch.count > 1 {
+            } catch where batch.count > 1 && Self.isConstraintViolation(error) {
                 // One row can fail a group (a member erased, or a stream deleted, while their email was
-                // sent): each on its own, so only that one is unrecorded.
+                // sent): each on its own, so only that one is unrecorded. (Any other failure — the database
+                // unreachable or busy — fails the group as a whole, once.)
                 for (outcome, c) in batch {
                     do {
                         try await write([outcome], on: sql)
@@ -177,9 +193,10 @@ struct OutcomeStatement: PostgresPreparedStatement {
 }
 
 /// Outcomes of rows not in the database yet (handed over by this process's fan-out): one INSERT for
-/// the group, `ON CONFLICT DO NOTHING` on the once key (a row there already — another run of the
-/// fan-out recorded this member — is kept as it is). `sent_at`, like the update's, is the time of
-/// this write. PostgreSQL: the group as arrays, one statement text for every size (a missing
+/// the group. A row there already under the once key (another run of the fan-out got to this member:
+/// possible only after this run lost its lease) is kept as it is — unless it is still `queued` and this
+/// email was sent: then it takes this outcome, so nobody claims it and sends the email a second time.
+/// `sent_at`, like the update's, is the time of this write. PostgreSQL: the group as arrays, one statement text for every size (a missing
 /// previous start time travels as NaN); SQLite: one VALUES row per outcome.
 struct OutcomeInsert: PostgresPreparedStatement {
     typealias Row = Void
@@ -193,7 +210,14 @@ struct OutcomeInsert: PostgresPreparedStatement {
         FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::float8[], $8::text[], $9::int8[],
                     $10::timestamptz[], $11::text[], $12::bool[], $13::text[])
           AS v (id, stream, kind, recipient, revision, previous, status, attempts, run_at, reply, sent, provider)
-        ON CONFLICT (stream_id, kind, recipient_id, revision) DO NOTHING
+        \(OutcomeInsert.onConflict)
+        """
+
+    static let onConflict = """
+        ON CONFLICT (stream_id, kind, recipient_id, revision) DO UPDATE SET status = excluded.status, last_reply = excluded.last_reply,
+          sent_at = excluded.sent_at, provider_message_id = excluded.provider_message_id, attempts = deliveries.attempts + excluded.attempts,
+          locked_by = NULL, locked_until = NULL, updated_at = excluded.updated_at
+        WHERE deliveries.status = 'queued' AND excluded.status = 'sent'
         """
 
     let outcomes: [OutcomeLog.Outcome]
@@ -226,7 +250,7 @@ struct OutcomeInsert: PostgresPreparedStatement {
             INSERT INTO \(ident: Delivery.schema) (id, stream_id, kind, recipient_id, revision, previous_start_time, status, attempts, run_at,
               last_reply, sent_at, provider_message_id, created_at, updated_at)
             SELECT v.*, \(bind: now), \(bind: now) FROM (VALUES \(values)) AS v WHERE true
-            ON CONFLICT (stream_id, kind, recipient_id, revision) DO NOTHING
+            \(unsafeRaw: Self.onConflict)
             """).run()
     }
 

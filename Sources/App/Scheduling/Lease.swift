@@ -54,6 +54,15 @@ struct Lease<Status: QueueStatus>: Sendable {
         }
     }
 
+    /// Extends the lease on one row and says whether this worker still holds it (false: its lease
+    /// expired and another worker took it over, or it was finished meanwhile).
+    func holds(_ id: Int64, now: Date, on sql: any SQLDatabase) async throws -> Bool {
+        try await sql.raw("""
+            UPDATE \(ident: table) SET locked_until = \(bind: now.addingTimeInterval(duration))
+            WHERE id = \(bind: id) AND locked_by = \(bind: workerID) AND status = \(literal: activeStatus) RETURNING id, attempts
+            """).first(decoding: ClaimedRow.self) != nil
+    }
+
     /// Gives rows back to the queue, due now (a worker shutting down before finishing them).
     func release(_ ids: [Int64], now: Date, on sql: any SQLDatabase) async throws {
         for chunk in ids.chunks(of: 500) where !chunk.isEmpty {

@@ -115,7 +115,9 @@ final class Worker: Sendable {
 
     /// Rows still leased by this worker go back to the queue now instead of after their lease.
     private func releaseHeld() async {
-        let jobs = held.ids(.jobs), deliveries = held.ids(.deliveries)
+        // A fan-out whose emails are still with the relay keeps its job until its lease expires: released
+        // now, another worker would run it again and send those emails a second time.
+        let jobs = held.count(.handed) > 0 ? [] : held.ids(.jobs), deliveries = held.ids(.deliveries)
         guard !jobs.isEmpty || !deliveries.isEmpty else { return }
         logger.warning("releasing unfinished work", metadata: ["jobs": "\(jobs.count)", "deliveries": "\(deliveries.count)"])
         do {
@@ -273,8 +275,9 @@ final class Worker: Sendable {
             guard let job = try await Job.find(id, on: db), job.lockedBy == self.id else { return }
             do {
                 guard let handler = handlers[job.kind] else { throw WorkerError.unknownKind(job.kind.rawValue) }
+                let result = try await handler(job, db)
                 let now = clock.now()
-                switch try await handler(job, db) {
+                switch result {
                 case .done: try await jobLease.finish(id, status: .done, note: ("last_error", nil), now: now, on: sql)
                 case .skipped(let why): try await jobLease.finish(id, status: .skipped, note: ("last_error", why), now: now, on: sql)
                 case .requeue(let why):
@@ -322,6 +325,9 @@ final class Worker: Sendable {
     func drain(maxPasses: Int = 1000) async throws {
         var failure: (any Error)?
         await withDiscardingTaskGroup { group in
+            // A fan-out runs as long as its emails take: its lease is kept, as in `run()`.
+            group.addTask { await self.renewLeases() }
+            defer { group.cancelAll() }
             var passes = 0
             while passes < maxPasses {
                 do { try await claimAndStart(in: &group) } catch { logger.error("drain pass failed") }
