@@ -171,11 +171,11 @@ struct DeliverySender: Sendable {
     func process(_ row: Row, lease: Lease<DeliveryStatus>, on db: any Database) async -> Bool {
         let sql = db.sql
         let kind = row.recipient.kind.rawValue
-        do {
+        return await bookkeeping(row) {
             if let reason = row.skipReason {
                 try await record(row, .skipped, reply: reason, on: sql)
                 metrics.email(kind: kind, status: DeliveryStatus.skipped.rawValue)
-                return true
+                return
             }
             let message = compose(row)
             let outcome = await transport.send(message, recipientID: row.recipient.recipient_id, deliveryID: row.id, on: db)
@@ -202,18 +202,19 @@ struct DeliverySender: Sendable {
                 // Our misconfiguration, not the recipient's: back to the queue, this attempt not counted.
                 try await retry(row, reason: reason, after: retryAfter, counted: false, lease: lease, on: sql)
             }
-            return true
-        } catch {
-            // The lease expires (or the fan-out runs again) and the email is picked up again.
-            logger.error("delivery bookkeeping failed", metadata: ["delivery": "\(row.id)", "error": "\(String(reflecting: type(of: error)))"])
-            return false
         }
     }
 
     /// A handed-over email not sent (the transport is paused): queued in the database, its attempt not counted.
     func park(_ row: Row, reason: String, on db: any Database) async -> Bool {
+        await bookkeeping(row) { try await queueHanded(row, reason: reason, at: clock.now(), counted: false, on: db.sql) }
+    }
+
+    /// Runs `body`; false (logged) when its write failed — the lease expires (or the fan-out runs again)
+    /// and the email is picked up again.
+    private func bookkeeping(_ row: Row, _ body: () async throws -> Void) async -> Bool {
         do {
-            try await queueHanded(row, reason: reason, at: clock.now(), counted: false, on: db.sql)
+            try await body()
             return true
         } catch {
             logger.error("delivery bookkeeping failed", metadata: ["delivery": "\(row.id)", "error": "\(String(reflecting: type(of: error)))"])

@@ -74,7 +74,7 @@ enum FanOut {
         let handover = notice == nil ? nil : LocalDeliveries.Handover()
         func holdsLease() async throws -> Bool {
             guard let lease, let id = job.id else { return true }
-            return try await lease.holds(id, now: now(), on: sql)
+            return try await lease.renew([id], now: now(), on: sql).contains(id)
         }
         func handOutPages() async throws {
             while true {

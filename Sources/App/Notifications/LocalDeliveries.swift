@@ -127,14 +127,7 @@ final class LocalDeliveries: Sendable {
     /// Takes back the rows of `handover` not yet taken by the worker (its fan-out lost its lease: another
     /// run of the job sends them); they count as done, not recorded.
     func withdraw(_ handover: Handover) {
-        let withdrawn: Int = state.withLockedValue { s in
-            let kept = s.rows[s.head...].filter { $0.handover !== handover }
-            let n = s.count - kept.count
-            s.rows = Array(kept)
-            s.head = 0
-            return n
-        }
-        for _ in 0..<withdrawn { handover.finished(recorded: false) }
+        takeBack(stopping: false) { $0.handover === handover }
     }
 
     /// Up to `limit` rows, oldest first.
@@ -155,14 +148,20 @@ final class LocalDeliveries: Sendable {
     /// The worker is stopping: no new rows; the ones still waiting are finished unsent (their
     /// fan-out jobs go back to the queue once their emails in flight are recorded).
     func close() {
-        let left: [DeliverySender.Row] = state.withLockedValue { s in
-            s.closed = true
-            let left = Array(s.rows[s.head...])
-            s.rows = []
+        takeBack(stopping: true) { _ in true }
+    }
+
+    /// Takes the waiting rows that `match` out of the queue and finishes them unsent (`stopping`: the
+    /// worker is stopping, and the queue takes no more rows).
+    private func takeBack(stopping: Bool, where match: (DeliverySender.Row) -> Bool) {
+        let taken: [DeliverySender.Row] = state.withLockedValue { s in
+            if stopping { s.closed = true }
+            let waiting = s.rows[s.head...]
+            s.rows = waiting.filter { !match($0) }
             s.head = 0
-            return left
+            return waiting.filter(match)
         }
-        for row in left { row.handover?.finished(recorded: false, stopping: true) }
+        for row in taken { row.handover?.finished(recorded: false, stopping: stopping) }
     }
 }
 

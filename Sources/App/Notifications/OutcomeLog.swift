@@ -20,21 +20,17 @@ final class OutcomeLog: Sendable {
         var new: NewRow? = nil
     }
 
-    /// What a delivery row holds besides its outcome, for one the outcome inserts.
+    /// What a delivery row holds besides its outcome, for one the outcome inserts: its recipient's
+    /// stream, kind, member, revision and previous start time, and these two.
     struct NewRow: Sendable {
-        let streamID: String
-        let kind: NotificationKind
-        let recipientID: String
-        let revision: Int
-        let previousStart: Date?
+        let r: DeliverySender.Recipient
         /// 1, or 0 for an attempt not counted (nothing was tried: the transport is paused).
         let attempts: Int
         /// When a queued row falls due (the time of the outcome for the others).
         let runAt: Date
 
         init(_ r: DeliverySender.Recipient, attempts: Int, runAt: Date) {
-            streamID = r.stream_id; kind = r.kind; recipientID = r.recipient_id; revision = r.revision
-            previousStart = r.previous_start_time
+            self.r = r
             self.attempts = attempts
             self.runAt = runAt
         }
@@ -237,11 +233,11 @@ struct OutcomeInsert: PostgresPreparedStatement {
         var values: SQLQueryString = ""
         for (i, o) in outcomes.enumerated() {
             let n = o.new!
-            let previous: SQLQueryString = n.previousStart.map { "\(bind: $0)" } ?? "NULL"
+            let previous: SQLQueryString = n.r.previous_start_time.map { "\(bind: $0)" } ?? "NULL"
             let sentAt: SQLQueryString = o.sentAt == nil ? "NULL" : "\(bind: now)"
             let provider: SQLQueryString = o.providerID.map { "\(bind: $0)" } ?? "NULL"
             let row: SQLQueryString = """
-                (\(literal: o.id), \(bind: n.streamID), \(bind: n.kind), \(bind: n.recipientID), \(literal: n.revision), \(previous), \
+                (\(literal: o.id), \(bind: n.r.stream_id), \(bind: n.r.kind), \(bind: n.r.recipient_id), \(literal: n.r.revision), \(previous), \
                 \(bind: o.status), \(literal: n.attempts), \(bind: n.runAt), \(bind: o.reply), \(sentAt), \(provider))
                 """
             values += i == 0 ? row : ", " + row
@@ -257,9 +253,9 @@ struct OutcomeInsert: PostgresPreparedStatement {
     func makeBindings() throws -> PostgresBindings {
         var b = PostgresBindings(capacity: 13)
         b.append(now)
-        b.append(outcomes.map(\.id)); b.append(outcomes.map { $0.new!.streamID }); b.append(outcomes.map { $0.new!.kind.rawValue })
-        b.append(outcomes.map { $0.new!.recipientID }); b.append(outcomes.map { Int64($0.new!.revision) })
-        b.append(outcomes.map { $0.new!.previousStart?.timeIntervalSince1970 ?? .nan }); b.append(outcomes.map(\.status.rawValue))
+        b.append(outcomes.map(\.id)); b.append(outcomes.map { $0.new!.r.stream_id }); b.append(outcomes.map { $0.new!.r.kind.rawValue })
+        b.append(outcomes.map { $0.new!.r.recipient_id }); b.append(outcomes.map { Int64($0.new!.r.revision) })
+        b.append(outcomes.map { $0.new!.r.previous_start_time?.timeIntervalSince1970 ?? .nan }); b.append(outcomes.map(\.status.rawValue))
         b.append(outcomes.map { Int64($0.new!.attempts) }); b.append(outcomes.map { $0.new!.runAt }); b.append(outcomes.map(\.reply))
         b.append(outcomes.map { $0.sentAt != nil }); b.append(outcomes.map { $0.providerID ?? "" })
         return b

@@ -44,23 +44,18 @@ struct Lease<Status: QueueStatus>: Sendable {
         return try await sql.raw(query).all(decoding: ClaimedRow.self)
     }
 
-    /// Extends the lease on rows this worker is still working on.
-    func renew(_ ids: [Int64], now: Date, on sql: any SQLDatabase) async throws {
+    /// Extends the lease on rows this worker is still working on; returns those it still holds (a row
+    /// missing: its lease expired and another worker took it over, or it was finished meanwhile).
+    @discardableResult
+    func renew(_ ids: [Int64], now: Date, on sql: any SQLDatabase) async throws -> Set<Int64> {
+        var held = Set<Int64>()
         for chunk in ids.chunks(of: 500) where !chunk.isEmpty {
-            try await sql.update(table)
+            held.formUnion(try await sql.update(table)
                 .set("locked_until", to: SQLBind(now.addingTimeInterval(duration)))
                 .where("id", .in, Array(chunk)).where("locked_by", .equal, SQLBind(workerID))
-                .where("status", .equal, SQLBind(activeStatus)).run()
+                .where("status", .equal, SQLBind(activeStatus)).returning("id").all(decoding: RowID.self).map(\.id))
         }
-    }
-
-    /// Extends the lease on one row and says whether this worker still holds it (false: its lease
-    /// expired and another worker took it over, or it was finished meanwhile).
-    func holds(_ id: Int64, now: Date, on sql: any SQLDatabase) async throws -> Bool {
-        try await sql.raw("""
-            UPDATE \(ident: table) SET locked_until = \(bind: now.addingTimeInterval(duration))
-            WHERE id = \(bind: id) AND locked_by = \(bind: workerID) AND status = \(literal: activeStatus) RETURNING id, attempts
-            """).first(decoding: ClaimedRow.self) != nil
+        return held
     }
 
     /// Gives rows back to the queue, due now (a worker shutting down before finishing them).
@@ -114,6 +109,7 @@ struct Lease<Status: QueueStatus>: Sendable {
 }
 
 private struct DueRow: Decodable { let due: Date? }
+private struct RowID: Decodable { let id: Int64 }
 
 /// A row a claim leased.
 struct ClaimedRow: Decodable, Sendable {

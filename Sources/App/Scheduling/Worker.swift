@@ -222,8 +222,7 @@ final class Worker: Sendable {
                 let notices = try await localNotices(Set(handed.map(\.stream_id)))
                 for var row in handed {
                     guard let notice = notices[row.stream_id] else { // deleted meanwhile: nothing to send or record
-                        held.remove(.handed, row.id)
-                        row.handover?.finished(recorded: true)
+                        done(row, recorded: true)
                         continue
                     }
                     row.shared = notice
@@ -231,10 +230,7 @@ final class Worker: Sendable {
                 }
             } catch {
                 // Not sent: their fan-out job runs again and sends them.
-                for row in handed {
-                    held.remove(.handed, row.id)
-                    row.handover?.finished(recorded: false)
-                }
+                for row in handed { done(row, recorded: false) }
                 throw error
             }
         }
@@ -247,25 +243,23 @@ final class Worker: Sendable {
             rows += loaded
         }
         for row in rows {
-            group.addTask {
-                let recorded = await sender.process(row, lease: self.deliveryLease, on: self.db)
-                self.held.remove(row.handover == nil ? .deliveries : .handed, row.id)
-                row.handover?.finished(recorded: recorded)
-                self.wake.wake()
-            }
+            group.addTask { self.done(row, recorded: await sender.process(row, lease: self.deliveryLease, on: self.db)) }
         }
+    }
+
+    /// A row this worker was sending is finished: out of the in-flight count, its fan-out told (when
+    /// handed over) whether its row was written, and the loop woken for the next one.
+    private func done(_ row: DeliverySender.Row, recorded: Bool) {
+        held.remove(row.handover == nil ? .deliveries : .handed, row.id)
+        row.handover?.finished(recorded: recorded)
+        wake.wake()
     }
 
     /// Handed-over emails that cannot be sent now (the transport is paused): written as queued rows.
     private func park(_ rows: [DeliverySender.Row], reason: String, sender: DeliverySender, in group: inout DiscardingTaskGroup) {
         for row in rows {
             held.add(.handed, row.id)
-            group.addTask {
-                let recorded = await sender.park(row, reason: reason, on: self.db)
-                self.held.remove(.handed, row.id)
-                row.handover?.finished(recorded: recorded)
-                self.wake.wake()
-            }
+            group.addTask { self.done(row, recorded: await sender.park(row, reason: reason, on: self.db)) }
         }
     }
 
