@@ -20,14 +20,24 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
         // singleton pool has only one thread per core, shared by every app in the process.
         app.threadPool = NIOThreadPool(numberOfThreads: System.coreCount + 2)
     }
+    var sqliteWriter: SQLiteStatementWriter?
     switch config.database {
-    case .sqliteFile(let path):
-        let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
-        try PrivateFiles.directory(dir)
-        try PrivateFiles.touch(path)
-        app.databases.use(.sqlite(.file(path), connectionPoolTimeout: sqlitePoolWait), as: .sqlite)
-    case .sqliteMemory:
-        app.databases.use(.sqlite(.memory, connectionPoolTimeout: sqlitePoolWait), as: .sqlite)
+    case .sqliteFile, .sqliteMemory:
+        let storage: SQLiteConfiguration.Storage
+        if case .sqliteFile(let path) = config.database {
+            let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
+            try PrivateFiles.directory(dir)
+            try PrivateFiles.touch(path)
+            storage = .file(path: path)
+        } else {
+            storage = .memory(identifier: UUID().uuidString) // one identifier: the writer reaches the same database
+        }
+        let sqlite = SQLiteConfiguration(storage: storage)
+        app.databases.use(.sqlite(sqlite, connectionPoolTimeout: sqlitePoolWait), as: .sqlite)
+        let writer = SQLiteStatementWriter(configuration: sqlite, threadPool: app.threadPool,
+                                           eventLoop: app.eventLoopGroup.any(), logger: app.logger)
+        app.lifecycle.use(SQLiteStatementWriterShutdown(writer: writer))
+        sqliteWriter = writer
     case .postgres(let url):
         // A request waits up to 60 s for a pooled connection (bursts queue behind row locks); an
         // unreachable server still fails fast (connection errors, not pool waits).
@@ -111,7 +121,8 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
         rateLimiter: RateLimiter(clock: clock),
         mailTransport: transport,
         metrics: metrics,
-        cache: TokenCache(ttlSeconds: config.tokenCacheSeconds)
+        cache: TokenCache(ttlSeconds: config.tokenCacheSeconds),
+        sqliteWriter: sqliteWriter
     )
     if transport == nil {
         app.logger.warning("No mail relay configured (SMTP_HOST / EMAIL_PROVIDER): emails stay queued until one is.")

@@ -22,7 +22,7 @@ func routes(_ app: Application) throws {
     try api.register(collection: CronController(reminders: deps.reminders, series: deps.series))
     try api.register(collection: FeedController(authed: false, lifecycle: lifecycle, mail: deps.config.mail))
     try api.register(collection: WebhookController(
-        ncsSecret: deps.config.ncsSecret, channelEvents: ChannelEvents(lifecycle: lifecycle, database: { app.db }),
+        ncsSecret: deps.config.ncsSecret, channelEvents: ChannelEvents(lifecycle: lifecycle, sqliteWriter: deps.sqliteWriter, database: { app.db }),
         recordingEvents: RecordingEvents(recordings: deps.recordings, clock: deps.clock), clock: deps.clock))
     try api.register(collection: EmailWebhookController(secrets: deps.config.emailWebhooks, jobs: deps.jobs, clock: deps.clock))
     if app.deps.config.devOutbox { try app.grouped("dev").register(collection: OutboxController()) }

@@ -139,12 +139,12 @@ import VaporTesting
                 change("b-join", .audienceJoined, uid: 9003, seq: 1),
                 change("c", .audienceJoined, uid: 9004, seq: 1),
             ]
-            let results = await ChannelEvents.applyViewers(group, on: t.app.db, viewersCheck: check, clock: t.app.deps.clock)
+            let results = await ChannelEvents.applyViewers(group, on: t.app.db, writer: t.app.deps.sqliteWriter, viewersCheck: check, clock: t.app.deps.clock)
             #expect(results.map { (try? $0.get()) ?? nil } == [false, true, false, true, true, true])
             #expect(try await t.stream(id).viewerCount == 3, "9001, 9002, 9004")
             let withBad = [change("d", .audienceJoined, uid: 9005, seq: 1), change("bad", .audienceJoined, stream: "no-such-stream", uid: 9006, seq: 1),
                            change("e", .audienceLeft, uid: 9004, seq: 2)]
-            let mixed = await ChannelEvents.applyViewers(withBad, on: t.app.db, viewersCheck: check, clock: t.app.deps.clock)
+            let mixed = await ChannelEvents.applyViewers(withBad, on: t.app.db, writer: t.app.deps.sqliteWriter, viewersCheck: check, clock: t.app.deps.clock)
             #expect((try? mixed[0].get()) == true && (try? mixed[2].get()) == true)
             guard case .failure = mixed[1] else { Issue.record("a change for a missing stream must fail"); return }
             #expect(try await t.stream(id).viewerCount == 3, "9001, 9002, 9005")

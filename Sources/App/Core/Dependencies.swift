@@ -32,6 +32,8 @@ struct Dependencies: Sendable {
     var metrics: AppMetrics
     /// Short-lived snapshots for the token path (streams, users, moderation).
     var cache: TokenCache
+    /// SQLite's connection for single write statements that must not wait for the lock (nil with PostgreSQL).
+    var sqliteWriter: SQLiteStatementWriter?
     /// Requests being answered now (graceful shutdown waits for them before closing the database).
     var inFlight = InFlightRequests()
 }

@@ -23,7 +23,7 @@ extension Database {
         let result: T
         do {
             result = if sql.dialect.name == "sqlite" {
-                try await sqliteWrite(asTransaction: true) { conn in try await hooked(SQLiteWriteTransaction(base: conn)) }
+                try await sqliteWrite { conn in try await hooked(SQLiteWriteTransaction(base: conn)) }
             } else {
                 try await transaction(hooked)
             }
@@ -35,64 +35,36 @@ extension Database {
         return result
     }
 
-    /// One write statement, on its own (autocommit: atomic by itself), with the same lock discipline
-    /// on SQLite as `writeTransaction` — no pool thread waits inside SQLite for the lock; a busy
-    /// statement wrote nothing and runs again after an asynchronous pause — without BEGIN and COMMIT
-    /// around it. `body` must run exactly one statement. PostgreSQL: the statement as it is.
-    func writeStatement<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        guard sql.dialect.name == "sqlite", !inTransaction else { return try await body(sql) }
-        return try await sqliteWrite(asTransaction: false) { conn in try await body(conn.sql) }
-    }
-
-    private func sqliteWrite<T: Sendable>(asTransaction: Bool, _ body: @escaping @Sendable (any Database) async throws -> T) async throws -> T {
-        var attempt = 0
-        let deadline = ContinuousClock.now.advanced(by: .seconds(SQLiteWrites.patienceSeconds))
-        while true {
-            attempt += 1
-            let began = BeganFlag()
-            do {
-                return try await withConnection { conn in
-                    let sql = conn.sql
-                    try await sql.raw("PRAGMA busy_timeout = \(unsafeRaw: String(SQLiteWrites.lockWaitMilliseconds))").run()
-                    // Later statements on this connection (outside any transaction) wait long, bounded:
-                    // the short wait is only for taking the lock up front.
-                    let relax: SQLQueryString = "PRAGMA busy_timeout = \(unsafeRaw: String(SQLiteWrites.statementWaitMilliseconds))"
-                    guard asTransaction else {
-                        // One statement: a busy error means it wrote nothing, so it may run again.
-                        do {
-                            let result = try await body(conn)
-                            try? await sql.raw(relax).run()
-                            return result
-                        } catch {
-                            try? await sql.raw(relax).run()
-                            throw error
-                        }
-                    }
-                    do {
-                        try await sql.raw("BEGIN IMMEDIATE").run()
-                    } catch {
-                        try? await sql.raw(relax).run()
-                        throw error
-                    }
-                    began.value = true
-                    do {
-                        let result = try await body(conn)
-                        try await sql.raw("COMMIT").run()
-                        try? await sql.raw(relax).run()
-                        return result
-                    } catch {
-                        try? await sql.raw("ROLLBACK").run()
-                        try? await sql.raw(relax).run()
-                        throw error
-                    }
+    private func sqliteWrite<T: Sendable>(_ body: @escaping @Sendable (any Database) async throws -> T) async throws -> T {
+        let began = BeganFlag()
+        // Only the lock was not had (a busy error before BEGIN got through): nothing ran, the body may
+        // run again. A busy error after BEGIN — e.g. at COMMIT without WAL — goes up: the body's models
+        // may already be saved.
+        return try await SQLiteWrites.retryingWhileBusy(unless: { began.value }) {
+            began.value = false
+            return try await withConnection { conn in
+                let sql = conn.sql
+                try await sql.raw("PRAGMA busy_timeout = \(unsafeRaw: String(SQLiteWrites.lockWaitMilliseconds))").run()
+                // Later statements on this connection (outside any transaction) wait long, bounded:
+                // the short wait is only for taking the lock up front.
+                let relax: SQLQueryString = "PRAGMA busy_timeout = \(unsafeRaw: String(SQLiteWrites.statementWaitMilliseconds))"
+                do {
+                    try await sql.raw("BEGIN IMMEDIATE").run()
+                } catch {
+                    try? await sql.raw(relax).run()
+                    throw error
                 }
-            } catch let error as SQLiteError where SQLiteWrites.isBusy(error) && !began.value {
-                // Only the lock was not had: nothing ran, the body may run again. (A busy error after
-                // BEGIN — e.g. at COMMIT without WAL — goes up: the body's models may already be saved.)
-                // The wait is asynchronous: no thread of NIO's pool (shared by every connection) sits
-                // in SQLite's busy handler while the lock holder needs one to finish.
-                guard ContinuousClock.now < deadline else { throw SQLiteWrites.exhausted }
-                try await Task.sleep(for: .milliseconds(Int.random(in: 2...(4 * min(attempt, 12)))))
+                began.value = true
+                do {
+                    let result = try await body(conn)
+                    try await sql.raw("COMMIT").run()
+                    try? await sql.raw(relax).run()
+                    return result
+                } catch {
+                    try? await sql.raw("ROLLBACK").run()
+                    try? await sql.raw(relax).run()
+                    throw error
+                }
             }
         }
     }
@@ -142,6 +114,26 @@ enum SQLiteWrites {
         e.headers.replaceOrAdd(name: .retryAfter, value: "2")
         return e
     }()
+
+    /// Runs `attempt` again while it fails because SQLite's write lock was taken (and `unless` does not
+    /// say it got past that point), after an asynchronous pause: no thread of NIO's pool (shared by every
+    /// connection) sits in SQLite's busy handler while the lock holder needs one to finish. After
+    /// `patienceSeconds`, `exhausted`.
+    static func retryingWhileBusy<T>(unless started: () -> Bool = { false }, onBusy: () -> Void = {},
+                                     _ attempt: () async throws -> T) async throws -> T {
+        var attempts = 0
+        let deadline = ContinuousClock.now.advanced(by: .seconds(patienceSeconds))
+        while true {
+            attempts += 1
+            do {
+                return try await attempt()
+            } catch let error as SQLiteError where isBusy(error) && !started() {
+                guard ContinuousClock.now < deadline else { throw exhausted }
+                onBusy()
+                try await Task.sleep(for: .milliseconds(Int.random(in: 2...(4 * min(attempts, 12)))))
+            }
+        }
+    }
 
     static func isBusy(_ error: SQLiteError) -> Bool {
         [.busy, .busyInSnapshot, .busyTimeout, .busyInRecovery, .locked].contains(error.reason)

@@ -15,11 +15,12 @@ struct ChannelEvents: Sendable {
     /// Viewers' joins, leaves and role changes, applied in groups (see `applyViewers`).
     private let viewerChanges: Coalescer<ViewerChange, Bool>
 
-    init(lifecycle: StreamLifecycle, database: @escaping @Sendable () -> any Database) {
+    /// `sqliteWriter`: the connection the groups are written on with SQLite (nil with PostgreSQL).
+    init(lifecycle: StreamLifecycle, sqliteWriter: SQLiteStatementWriter?, database: @escaping @Sendable () -> any Database) {
         self.lifecycle = lifecycle
         let viewersCheck = self.viewersCheck, clock = lifecycle.clock
         viewerChanges = Coalescer(maxBatch: 100) { changes in
-            await Self.applyViewers(changes, on: database(), viewersCheck: viewersCheck, clock: clock)
+            await Self.applyViewers(changes, on: database(), writer: sqliteWriter, viewersCheck: viewersCheck, clock: clock)
         }
     }
 
@@ -48,10 +49,10 @@ struct ChannelEvents: Sendable {
 
     /// A group of viewers' changes in one statement (`applyGroup`). If the group fails, each change
     /// is applied alone, so one bad event cannot hold up the others.
-    static func applyViewers(_ changes: [ViewerChange], on db: any Database, viewersCheck: BoundedCache<String, Date>,
-                             clock: AppClock) async -> [Result<Bool, any Error>] {
+    static func applyViewers(_ changes: [ViewerChange], on db: any Database, writer: SQLiteStatementWriter?,
+                             viewersCheck: BoundedCache<String, Date>, clock: AppClock) async -> [Result<Bool, any Error>] {
         do {
-            let fresh = try await applyGroup(changes, now: clock.now(), on: db)
+            let fresh = try await applyGroup(changes, now: clock.now(), on: db, writer: writer)
             for stream in Set(changes.map(\.streamID)) {
                 try? await Self.viewersWebhookIfDue(stream, on: db, check: viewersCheck, clock: clock)
             }
@@ -60,7 +61,7 @@ struct ChannelEvents: Sendable {
             var results: [Result<Bool, any Error>] = []
             for change in changes {
                 do {
-                    let fresh = try await applyGroup([change], now: clock.now(), on: db)
+                    let fresh = try await applyGroup([change], now: clock.now(), on: db, writer: writer)
                     if fresh.first == true { try? await Self.viewersWebhookIfDue(change.streamID, on: db, check: viewersCheck, clock: clock) }
                     results.append(.success(fresh.first ?? false))
                 } catch {
@@ -77,10 +78,11 @@ struct ChannelEvents: Sendable {
     /// what is stored (concurrent changes of one uid serialize on its row; the trigger of
     /// `AddViewerCountTrigger` moves the count by each change). PostgreSQL: data-modifying CTEs, one
     /// prepared statement (`ViewerGroupStatement`); SQLite: an insert into `viewer_changes`, whose
-    /// triggers do the same (`AddViewerChangeInbox`).
+    /// triggers do the same (`AddViewerChangeInbox`), on `SQLiteStatementWriter`'s connection.
     /// One round trip (PostgreSQL) or one pool-thread job (SQLite) per group, so a slow moment of
     /// either process delays one exchange, not five or seven. Returns whether each change's notice was new.
-    private static func applyGroup(_ changes: [ViewerChange], now: Date, on db: any Database) async throws -> [Bool] {
+    private static func applyGroup(_ changes: [ViewerChange], now: Date, on db: any Database,
+                                   writer: SQLiteStatementWriter?) async throws -> [Bool] {
         var seen = Set<String>()
         let distinct = changes.filter { seen.insert($0.notice).inserted } // each notice once; the first is the new one
         let inserted: Set<String>
@@ -99,7 +101,12 @@ struct ChannelEvents: Sendable {
                 INSERT INTO viewer_changes (notice_id, received_at, attendance_id, member_id, stream_id, uid, event, role, client_seq, at)
                 VALUES \(rows.joined(separator: ", ")) RETURNING notice_id
                 """
-            inserted = Set(try await db.writeStatement { sql in try await sql.raw(query).all(decoding: NoticeRow.self) }.map(\.notice_id))
+            let returned = if let writer {
+                try await writer.run { sql in try await sql.raw(query).all(decoding: NoticeRow.self) }
+            } else {
+                try await db.writeTransaction { db in try await db.sql.raw(query).all(decoding: NoticeRow.self) }
+            }
+            inserted = Set(returned.map(\.notice_id))
         }
         var unclaimed = inserted
         return changes.map { unclaimed.remove($0.notice) != nil } // the first of a notice sent twice in one group

@@ -5,9 +5,9 @@ import SQLKit
 import Testing
 @testable import App
 
-/// `Database.writeStatement` on SQLite: one autocommit statement with `writeTransaction`'s lock
-/// discipline (no pool thread waits inside SQLite; a busy statement wrote nothing and runs again).
-@Suite struct WriteStatementTests {
+/// `SQLiteStatementWriter`: one autocommit statement per job on a connection of its own that never
+/// waits inside SQLite for the lock (a busy statement wrote nothing and runs again after a pause).
+@Suite struct SQLiteStatementWriterTests {
     /// Another connection holds the write lock for 300 ms: the statement is refused busy, waits
     /// asynchronously, and runs once the lock is free — once, not failed, nothing written twice.
     @Test func aStatementWaitsOutAnotherConnectionsWriteLockAndRunsOnce() async throws {
@@ -23,17 +23,41 @@ import Testing
                 _ = try await other.query("COMMIT", [])
             }
             struct Row: Decodable { let notice_id: String }
-            let returned = try await t.app.db.writeStatement { sql in
+            let returned = try await t.app.deps.sqliteWriter!.run { sql in
                 try await sql.raw("INSERT INTO webhook_notices (notice_id, received_at) VALUES ('waited', \(bind: Date())) RETURNING notice_id")
                     .all(decoding: Row.self)
             }
             #expect(ContinuousClock.now >= released, "it ran only after the other connection let go of the lock")
+            #expect(t.app.deps.sqliteWriter!.busyRetries > 0,
+                    "it was refused at once and waited outside SQLite (not in a busy handler holding a pool thread)")
             try await holder.value
             try await other.close()
             #expect(returned.map(\.notice_id) == ["waited"])
             struct N: Decodable { let n: Int }
             let rows = try await t.app.db.sql.raw("SELECT COUNT(*) AS n FROM webhook_notices WHERE notice_id IN ('held', 'waited')").first(decoding: N.self)?.n
             #expect(rows == 2)
+        }
+    }
+
+    /// The writer's connection is set up like the pool's (foreign keys enforced); statements sent at
+    /// once all run, one at a time; after `close` it refuses.
+    @Test func theWritersConnectionEnforcesForeignKeysAndRunsEveryStatementSentAtOnce() async throws {
+        guard TestApp.postgresURL == nil else { return }
+        try await TestApp.run(fileDatabase: true) { t in
+            let writer = try #require(t.app.deps.sqliteWriter)
+            #expect(try await writer.run { try await $0.raw("PRAGMA foreign_keys").all().first?.decode(column: "foreign_keys", as: Int.self) } == 1)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for i in 0..<40 {
+                    group.addTask {
+                        try await writer.run { try await $0.raw("INSERT INTO webhook_notices (notice_id, received_at) VALUES (\(bind: "p\(i)"), \(bind: Date()))").run() }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            struct N: Decodable { let n: Int }
+            #expect(try await t.app.db.sql.raw("SELECT COUNT(*) AS n FROM webhook_notices WHERE notice_id LIKE 'p%'").first(decoding: N.self)?.n == 40)
+            await writer.close()
+            await #expect(throws: APIError.self) { try await writer.run { try await $0.raw("SELECT 1").run() } }
         }
     }
 }

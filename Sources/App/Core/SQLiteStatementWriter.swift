@@ -1,0 +1,111 @@
+import FluentSQLiteDriver
+import Foundation
+import NIOConcurrencyHelpers
+import SQLKit
+import Vapor
+
+/// A SQLite connection of its own for single write statements that must not wait inside SQLite for
+/// the write lock (the viewers' groups of `ChannelEvents`). It is opened once with `busy_timeout = 0`
+/// (and foreign keys on, like the pool's connections), so a statement is one job on a pool thread.
+/// Through the shared pool the same statement was three — set the connection's lock wait to 0, the
+/// statement, set it back — and each hand-off to a pool thread and back can land behind whatever
+/// else wants a CPU at that moment (the NCS burst's tail, `benchmarks/notes/ncsburst.md`).
+///
+/// A busy statement wrote nothing (autocommit: atomic by itself): it runs again after an asynchronous
+/// pause, as `writeTransaction` retries, until `SQLiteWrites.patienceSeconds` (then 503 database_busy).
+/// Statements run one at a time, in arrival order (one SQLite handle). Closed with the application.
+final class SQLiteStatementWriter: Sendable {
+    private let source: SQLiteConnectionSource
+    private let eventLoop: any EventLoop
+    private let logger: Logger
+    private let gate = AsyncGate()
+    private let connection = NIOLockedValueBox<State>(.unopened)
+    private let busy = NIOLockedValueBox(0)
+
+    /// How many times a statement found the write lock taken and was run again.
+    var busyRetries: Int { busy.withLockedValue { $0 } }
+
+    private enum State { case unopened, open(SQLiteConnection), closed }
+
+    init(configuration: SQLiteConfiguration, threadPool: NIOThreadPool, eventLoop: any EventLoop, logger: Logger) {
+        source = SQLiteConnectionSource(configuration: configuration, threadPool: threadPool)
+        self.eventLoop = eventLoop
+        self.logger = logger
+    }
+
+    /// Runs `body`, which must run exactly one statement, on this connection.
+    func run<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        try await SQLiteWrites.retryingWhileBusy(onBusy: { self.busy.withLockedValue { $0 += 1 } }) {
+            try await self.gate.locked { try await body(try await self.open().sql()) }
+        }
+    }
+
+    /// Closes the connection (after the statement running now); later statements fail.
+    func close() async {
+        await gate.locked {
+            let state = connection.withLockedValue { s in defer { s = .closed }; return s }
+            if case .open(let conn) = state { try? await conn.close() }
+        }
+    }
+
+    /// Under the gate.
+    private func open() async throws -> SQLiteConnection {
+        switch connection.withLockedValue({ $0 }) {
+        case .open(let conn): return conn
+        case .closed: throw APIError(.serviceUnavailable, "shutting_down", "The server is shutting down; try again shortly")
+        case .unopened:
+            let conn = try await source.makeConnection(logger: logger, on: eventLoop).get()
+            do {
+                // Turns SQLite's busy handler off: a taken lock answers SQLITE_BUSY at once.
+                _ = try await conn.query("PRAGMA busy_timeout = \(SQLiteWrites.lockWaitMilliseconds)")
+            } catch {
+                try? await conn.close()
+                throw error
+            }
+            connection.withLockedValue { $0 = .open(conn) }
+            return conn
+        }
+    }
+}
+
+/// Closes the writer with the application, before its thread pool stops.
+struct SQLiteStatementWriterShutdown: LifecycleHandler {
+    let writer: SQLiteStatementWriter
+    func shutdownAsync(_ application: Application) async { await writer.close() }
+}
+
+/// A FIFO lock for async code: one body at a time, waiters resumed in arrival order.
+final class AsyncGate: Sendable {
+    private let state = NIOLockedValueBox<(held: Bool, waiting: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func locked<T: Sendable>(_ body: () async throws -> T) async rethrows -> T {
+        await acquire()
+        defer { release() }
+        return try await body()
+    }
+
+    private func acquire() async {
+        let free = state.withLockedValue { s in
+            if s.held { return false }
+            s.held = true
+            return true
+        }
+        if free { return }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = state.withLockedValue { s in
+                if s.held { s.waiting.append(c); return false }
+                s.held = true
+                return true
+            }
+            if now { c.resume() }
+        }
+    }
+
+    private func release() {
+        let next = state.withLockedValue { s -> CheckedContinuation<Void, Never>? in
+            if s.waiting.isEmpty { s.held = false; return nil }
+            return s.waiting.removeFirst() // stays held: handed to the next
+        }
+        next?.resume()
+    }
+}
