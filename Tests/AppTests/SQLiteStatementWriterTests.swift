@@ -60,4 +60,27 @@ import Testing
             await #expect(throws: APIError.self) { try await writer.run { try await $0.raw("SELECT 1").run() } }
         }
     }
+
+    /// The writer's commits never checkpoint (that copy and its fsync landed in one request in ~75 of a
+    /// burst): within the delay of a write, a PASSIVE checkpoint on a second connection copies the WAL
+    /// into the database file — the only way it grows in WAL mode.
+    @Test func writesAreCheckpointedInTheBackgroundNotByTheirOwnCommits() async throws {
+        guard TestApp.postgresURL == nil else { return }
+        try await TestApp.run(fileDatabase: true) { t in
+            guard case .sqliteFile(let path) = t.app.deps.config.database else { Issue.record("a file database"); return }
+            let writer = try #require(t.app.deps.sqliteWriter)
+            #expect(try await writer.run { try await $0.raw("PRAGMA wal_autocheckpoint").all().first?.decode(column: "wal_autocheckpoint", as: Int.self) } == 0)
+            func size() -> Int { ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0 }
+            try await Task.sleep(for: .milliseconds(600)) // the checkpoint asked for above has run
+            let before = (size: size(), checkpoints: writer.checkpoints)
+            for i in 0..<300 {
+                let id = "checkpoint-\(i)-" + String(repeating: "x", count: 100)
+                try await writer.run { try await $0.raw("INSERT INTO webhook_notices (notice_id, received_at) VALUES (\(bind: id), \(bind: Date()))").run() }
+            }
+            let deadline = ContinuousClock.now.advanced(by: .seconds(5))
+            while size() <= before.size, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+            #expect(size() > before.size, "the rows reached the database file")
+            #expect(writer.checkpoints > before.checkpoints)
+        }
+    }
 }

@@ -14,6 +14,13 @@ import Vapor
 /// A busy statement wrote nothing (autocommit: atomic by itself): it runs again after an asynchronous
 /// pause, as `writeTransaction` retries, until `SQLiteWrites.patienceSeconds` (then 503 database_busy).
 /// Statements run one at a time, in arrival order (one SQLite handle). Closed with the application.
+///
+/// WAL checkpoints are not run by this connection's commits (`wal_autocheckpoint = 0`): SQLite runs one
+/// in the committing statement whenever the WAL passes 1,000 pages — every ~75 viewers' changes, which
+/// made one request in ~75 wait ~5 ms for the copy into the database file and its fsync, the burst's p99.
+/// Instead, within `checkpointDelay` of a write a PASSIVE checkpoint runs on a second connection; it does
+/// not block writers (SQLite lets a checkpoint and a writer run at once in WAL mode), so the statements
+/// go on meanwhile. Other connections keep SQLite's default, so the WAL stays bounded whoever writes.
 final class SQLiteStatementWriter: Sendable {
     private let source: SQLiteConnectionSource
     private let eventLoop: any EventLoop
@@ -21,48 +28,87 @@ final class SQLiteStatementWriter: Sendable {
     private let gate = AsyncGate()
     private let connection = NIOLockedValueBox<State>(.unopened)
     private let busy = NIOLockedValueBox(0)
+    private let checkpointDelay: Duration
+    private let checkpointGate = AsyncGate()
+    private let checkpointer = NIOLockedValueBox<State>(.unopened)
+    /// Whether a checkpoint is due (one pending covers every write before it starts).
+    private let checkpointPending = NIOLockedValueBox(false)
+    private let checkpointsRun = NIOLockedValueBox(0)
 
     /// How many times a statement found the write lock taken and was run again.
     var busyRetries: Int { busy.withLockedValue { $0 } }
 
     private enum State { case unopened, open(SQLiteConnection), closed }
 
-    init(configuration: SQLiteConfiguration, threadPool: NIOThreadPool, eventLoop: any EventLoop, logger: Logger) {
+    init(configuration: SQLiteConfiguration, threadPool: NIOThreadPool, eventLoop: any EventLoop, logger: Logger,
+         checkpointDelay: Duration = .milliseconds(250)) {
         source = SQLiteConnectionSource(configuration: configuration, threadPool: threadPool)
         self.eventLoop = eventLoop
         self.logger = logger
+        self.checkpointDelay = checkpointDelay
     }
+
+    /// How many background checkpoints have run.
+    var checkpoints: Int { checkpointsRun.withLockedValue { $0 } }
 
     /// Runs `body`, which must run exactly one statement, on this connection.
     func run<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        try await SQLiteWrites.retryingWhileBusy(onBusy: { self.busy.withLockedValue { $0 += 1 } }) {
-            try await self.gate.locked { try await body(try await self.open().sql()) }
+        defer { scheduleCheckpoint() } // also after a failure: a statement may fail after writing (e.g. while decoding its rows)
+        return try await SQLiteWrites.retryingWhileBusy(onBusy: { self.busy.withLockedValue { $0 += 1 } }) {
+            try await self.gate.locked { try await body(try await self.open(self.connection, setup: Self.writerSetup).sql()) }
         }
     }
 
-    /// Closes the connection (after the statement running now); later statements fail.
+    private static let writerSetup = [
+        "PRAGMA busy_timeout = \(SQLiteWrites.lockWaitMilliseconds)", // the busy handler off: a taken lock answers SQLITE_BUSY at once
+        "PRAGMA wal_autocheckpoint = 0",                             // commits do not checkpoint (see above)
+    ]
+
+    /// A PASSIVE checkpoint never calls the busy handler; off all the same, as on the writer.
+    private static let checkpointerSetup = ["PRAGMA busy_timeout = 0"]
+
+    private func scheduleCheckpoint() {
+        guard checkpointPending.withLockedValue({ pending in defer { pending = true }; return !pending }) else { return }
+        Task {
+            try? await Task.sleep(for: checkpointDelay)
+            checkpointPending.withLockedValue { $0 = false } // writes from now on ask for the next one
+            await checkpointGate.locked {
+                do {
+                    // PASSIVE: copies what no reader still needs, never waits for a lock, never blocks a writer.
+                    _ = try await open(checkpointer, setup: Self.checkpointerSetup).query("PRAGMA wal_checkpoint(PASSIVE)")
+                    checkpointsRun.withLockedValue { $0 += 1 }
+                } catch {
+                    logger.debug("background WAL checkpoint failed", metadata: ["error": "\(String(reflecting: error).prefix(200))"])
+                }
+            }
+        }
+    }
+
+    /// Closes the connections (after the statement and checkpoint running now); later statements fail.
     func close() async {
-        await gate.locked {
-            let state = connection.withLockedValue { s in defer { s = .closed }; return s }
-            if case .open(let conn) = state { try? await conn.close() }
-        }
+        await gate.locked { await Self.close(connection) }
+        await checkpointGate.locked { await Self.close(checkpointer) }
     }
 
-    /// Under the gate.
-    private func open() async throws -> SQLiteConnection {
-        switch connection.withLockedValue({ $0 }) {
+    private static func close(_ box: NIOLockedValueBox<State>) async {
+        let state = box.withLockedValue { s in defer { s = .closed }; return s }
+        if case .open(let conn) = state { try? await conn.close() }
+    }
+
+    /// Under the connection's gate.
+    private func open(_ box: NIOLockedValueBox<State>, setup: [String]) async throws -> SQLiteConnection {
+        switch box.withLockedValue({ $0 }) {
         case .open(let conn): return conn
         case .closed: throw APIError(.serviceUnavailable, "shutting_down", "The server is shutting down; try again shortly")
         case .unopened:
             let conn = try await source.makeConnection(logger: logger, on: eventLoop).get()
             do {
-                // Turns SQLite's busy handler off: a taken lock answers SQLITE_BUSY at once.
-                _ = try await conn.query("PRAGMA busy_timeout = \(SQLiteWrites.lockWaitMilliseconds)")
+                for statement in setup { _ = try await conn.query(statement) }
             } catch {
                 try? await conn.close()
                 throw error
             }
-            connection.withLockedValue { $0 = .open(conn) }
+            box.withLockedValue { $0 = .open(conn) }
             return conn
         }
     }
