@@ -72,7 +72,7 @@ import Testing
             #expect(try await writer.run { try await $0.raw("PRAGMA wal_autocheckpoint").all().first?.decode(column: "wal_autocheckpoint", as: Int.self) } == 0)
             func size() -> Int { ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0 }
             try await Task.sleep(for: .milliseconds(600)) // the checkpoint asked for above has run
-            let before = (size: size(), checkpoints: writer.checkpoints)
+            let before = (size: size(), checkpoints: writer.checkpoints.background)
             for i in 0..<300 {
                 let id = "checkpoint-\(i)-" + String(repeating: "x", count: 100)
                 try await writer.run { try await $0.raw("INSERT INTO webhook_notices (notice_id, received_at) VALUES (\(bind: id), \(bind: Date()))").run() }
@@ -80,7 +80,28 @@ import Testing
             let deadline = ContinuousClock.now.advanced(by: .seconds(5))
             while size() <= before.size, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
             #expect(size() > before.size, "the rows reached the database file")
-            #expect(writer.checkpoints > before.checkpoints)
+            #expect(writer.checkpoints.background > before.checkpoints)
+        }
+    }
+
+    /// The WAL starts over only at a write that finds it all copied; a writer that keeps committing while
+    /// each background checkpoint runs could keep that from happening. Past its page limit (1 here) the
+    /// next checkpoint runs between two statements. The app's own writer (limit 4,000) never needed one.
+    @Test func aWALPastItsLimitIsCheckpointedBetweenTwoStatements() async throws {
+        guard TestApp.postgresURL == nil else { return }
+        try await TestApp.run(fileDatabase: true) { t in
+            guard case .sqliteFile(let path) = t.app.deps.config.database else { Issue.record("a file database"); return }
+            let writer = SQLiteStatementWriter(configuration: .init(storage: .file(path: path)), threadPool: t.app.threadPool,
+                                               eventLoop: t.app.eventLoopGroup.any(), logger: t.app.logger,
+                                               checkpointDelay: .milliseconds(20), walPageLimit: 1)
+            for i in 0..<20 {
+                try await writer.run { try await $0.raw("INSERT INTO webhook_notices (notice_id, received_at) VALUES (\(bind: "limit-\(i)"), \(bind: Date()))").run() }
+            }
+            let deadline = ContinuousClock.now.advanced(by: .seconds(5))
+            while writer.checkpoints.catchUps == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(writer.checkpoints.catchUps > 0)
+            #expect(t.app.deps.sqliteWriter!.checkpoints.catchUps == 0)
+            await writer.close()
         }
     }
 }

@@ -20,7 +20,9 @@ import Vapor
 /// made one request in ~75 wait ~5 ms for the copy into the database file and its fsync, the burst's p99.
 /// Instead, within `checkpointDelay` of a write a PASSIVE checkpoint runs on a second connection; it does
 /// not block writers (SQLite lets a checkpoint and a writer run at once in WAL mode), so the statements
-/// go on meanwhile. Other connections keep SQLite's default, so the WAL stays bounded whoever writes.
+/// go on meanwhile. Should the WAL still grow past `walPageLimit` (it starts over only at a write that finds
+/// it all copied), the next checkpoint runs between two statements as SQLite's own would. Other
+/// connections keep SQLite's default, so the WAL stays bounded whoever writes.
 final class SQLiteStatementWriter: Sendable {
     private let source: SQLiteConnectionSource
     private let eventLoop: any EventLoop
@@ -34,6 +36,8 @@ final class SQLiteStatementWriter: Sendable {
     /// Whether a checkpoint is due (one pending covers every write before it starts).
     private let checkpointPending = NIOLockedValueBox(false)
     private let checkpointsRun = NIOLockedValueBox(0)
+    private let catchUpsRun = NIOLockedValueBox(0)
+    private let walPageLimit: Int
 
     /// How many times a statement found the write lock taken and was run again.
     var busyRetries: Int { busy.withLockedValue { $0 } }
@@ -41,15 +45,17 @@ final class SQLiteStatementWriter: Sendable {
     private enum State { case unopened, open(SQLiteConnection), closed }
 
     init(configuration: SQLiteConfiguration, threadPool: NIOThreadPool, eventLoop: any EventLoop, logger: Logger,
-         checkpointDelay: Duration = .milliseconds(250)) {
+         checkpointDelay: Duration = .milliseconds(250), walPageLimit: Int = 4_000) {
         source = SQLiteConnectionSource(configuration: configuration, threadPool: threadPool)
         self.eventLoop = eventLoop
         self.logger = logger
         self.checkpointDelay = checkpointDelay
+        self.walPageLimit = walPageLimit
     }
 
-    /// How many background checkpoints have run.
-    var checkpoints: Int { checkpointsRun.withLockedValue { $0 } }
+    /// How many background checkpoints have run, and how many of them had to be repeated between two
+    /// statements because the WAL had grown past `walPageLimit` pages.
+    var checkpoints: (background: Int, catchUps: Int) { (checkpointsRun.withLockedValue { $0 }, catchUpsRun.withLockedValue { $0 }) }
 
     /// Runs `body`, which must run exactly one statement, on this connection.
     func run<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
@@ -72,17 +78,26 @@ final class SQLiteStatementWriter: Sendable {
         Task {
             try? await Task.sleep(for: checkpointDelay)
             checkpointPending.withLockedValue { $0 = false } // writes from now on ask for the next one
-            await checkpointGate.locked {
-                do {
-                    // PASSIVE: copies what no reader still needs, never waits for a lock, never blocks a writer.
-                    _ = try await open(checkpointer, setup: Self.checkpointerSetup).query("PRAGMA wal_checkpoint(PASSIVE)")
-                    checkpointsRun.withLockedValue { $0 += 1 }
-                } catch {
-                    logger.debug("background WAL checkpoint failed", metadata: ["error": "\(String(reflecting: error).prefix(200))"])
+            do {
+                // PASSIVE: copies what no reader still needs, never waits for a lock, never blocks a writer.
+                let walPages = try await checkpointGate.locked {
+                    try await open(checkpointer, setup: Self.checkpointerSetup).query(Self.checkpoint).first?.column("log")?.integer ?? 0
                 }
+                checkpointsRun.withLockedValue { $0 += 1 }
+                // SQLite starts the WAL over only at a write that finds every frame copied. Statements that
+                // keep committing while each checkpoint runs would let it grow for as long as they do:
+                // past the limit, one checkpoint runs between two statements, where none can commit.
+                if walPages >= walPageLimit {
+                    try await gate.locked { _ = try await open(connection, setup: Self.writerSetup).query(Self.checkpoint) }
+                    catchUpsRun.withLockedValue { $0 += 1 }
+                }
+            } catch {
+                logger.debug("background WAL checkpoint failed", metadata: ["error": "\(String(reflecting: error).prefix(200))"])
             }
         }
     }
+
+    private static let checkpoint = "PRAGMA wal_checkpoint(PASSIVE)"
 
     /// Closes the connections (after the statement and checkpoint running now); later statements fail.
     func close() async {
