@@ -236,6 +236,24 @@ class Server:
             time.sleep(0.2)
         raise BenchError(f"server did not answer /health within {timeout} s; log:\n{self.tail()}")
 
+    def log_offset(self):
+        self.logf.flush()
+        return os.path.getsize(self.log_path)
+
+    def request_times(self, since, route):
+        """Time in the server (ms) of each `route` request logged after byte `since` of its log (LOG_LEVEL=info)."""
+        out = []
+        with open(self.log_path, "rb") as f:
+            f.seek(since)
+            for line in f:
+                try:
+                    j = json.loads(line)
+                except ValueError:
+                    continue
+                if j.get("message") == "request" and j.get("route") == route and "ms" in j:
+                    out.append(float(j["ms"]))
+        return out
+
     def tail(self, n=40):
         try:
             with open(self.log_path, "rb") as f:
@@ -1444,18 +1462,26 @@ def scenario_ncsburst():
                     f"(flushed {dirty_kb} kB of dirty pages first)")
                 if rnd % 2 == 1:
                     health = asyncio.run(open_loop_posts(srv.port, [None] * len(burst), rate, lambda b: {}))
+                since = srv.log_offset()
                 hooks = asyncio.run(open_loop_posts(srv.port, burst, rate, sign))
                 time.sleep(5)
+                # The server's own time per request (its request log): what the server adds, without the client's side.
+                inside = sorted(srv.request_times(since, "/api/webhooks/agora"))
+                pct = lambda q: round(percentile(inside, q), 2) if inside else None
+                server_side = {"requests": len(inside), "p50": pct(50), "p99": pct(99),
+                               "max": inside[-1] if inside else None, "over_4ms": sum(1 for x in inside if x > 4)}
                 details = srv.call("GET", f"/api/streams/{stream['id']}", token=mint("ncs-member"))["stream"]
                 applied = int(db.query(f"SELECT COUNT(*) FROM webhook_notices WHERE notice_id LIKE 'ncs-{stream['id'][:8]}-%'")[0][0])
                 if rnd % 2 == 0:
                     health = asyncio.run(open_loop_posts(srv.port, [None] * len(burst), rate, lambda b: {}))
                 ratio = hooks["latency_ms"]["p99"] / health["latency_ms"]["p99"]
                 exact = details["viewerCount"] == n and hooks["statuses"] == {"200": len(burst)} and applied == n
-                per_round.append({"dirty_kb_flushed_before": dirty_kb, "events_sent": len(burst), "rate_per_s": rate, "webhooks": hooks, "health": health, "ratio_p99": ratio,
+                per_round.append({"dirty_kb_flushed_before": dirty_kb, "webhooks_in_server_ms": server_side,
+                                  "events_sent": len(burst), "rate_per_s": rate, "webhooks": hooks, "health": health, "ratio_p99": ratio,
                                   "viewer_count_after": details["viewerCount"], "notices_recorded_after_5s": applied, "exact": exact})
                 log(f"[{kind}] round {rnd + 1}: webhook p99 {hooks['latency_ms']['p99']:.1f} ms vs health p99 {health['latency_ms']['p99']:.1f} ms "
-                    f"(×{ratio:.2f}); viewerCount {details['viewerCount']} of {n}; statuses {hooks['statuses']}")
+                    f"(×{ratio:.2f}); viewerCount {details['viewerCount']} of {n}; statuses {hooks['statuses']}; "
+                    f"in the server: webhook p50 {server_side['p50']} / p99 {server_side['p99']} ms, {server_side['over_4ms']} over 4 ms")
         med = lambda xs: statistics.median(xs)
         lat = lambda key, q: med([r[key]["latency_ms"][q] for r in per_round])
         worst = next((r for r in per_round if not r["exact"]), per_round[0])

@@ -13,16 +13,18 @@ import Vapor
 ///
 /// A busy statement wrote nothing (autocommit: atomic by itself): it runs again after an asynchronous
 /// pause, as `writeTransaction` retries, until `SQLiteWrites.patienceSeconds` (then 503 database_busy).
-/// Statements run one at a time, in arrival order (one SQLite handle). Closed with the application.
+/// Statements run one at a time (one SQLite handle), in arrival order except that a statement refused
+/// busy queues again after its pause. Closed with the application.
 ///
 /// WAL checkpoints are not run by this connection's commits (`wal_autocheckpoint = 0`): SQLite runs one
 /// in the committing statement whenever the WAL passes 1,000 pages — every ~75 viewers' changes, which
 /// made one request in ~75 wait ~5 ms for the copy into the database file and its fsync, the burst's p99.
 /// Instead, within `checkpointDelay` of a write a PASSIVE checkpoint runs on a second connection; it does
 /// not block writers (SQLite lets a checkpoint and a writer run at once in WAL mode), so the statements
-/// go on meanwhile. Should the WAL still grow past `walPageLimit` (it starts over only at a write that finds
-/// it all copied), the next checkpoint runs between two statements as SQLite's own would. Other
-/// connections keep SQLite's default, so the WAL stays bounded whoever writes.
+/// go on meanwhile. Should the WAL still be past `walPageLimit` pages after one (it starts over only at a
+/// write that finds it all copied), the next checkpoint runs between two statements, as SQLite's own
+/// would. The limit is SQLite's own threshold, which the pool's connections keep: a WAL held under it
+/// leaves their commits nothing to checkpoint either.
 final class SQLiteStatementWriter: Sendable {
     private let source: SQLiteConnectionSource
     private let eventLoop: any EventLoop
@@ -45,7 +47,7 @@ final class SQLiteStatementWriter: Sendable {
     private enum State { case unopened, open(SQLiteConnection), closed }
 
     init(configuration: SQLiteConfiguration, threadPool: NIOThreadPool, eventLoop: any EventLoop, logger: Logger,
-         checkpointDelay: Duration = .milliseconds(250), walPageLimit: Int = 4_000) {
+         checkpointDelay: Duration = .milliseconds(250), walPageLimit: Int = 1_000) {
         source = SQLiteConnectionSource(configuration: configuration, threadPool: threadPool)
         self.eventLoop = eventLoop
         self.logger = logger
@@ -88,8 +90,10 @@ final class SQLiteStatementWriter: Sendable {
                 // keep committing while each checkpoint runs would let it grow for as long as they do:
                 // past the limit, one checkpoint runs between two statements, where none can commit.
                 if walPages >= walPageLimit {
-                    try await gate.locked { _ = try await open(connection, setup: Self.writerSetup).query(Self.checkpoint) }
-                    catchUpsRun.withLockedValue { $0 += 1 }
+                    let done = try await gate.locked {
+                        try await open(connection, setup: Self.writerSetup).query(Self.checkpoint).first?.column("busy")?.integer == 0
+                    }
+                    if done { catchUpsRun.withLockedValue { $0 += 1 } } // else another connection was checkpointing
                 }
             } catch {
                 logger.debug("background WAL checkpoint failed", metadata: ["error": "\(String(reflecting: error).prefix(200))"])
@@ -101,13 +105,20 @@ final class SQLiteStatementWriter: Sendable {
 
     /// Closes the connections (after the statement and checkpoint running now); later statements fail.
     func close() async {
-        await gate.locked { await Self.close(connection) }
-        await checkpointGate.locked { await Self.close(checkpointer) }
+        await gate.locked { try? await Self.take(connection)?.close() }
+        await checkpointGate.locked { try? await Self.take(checkpointer)?.close() }
     }
 
-    private static func close(_ box: NIOLockedValueBox<State>) async {
+    /// `close` for Vapor's synchronous shutdown (off the event loops): does not wait for the gates.
+    func closeNow() {
+        for box in [connection, checkpointer] { try? Self.take(box)?.close().wait() }
+    }
+
+    /// The open connection, if any; closed from now on.
+    private static func take(_ box: NIOLockedValueBox<State>) -> SQLiteConnection? {
         let state = box.withLockedValue { s in defer { s = .closed }; return s }
-        if case .open(let conn) = state { try? await conn.close() }
+        if case .open(let conn) = state { return conn }
+        return nil
     }
 
     /// Under the connection's gate.
@@ -133,6 +144,7 @@ final class SQLiteStatementWriter: Sendable {
 struct SQLiteStatementWriterShutdown: LifecycleHandler {
     let writer: SQLiteStatementWriter
     func shutdownAsync(_ application: Application) async { await writer.close() }
+    func shutdown(_ application: Application) { writer.closeNow() }
 }
 
 /// A FIFO lock for async code: one body at a time, waiters resumed in arrival order.

@@ -101,7 +101,8 @@ struct ChannelEvents: Sendable {
                 INSERT INTO viewer_changes (notice_id, received_at, attendance_id, member_id, stream_id, uid, event, role, client_seq, at)
                 VALUES \(rows.joined(separator: ", ")) RETURNING notice_id
                 """
-            let returned = if let writer {
+            // Inside a caller's transaction the statement belongs to it (the writer is another connection).
+            let returned = if let writer, !db.inTransaction {
                 try await writer.run { sql in try await sql.raw(query).all(decoding: NoticeRow.self) }
             } else {
                 try await db.writeTransaction { db in try await db.sql.raw(query).all(decoding: NoticeRow.self) }
