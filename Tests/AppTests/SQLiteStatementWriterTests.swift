@@ -1,4 +1,5 @@
 import FluentKit
+import NIOConcurrencyHelpers
 import Foundation
 import SQLiteNIO
 import SQLKit
@@ -114,5 +115,24 @@ import Testing
             }
             await writer.close()
         }
+    }
+
+    /// Patience counts the pauses after refusals, not the time an attempt spends before it is refused (queued
+    /// for one of SQLite's pooled connections behind other writers): three slow refusals within 100 ms of
+    /// pauses still get their turn; refusals that go on past it answer 503 database_busy.
+    @Test func patienceCountsThePausesForTheLockNotTheQueueForAConnection() async throws {
+        struct Refused: Error {}
+        let tries = NIOLockedValueBox(0)
+        let value = try await SQLiteWrites.retryingWhileBusy(patience: .milliseconds(100), isBusy: { $0 is Refused }) {
+            try await Task.sleep(for: .milliseconds(60)) // queued for a connection
+            guard tries.withLockedValue({ $0 += 1; return $0 }) > 3 else { throw Refused() }
+            return "written"
+        }
+        #expect(value == "written" && tries.withLockedValue { $0 } == 4)
+        let started = ContinuousClock.now
+        await #expect(throws: APIError.self) {
+            try await SQLiteWrites.retryingWhileBusy(patience: .milliseconds(30), isBusy: { $0 is Refused }) { () async throws -> Int in throw Refused() }
+        }
+        #expect(ContinuousClock.now - started >= .milliseconds(30), "it paused for its whole patience first")
     }
 }

@@ -105,7 +105,8 @@ enum SQLiteWrites {
     static let lockWaitMilliseconds = 0
     /// What other statements on a connection that ran a write transaction wait for a lock.
     static let statementWaitMilliseconds = 5_000
-    /// How long a transaction keeps trying for the lock before the client gets 503 database_busy.
+    /// How long a transaction keeps trying for the lock (its pauses after refusals) before the client
+    /// gets 503 database_busy.
     static let patienceSeconds: Int64 = 20
 
     /// The answer when the lock could not be had in time (not retried again by `SQLiteBusyRetry`).
@@ -117,20 +118,26 @@ enum SQLiteWrites {
 
     /// Runs `attempt` again while it fails because SQLite's write lock was taken (and `unless` does not
     /// say it got past that point), after an asynchronous pause: no thread of NIO's pool (shared by every
-    /// connection) sits in SQLite's busy handler while the lock holder needs one to finish. After
-    /// `patienceSeconds`, `exhausted`.
-    static func retryingWhileBusy<T>(unless started: () -> Bool = { false }, onBusy: () -> Void = {},
+    /// connection) sits in SQLite's busy handler while the lock holder needs one to finish. When the pauses
+    /// add up to `patience`, `exhausted`. Only the pauses count: time an attempt spends queued for a pooled
+    /// connection is not time refused the lock (the pool bounds it, 60 s) — counted, a burst of writers
+    /// queued behind SQLite's one connection per event loop answered 503 before most of them had tried once.
+    static func retryingWhileBusy<T>(patience: Duration = .seconds(patienceSeconds),
+                                     isBusy refused: (any Error) -> Bool = { ($0 as? SQLiteError).map(isBusy) ?? false },
+                                     unless started: () -> Bool = { false }, onBusy: () -> Void = {},
                                      _ attempt: () async throws -> T) async throws -> T {
         var attempts = 0
-        let deadline = ContinuousClock.now.advanced(by: .seconds(patienceSeconds))
+        var paused = Duration.zero
         while true {
             attempts += 1
             do {
                 return try await attempt()
-            } catch let error as SQLiteError where isBusy(error) && !started() {
-                guard ContinuousClock.now < deadline else { throw exhausted }
+            } catch where refused(error) && !started() {
+                guard paused < patience else { throw exhausted }
                 onBusy()
-                try await Task.sleep(for: .milliseconds(Int.random(in: 2...(4 * min(attempts, 12)))))
+                let pause = Duration.milliseconds(Int.random(in: 2...(4 * min(attempts, 12))))
+                paused += pause
+                try await Task.sleep(for: pause)
             }
         }
     }
