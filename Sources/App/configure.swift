@@ -94,7 +94,7 @@ func configure(_ app: Application, config: AppConfig, overrides: Overrides = Ove
             .reminder: { job, db in try await reminders.runJob(job, on: db) },
             .hostGrace: { job, db in try await lifecycle.graceExpired(job, on: db) },
             .seriesTopUp: { job, db in try await series.topUpJob(job, on: db) },
-            .emailEvents: { job, db in try await EmailEventApplier(clock: clock).run(job, on: db) },
+            .emailEvents: { job, db in try await EmailEventApplier(clock: clock, queue: jobs).run(job, on: db) },
             .kickingRule: { job, db in
                 guard let kicking else { return .skipped("Agora REST credentials not configured") }
                 return try await kicking.run(job, on: db)

@@ -119,24 +119,55 @@ enum EmailEventParser {
 /// Applies delivery events (a job, so the webhook answers at once): timestamps on the delivery
 /// row, the suppression list, and a complaint mutes the creator for that member as an
 /// unsubscribe would.
+///
+/// An event about an email whose row is not there yet is held back, not applied half: a fan-out
+/// writes the rows of the emails it hands to the provider together with their outcomes, so a
+/// fast provider's "delivered" (or a bounce, a complaint) can arrive first. Such an event waits in
+/// a job of its own (15 s, doubling to 2 min) until its row appears, for at most `holdFor` after
+/// the webhook brought it; then it is applied without a row (the address's suppression still
+/// counts). Events naming neither our id nor the provider's are applied at once.
 struct EmailEventApplier: Sendable {
     struct Payload: Codable, Sendable {
         let provider: EmailProvider
         let events: [EmailEvent]
+        /// When the webhook brought these events (absent in jobs queued before holding existed).
+        var receivedAt: Date? = nil
+        /// How many times these events were held back already.
+        var holds: Int? = nil
     }
 
+    static let holdFor: TimeInterval = 600
+    static let holdRetry = Backoff(base: 15, cap: 120)
+
     let clock: AppClock
+    let queue: JobQueue
 
     func run(_ job: Job, on db: any Database) async throws -> Worker.JobResult {
         let payload = try job.decodePayload(Payload.self)
-        // Each event with what it changes (and the host-platform webhook it emits) in one transaction.
-        for event in payload.events { try await db.writeTransaction { tx in try await apply(event, provider: payload.provider, on: tx) } }
+        let received = payload.receivedAt ?? job.createdAt ?? .distantPast
+        let mayHold = clock.now() < received.addingTimeInterval(Self.holdFor)
+        // Each event with what it changes (and the host-platform webhook it emits) — or its hold — in one transaction.
+        for event in payload.events {
+            try await db.writeTransaction { tx in
+                guard try await !apply(event, provider: payload.provider, holdingUnmatched: mayHold, on: tx) else { return }
+                try await hold(event, provider: payload.provider, received: received, holds: (payload.holds ?? 0) + 1, on: tx)
+            }
+        }
         return .done
+    }
+
+    private func hold(_ event: EmailEvent, provider: EmailProvider, received: Date, holds: Int, on db: any Database) async throws {
+        let runAt = clock.now().addingTimeInterval(Self.holdRetry.delay(afterAttempt: holds, jitter: 1))
+        try await queue.enqueue(kind: .emailEvents, key: "email_events:\(provider.rawValue):held:\(UUID().uuidString)",
+                                payload: Payload(provider: provider, events: [event], receivedAt: received, holds: holds),
+                                runAt: runAt, on: db)
     }
 
     struct Match: Decodable { let id: Int64; let recipient_id: String; let email: String; let creator_id: String; let stream_id: String }
 
-    func apply(_ event: EmailEvent, provider: EmailProvider, on db: any Database) async throws {
+    /// Applies `event`; with `holdingUnmatched`, an event that names an email (by our id or the
+    /// provider's) we cannot find is left untouched and false returned.
+    func apply(_ event: EmailEvent, provider: EmailProvider, holdingUnmatched: Bool, on db: any Database) async throws -> Bool {
         let sql = db.sql
         let now = clock.now()
         var match: Match?
@@ -152,6 +183,7 @@ struct EmailEventApplier: Sendable {
         if match == nil, let pid = event.providerMessageID, !pid.isEmpty {
             match = try await sql.raw(base + " d.provider_message_id = \(bind: pid)").first(decoding: Match.self)
         }
+        if match == nil && holdingUnmatched && (event.deliveryID != nil || !(event.providerMessageID ?? "").isEmpty) { return false }
         if let m = match {
             let column: String = switch event.kind {
             case .delivered: "delivered_at"
@@ -167,7 +199,7 @@ struct EmailEventApplier: Sendable {
                 """).run()
         }
         // The address: the one the delivery went to (the event's own when we cannot match it).
-        guard let address = match?.email ?? event.address else { return }
+        guard let address = match?.email ?? event.address else { return true }
         let hash = EmailHash.of(address)
         let userID = match?.recipient_id
         switch event.kind {
@@ -182,6 +214,7 @@ struct EmailEventApplier: Sendable {
         case .delivered: try await Suppression.delivered(hash: hash, now: now, on: sql)
         case .opened, .clicked: break
         }
+        return true
     }
 
     private func providerIDMatches(_ delivery: Int64, _ pid: String, on sql: any SQLDatabase) async throws -> Bool {

@@ -98,7 +98,7 @@ struct EmailWebhookController: RouteCollection {
             }
             if !fresh.isEmpty {
                 try await jobs.enqueue(kind: .emailEvents, key: "email_events:\(provider.rawValue):\(UUID().uuidString)",
-                                       payload: EmailEventApplier.Payload(provider: provider, events: fresh), on: tx)
+                                       payload: EmailEventApplier.Payload(provider: provider, events: fresh, receivedAt: clock.now()), on: tx)
             }
             return fresh
         }
