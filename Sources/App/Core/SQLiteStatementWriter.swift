@@ -26,15 +26,11 @@ import Vapor
 /// would. The limit is SQLite's own threshold, which the pool's connections keep: a WAL held under it
 /// leaves their commits nothing to checkpoint either.
 final class SQLiteStatementWriter: Sendable {
-    private let source: SQLiteConnectionSource
-    private let eventLoop: any EventLoop
     private let logger: Logger
-    private let gate = AsyncGate()
-    private let connection = NIOLockedValueBox<State>(.unopened)
+    private let writer: LazySQLiteConnection
+    private let checkpointer: LazySQLiteConnection
     private let busy = NIOLockedValueBox(0)
     private let checkpointDelay: Duration
-    private let checkpointGate = AsyncGate()
-    private let checkpointer = NIOLockedValueBox<State>(.unopened)
     /// Whether a checkpoint is due (one pending covers every write before it starts).
     private let checkpointPending = NIOLockedValueBox(false)
     private let checkpointsRun = NIOLockedValueBox(0)
@@ -44,12 +40,16 @@ final class SQLiteStatementWriter: Sendable {
     /// How many times a statement found the write lock taken and was run again.
     var busyRetries: Int { busy.withLockedValue { $0 } }
 
-    private enum State { case unopened, open(SQLiteConnection), closed }
-
     init(configuration: SQLiteConfiguration, threadPool: NIOThreadPool, eventLoop: any EventLoop, logger: Logger,
          checkpointDelay: Duration = .milliseconds(250), walPageLimit: Int = 1_000) {
-        source = SQLiteConnectionSource(configuration: configuration, threadPool: threadPool)
-        self.eventLoop = eventLoop
+        let source = SQLiteConnectionSource(configuration: configuration, threadPool: threadPool)
+        let noWait = "PRAGMA busy_timeout = \(SQLiteWrites.lockWaitMilliseconds)" // the busy handler off: a taken lock answers SQLITE_BUSY at once
+        writer = LazySQLiteConnection(source: source, eventLoop: eventLoop, logger: logger, setup: [
+            noWait,
+            "PRAGMA wal_autocheckpoint = 0", // commits do not checkpoint (see above)
+        ])
+        // A PASSIVE checkpoint never calls the busy handler; off all the same, as on the writer.
+        checkpointer = LazySQLiteConnection(source: source, eventLoop: eventLoop, logger: logger, setup: [noWait])
         self.logger = logger
         self.checkpointDelay = checkpointDelay
         self.walPageLimit = walPageLimit
@@ -63,17 +63,9 @@ final class SQLiteStatementWriter: Sendable {
     func run<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         defer { scheduleCheckpoint() } // also after a failure: a statement may fail after writing (e.g. while decoding its rows)
         return try await SQLiteWrites.retryingWhileBusy(onBusy: { self.busy.withLockedValue { $0 += 1 } }) {
-            try await self.gate.locked { try await body(try await self.open(self.connection, setup: Self.writerSetup).sql()) }
+            try await self.writer.withConnection { try await body($0.sql()) }
         }
     }
-
-    private static let writerSetup = [
-        "PRAGMA busy_timeout = \(SQLiteWrites.lockWaitMilliseconds)", // the busy handler off: a taken lock answers SQLITE_BUSY at once
-        "PRAGMA wal_autocheckpoint = 0",                             // commits do not checkpoint (see above)
-    ]
-
-    /// A PASSIVE checkpoint never calls the busy handler; off all the same, as on the writer.
-    private static let checkpointerSetup = ["PRAGMA busy_timeout = 0"]
 
     private func scheduleCheckpoint() {
         guard checkpointPending.withLockedValue({ pending in defer { pending = true }; return !pending }) else { return }
@@ -82,17 +74,13 @@ final class SQLiteStatementWriter: Sendable {
             checkpointPending.withLockedValue { $0 = false } // writes from now on ask for the next one
             do {
                 // PASSIVE: copies what no reader still needs, never waits for a lock, never blocks a writer.
-                let walPages = try await checkpointGate.locked {
-                    try await open(checkpointer, setup: Self.checkpointerSetup).query(Self.checkpoint).first?.column("log")?.integer ?? 0
-                }
+                let walPages = try await checkpointer.withConnection { try await $0.query(Self.checkpoint).first?.column("log")?.integer ?? 0 }
                 checkpointsRun.withLockedValue { $0 += 1 }
                 // SQLite starts the WAL over only at a write that finds every frame copied. Statements that
                 // keep committing while each checkpoint runs would let it grow for as long as they do:
                 // past the limit, one checkpoint runs between two statements, where none can commit.
                 if walPages >= walPageLimit {
-                    let done = try await gate.locked {
-                        try await open(connection, setup: Self.writerSetup).query(Self.checkpoint).first?.column("busy")?.integer == 0
-                    }
+                    let done = try await writer.withConnection { try await $0.query(Self.checkpoint).first?.column("busy")?.integer == 0 }
                     if done { catchUpsRun.withLockedValue { $0 += 1 } } // else another connection was checkpointing
                 }
             } catch {
@@ -105,25 +93,57 @@ final class SQLiteStatementWriter: Sendable {
 
     /// Closes the connections (after the statement and checkpoint running now); later statements fail.
     func close() async {
-        await gate.locked { try? await Self.take(connection)?.close() }
-        await checkpointGate.locked { try? await Self.take(checkpointer)?.close() }
+        await writer.close()
+        await checkpointer.close()
     }
 
     /// `close` for Vapor's synchronous shutdown (off the event loops): does not wait for the gates.
     func closeNow() {
-        for box in [connection, checkpointer] { try? Self.take(box)?.close().wait() }
+        writer.closeNow()
+        checkpointer.closeNow()
+    }
+}
+
+/// One SQLite connection, opened at first use with `setup` run on it, used by one body at a time
+/// (FIFO), closed for good by `close`.
+final class LazySQLiteConnection: Sendable {
+    private let source: SQLiteConnectionSource
+    private let eventLoop: any EventLoop
+    private let logger: Logger
+    private let setup: [String]
+    private let gate = AsyncGate()
+    private let state = NIOLockedValueBox<State>(.unopened)
+
+    private enum State { case unopened, open(SQLiteConnection), closed }
+
+    init(source: SQLiteConnectionSource, eventLoop: any EventLoop, logger: Logger, setup: [String]) {
+        (self.source, self.eventLoop, self.logger, self.setup) = (source, eventLoop, logger, setup)
+    }
+
+    func withConnection<T: Sendable>(_ body: (SQLiteConnection) async throws -> T) async throws -> T {
+        try await gate.locked { try await body(try await open()) }
+    }
+
+    /// After the body running now; later bodies fail.
+    func close() async {
+        await gate.locked { try? await take()?.close() }
+    }
+
+    /// `close` that does not wait for the gate (Vapor's synchronous shutdown, off the event loops).
+    func closeNow() {
+        try? take()?.close().wait()
     }
 
     /// The open connection, if any; closed from now on.
-    private static func take(_ box: NIOLockedValueBox<State>) -> SQLiteConnection? {
-        let state = box.withLockedValue { s in defer { s = .closed }; return s }
-        if case .open(let conn) = state { return conn }
+    private func take() -> SQLiteConnection? {
+        let was = state.withLockedValue { s in defer { s = .closed }; return s }
+        if case .open(let conn) = was { return conn }
         return nil
     }
 
-    /// Under the connection's gate.
-    private func open(_ box: NIOLockedValueBox<State>, setup: [String]) async throws -> SQLiteConnection {
-        switch box.withLockedValue({ $0 }) {
+    /// Under the gate.
+    private func open() async throws -> SQLiteConnection {
+        switch state.withLockedValue({ $0 }) {
         case .open(let conn): return conn
         case .closed: throw APIError(.serviceUnavailable, "shutting_down", "The server is shutting down; try again shortly")
         case .unopened:
@@ -134,7 +154,7 @@ final class SQLiteStatementWriter: Sendable {
                 try? await conn.close()
                 throw error
             }
-            box.withLockedValue { $0 = .open(conn) }
+            state.withLockedValue { $0 = .open(conn) }
             return conn
         }
     }
