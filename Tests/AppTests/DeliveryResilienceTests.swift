@@ -118,22 +118,23 @@ struct DeliveryResilienceTests {
     @Test func sinkDownForThirtySecondsOnlyDelaysMail() async throws {
         let run = UUID().uuidString.prefix(8).lowercased()
         let sink = try DedicatedSink()
-        defer { sink.stop() }
-        try sink.start()
+        defer { sink.stopNow() }
+        try await sink.start()
         var config = MailPeers.sinkConfiguration(port: sink.port)
-        config.timeouts = .init(connect: 1, reply: 5, dataEnd: 5)
+        // The outage shows as refused connections (connect 1 s); replies get the product's own patience.
+        config.timeouts = .init(connect: 1, reply: 30, dataEnd: 120)
         let client = try SMTPClient(configuration: config, maxConnections: 4)
         try await TestApp.run(mailTransport: SMTPTransport(client: client), realClock: true, adjust: { $0.mail.retryBaseSeconds = 1 }) { t in
             let stream = try await Self.seed(t, members: 400, run: run)
             let worker = Task { await t.app.deps.worker.run() }
             defer { worker.cancel() }
             _ = try await Self.waitUntil(timeout: 60) { (try await Self.counts(t, stream)["sent"] ?? 0) >= 50 }
-            sink.stop()
+            await sink.stop()
             try await Task.sleep(for: .seconds(30))
             let during = try await Self.counts(t, stream)
             #expect((during["sent"] ?? 0) < 400, "everything went out before the outage: \(during)")
             #expect((during["failed"] ?? 0) == 0)
-            try sink.start()
+            try await sink.start()
             let done = try await Self.waitUntil(timeout: 180) { (try await Self.counts(t, stream)["sent"] ?? 0) == 400 }
             let final = try await Self.counts(t, stream)
             #expect(done, "\(final)")
@@ -162,7 +163,11 @@ final class DedicatedSink: @unchecked Sendable {
     }
 
     /// Starts the sink and waits for its READY; retries a few times if the port is briefly busy.
-    func start() throws {
+    func start() async throws {
+        try await Blocking.run { try self.startBlocking() }
+    }
+
+    private func startBlocking() throws {
         for attempt in 0..<10 {
             if try launch() { return }
             usleep(useconds_t(300_000 * (attempt + 1)))
@@ -193,7 +198,12 @@ final class DedicatedSink: @unchecked Sendable {
     }
 
     /// Abruptly, like a crashed relay: connections drop, the port refuses.
-    func stop() {
+    func stop() async {
+        _ = try? await Blocking.run { self.stopNow() }
+    }
+
+    /// `stop` for a `defer`.
+    func stopNow() {
         guard let p = process else { return }
         kill(p.processIdentifier, SIGKILL)
         for _ in 0..<250 where p.isRunning { usleep(20_000) }

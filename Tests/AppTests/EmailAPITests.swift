@@ -68,9 +68,12 @@ import VaporTesting
                 let addresses = try await Self.seed(t, followers: 20)
                 _ = try await t.createStream(scheduled: false)
                 try await t.drainWorker()
-                // The delayed first call lands: it began before the drain's 4 s timeout ran out, and
-                // sleeps 6 s, so it is over 3 s after the drain (whatever the load).
-                try await Task.sleep(for: .milliseconds(3000))
+                // The delayed first call lands (it began before the drain's 4 s timeout ran out, and
+                // sleeps 6 s): wait until the fake has recorded both calls and handles none.
+                let settled = try await DeliveryResilienceTests.waitUntil(timeout: 60) {
+                    fake.inFlight == 0 && fake.calls.compactMap(\.idempotencyKey).count >= 2
+                }
+                #expect(settled, "the delayed first call never finished: \(fake.calls.count) calls, \(fake.inFlight) in flight")
                 #expect(fake.emails.count == 20, "each member exactly once: \(fake.emails.count)")
                 #expect(Set(fake.emails.map(\.to)) == Set(addresses))
                 let keys = fake.calls.compactMap(\.idempotencyKey)

@@ -8,7 +8,13 @@ import VaporTesting
 
 /// The providers' own libraries (scripts/oracles/email_webhooks.py: PyPI svix, sendgrid, cryptography).
 enum EmailWebhookOracle {
-    static func call(_ input: [String: Any]) throws -> [String: Any] {
+    static func call(_ input: [String: Any]) async throws -> [String: Any] {
+        let request = try JSONSerialization.data(withJSONObject: input)
+        let data = try await Blocking.run { try run(request) }
+        return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any], "oracle said nothing for \(input["cmd"] ?? "")")
+    }
+
+    private static func run(_ request: Data) throws -> Data {
         let python = ProcessInfo.processInfo.environment["AGORA_ORACLE_PYTHON"]!
         let process = Process()
         process.executableURL = URL(fileURLWithPath: python)
@@ -17,11 +23,11 @@ enum EmailWebhookOracle {
         process.standardInput = stdin
         process.standardOutput = stdout
         try process.run()
-        stdin.fileHandleForWriting.write(try JSONSerialization.data(withJSONObject: input))
+        stdin.fileHandleForWriting.write(request)
         try stdin.fileHandleForWriting.close()
         let data = stdout.fileHandleForReading.readDataToEndOfFile()
         while process.isRunning { usleep(10_000) }
-        return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any], "oracle said nothing for \(input["cmd"] ?? "")")
+        return data
     }
 }
 
@@ -31,8 +37,8 @@ struct EmailEventTests {
 
     /// An app with webhook secrets from the oracle, mail through a recording transport.
     static func run(_ body: (TestApp, _ resendSecret: String, _ sendgrid: [String: Any]) async throws -> Void) async throws {
-        let secret = try EmailWebhookOracle.call(["cmd": "svix_secret"])["secret"] as! String
-        let keypair = try EmailWebhookOracle.call(["cmd": "sendgrid_keypair"])
+        let secret = try await EmailWebhookOracle.call(["cmd": "svix_secret"])["secret"] as! String
+        let keypair = try await EmailWebhookOracle.call(["cmd": "sendgrid_keypair"])
         try await TestApp.run(mailTransport: ProviderIDTransport(), adjust: { config in
             var problems: [String] = []
             let env = ["RESEND_WEBHOOK_SECRET": secret, "SENDGRID_WEBHOOK_PUBLIC_KEY": keypair["public_key"] as! String,
@@ -48,7 +54,7 @@ struct EmailEventTests {
         if let bounceType { data["bounce"] = ["type": bounceType, "subType": "General", "message": "mailbox does not exist"] }
         let body = String(decoding: try JSONSerialization.data(withJSONObject: ["type": type, "created_at": "2026-03-07T16:20:00.000Z", "data": data]), as: UTF8.self)
         let ts = timestamp ?? Int(t.app.deps.clock.now().timeIntervalSince1970)
-        let signed = try EmailWebhookOracle.call(["cmd": "svix", "secret": secret, "msg_id": id, "timestamp": ts, "body": body])
+        let signed = try await EmailWebhookOracle.call(["cmd": "svix", "secret": secret, "msg_id": id, "timestamp": ts, "body": body])
         var headers = HTTPHeaders()
         for key in ["svix-id", "svix-timestamp", "svix-signature"] { headers.add(name: key, value: signed[key] as! String) }
         return try await t.send(.POST, "api/webhooks/email/resend", raw: tamper ? body.replacingOccurrences(of: "\"s\"", with: "\"x\"") : body,
@@ -80,7 +86,7 @@ struct EmailEventTests {
             let stale = try await Self.resendEvent(t, secret: secret, timestamp: Int(t.app.deps.clock.now().timeIntervalSince1970) - 600,
                                                    type: "email.delivered", emailID: pid, to: "m1@example.com")
             #expect(stale.status == .unauthorized)
-            let other = try EmailWebhookOracle.call(["cmd": "svix_secret"])["secret"] as! String
+            let other = try await EmailWebhookOracle.call(["cmd": "svix_secret"])["secret"] as! String
             #expect(try await Self.resendEvent(t, secret: other, type: "email.delivered", emailID: pid, to: "m1@example.com").status == .unauthorized)
             try await t.drainWorker()
             let counts = try await t.send(.GET, "api/creator/streams/\(stream)/notifications", bearer: try await t.token("creator"))
@@ -91,7 +97,7 @@ struct EmailEventTests {
     @Test func sendgridSignaturesAreCheckedWithItsEventWebhook() async throws {
         try await Self.run { t, _, keypair in
             let body = #"[{"email":"x@example.com","event":"delivered","timestamp":1772900000,"sg_event_id":"ev1","sg_message_id":"abc.filter1"}]"#
-            let signed = try EmailWebhookOracle.call(["cmd": "sendgrid_sign", "private_key_pem": keypair["private_key_pem"]!, "timestamp": "1772900000", "body": body])
+            let signed = try await EmailWebhookOracle.call(["cmd": "sendgrid_sign", "private_key_pem": keypair["private_key_pem"]!, "timestamp": "1772900000", "body": body])
             var headers = HTTPHeaders()
             for (k, v) in signed { headers.add(name: k, value: v as! String) }
             let ok = try await t.send(.POST, "api/webhooks/email/sendgrid", raw: body, headers: headers)

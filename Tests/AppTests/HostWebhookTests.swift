@@ -60,7 +60,7 @@ import VaporTesting
             #expect(second.headers["webhook-signature"]?.split(separator: " ").count == 2, "both secrets sign during the overlap")
             var tampered = first.headers
             tampered["webhook-id"] = "msg_other"
-            let results = try WebhookOracle.verify([
+            let results = try await WebhookOracle.verify([
                 (secret, first.headers, first.body),                         // before the rotation
                 (secret, second.headers, second.body),                       // the old secret still verifies during the overlap
                 (newSecret, second.headers, second.body),                    // and the new one
@@ -151,11 +151,14 @@ import VaporTesting
     }
 
     @Test func goneDisablesTheEndpointAndRepeatedFailuresTripTheBreaker() async throws {
+        // Live receivers get the generous timeout (a 410 that timed out would be retried); the failing
+        // one answers 500 rather than being a dead port, so no send depends on a short timeout.
         let gone = try await WebhookReceiver.start { _, _ in .gone }
-        try await TestApp.run(adjust: Self.deadEndpoint) { t in
+        let failing = try await WebhookReceiver.start { _, _ in .internalServerError }
+        try await TestApp.run(adjust: Self.allowPrivate) { t in
             try await t.seedBasics()
             let (goneID, _) = try await Self.endpoint(t, url: gone.url)
-            let (deadID, _) = try await Self.endpoint(t, url: "http://127.0.0.1:9/hook") // nothing listens there
+            let (deadID, _) = try await Self.endpoint(t, url: failing.url)
             _ = try await t.createStream()
             for _ in 0..<10 {
                 try await t.app.deps.webhooks.drain()
@@ -179,6 +182,7 @@ import VaporTesting
             try await fixed.stop()
         }
         try await gone.stop()
+        try await failing.stop()
     }
 
     @Test func eventsPastTheRetryWindowAreGivenUp() async throws {
@@ -301,9 +305,9 @@ struct HostWebhookCrashTests {
             _ = try await HostWebhookTests.endpoint(t, url: receiver.url, events: ["stream.scheduled"])
             for i in 0..<events { _ = try await t.createStream(start: Date().addingTimeInterval(Double(3600 + i))) }
             let env = try AppProcess.environment(database: t.app.deps.config.database,
-                                                 extra: ["WEBHOOK_ALLOW_PRIVATE_URLS": "true", "WEBHOOK_TIMEOUT_SECONDS": "5"])
-            // A 5 s timeout (not 2): on a loaded machine (the whole suite in parallel) a 200 ms answer
-            // can take over 2 s, and a timed-out send is retried — a duplicate that is not the crash's.
+                                                 extra: ["WEBHOOK_ALLOW_PRIVATE_URLS": "true", "WEBHOOK_TIMEOUT_SECONDS": "15"])
+            // A 15 s timeout (not 2 or 5): on a loaded machine (the whole suite in parallel) a 200 ms answer
+            // can take seconds, and a timed-out send is retried — a duplicate that is not the crash's.
             let first = try AppProcess.start(["worker"], environment: env)
             let underWay = try await DeliveryResilienceTests.waitUntil(timeout: 120) { receiver.delivered.count >= 10 || !first.isRunning }
             #expect(underWay && first.isRunning, "the first worker never got going")
@@ -319,7 +323,7 @@ struct HostWebhookCrashTests {
             }
             // What the killed worker had in flight may have reached the receiver already; its rows are
             // sent again once their lease expires (the duplicates, same webhook-id).
-            let done = try await DeliveryResilienceTests.waitUntil(timeout: 240) {
+            let done = try await DeliveryResilienceTests.waitUntil(timeout: 300) {
                 Set(receiver.delivered.map(\.id)).count == events ? try await pending() == 0 : false
             }
             second.terminate()

@@ -47,7 +47,7 @@ struct PushTests {
                 t.setNow(now)
                 try await t.app.deps.push.drain()
             }
-            let log = try fake.log()
+            let log = try await fake.log()
             let pushes = log["apns"] as? [[String: Any]] ?? []
             let tokens = Set(pushes.compactMap { $0["token"] as? String })
             #expect(tokens == Set((0..<1000).map { Self.iosToken("ab", $0) }) && log["jwts"] as? Int == 1,
@@ -87,7 +87,7 @@ struct PushTests {
                 try await t.app.deps.push.drain()
                 t.setNow(t.app.deps.clock.now().addingTimeInterval(120))
             }
-            let log = try fake.log()
+            let log = try await fake.log()
             let apns = (log["apns"] as? [[String: Any]] ?? []).compactMap { $0["token"] as? String }
             let fcm = (log["fcm"] as? [[String: Any]] ?? []).compactMap { $0["token"] as? String }
             #expect(Set(apns) == [Self.iosToken("e0e0", 3), Self.iosToken("5030", 4)], "\(apns)")
@@ -123,11 +123,11 @@ struct PushTests {
             _ = try await t.createStream()
             try await t.drainWorker()
             try await t.app.deps.push.drain()
-            var apns = (try fake.log()["apns"] as? [[String: Any]] ?? []).compactMap { $0["token"] as? String }
+            var apns = (try await fake.log()["apns"] as? [[String: Any]] ?? []).compactMap { $0["token"] as? String }
             #expect(apns == [Self.iosToken("a1", 1)], "only m1 wants scheduled pushes")
             let live = try await Self.goLive(t)
             try await t.app.deps.push.drain()
-            apns = (try fake.log()["apns"] as? [[String: Any]] ?? []).compactMap { $0["token"] as? String }
+            apns = (try await fake.log()["apns"] as? [[String: Any]] ?? []).compactMap { $0["token"] as? String }
             #expect(apns.count == 2 && apns.last == Self.iosToken("a1", 1), "m2 switched live-now pushes off")
             let counts = try await t.send(.GET, "api/creator/streams/\(live)/notifications", bearer: try await t.token("creator"))
             let push = (counts.json["push"] as? [String: Any])?["live_now"] as? [String: Int] ?? [:]
@@ -159,7 +159,7 @@ struct PushTests {
             #expect(try await fcm.accessToken() == a)
             t.setNow(t.start.addingTimeInterval(50 * 60 + 3541))
             #expect(try await fcm.accessToken() != a && fcm.tokensFetched.withLockedValue { $0 } == 2)
-            #expect(try fake.log()["tokenRequests"] as? Int == 2)
+            #expect(try await fake.log()["tokenRequests"] as? Int == 2)
         }
     }
 
@@ -207,13 +207,13 @@ struct PushCrashTests {
                 "APNS_KEY_P8": apns.keyPEM.replacingOccurrences(of: "\n", with: "\\n"), "APNS_KEY_ID": apns.keyID, "APNS_TEAM_ID": apns.teamID,
                 "APNS_TOPIC": apns.topic, "APNS_BASE_URL": apns.baseURL, "PUSH_CA_FILE": fake.settings.caFile!, "PUSH_CONCURRENCY": String(window),
             ])
-            func pushed() throws -> [String] { (try fake.log()["apns"] as? [[String: Any]] ?? []).compactMap { $0["token"] as? String } }
+            func pushed() async throws -> [String] { (try await fake.log()["apns"] as? [[String: Any]] ?? []).compactMap { $0["token"] as? String } }
             let first = try AppProcess.start(["worker"], environment: env)
-            let underWay = try await DeliveryResilienceTests.waitUntil(timeout: 120) { try pushed().count >= 40 || !first.isRunning }
+            let underWay = try await DeliveryResilienceTests.waitUntil(timeout: 120) { try await pushed().count >= 40 || !first.isRunning }
             #expect(underWay && first.isRunning, "the first worker never got going")
             kill(first.processIdentifier, SIGKILL)
             _ = await AppProcess.exited(first)
-            #expect(Set(try pushed()).count < members, "killed too late to prove anything")
+            #expect(Set(try await pushed()).count < members, "killed too late to prove anything")
             let second = try AppProcess.start(["worker"], environment: env)
             struct N: Decodable { let n: Int }
             func unsent() async throws -> Int {
@@ -222,11 +222,11 @@ struct PushCrashTests {
             // Pushes the killed worker had in flight may have arrived already; their rows go out again
             // when the lease expires (the bounded duplicates).
             let done = try await DeliveryResilienceTests.waitUntil(timeout: 300) {
-                Set(try pushed()).count == members ? try await unsent() == 0 : false
+                Set(try await pushed()).count == members ? try await unsent() == 0 : false
             }
             second.terminate()
             _ = await AppProcess.exited(second)
-            let all = try pushed()
+            let all = try await pushed()
             #expect(done, "\(Set(all).count) of \(members) devices got their push")
             #expect(all.count - Set(all).count <= window, "\(all.count - Set(all).count) duplicates; at most the window (\(window))")
             #expect(try await unsent() == 0)

@@ -22,7 +22,7 @@ import VaporTesting
     /// "2026-03-09T11:30:00Z" → "20260309T113000Z" (our `utcStamp` form).
     static func compact(_ iso: String) -> String { iso.replacingOccurrences(of: "-", with: "").replacingOccurrences(of: ":", with: "") }
 
-    @Test(.enabled(if: SeriesOracle.available)) func expansionMatchesDateutilAcrossDSTInFourZones() throws {
+    @Test(.enabled(if: SeriesOracle.available)) func expansionMatchesDateutilAcrossDSTInFourZones() async throws {
         var rules: [SeriesRule] = []
         for zone in Self.zones {
             rules.append(SeriesRule(zoneID: zone, startDate: LocalDate("2026-01-07")!, time: LocalTime("07:30")!, byDay: [.MO, .WE],
@@ -37,7 +37,7 @@ import VaporTesting
             }
         }
         let through = LocalDate("2027-02-28")!
-        let expected = try SeriesOracle.expand(rules.map { Self.oracleInput($0, through: through) })
+        let expected = try await SeriesOracle.expand(rules.map { Self.oracleInput($0, through: through) })
         #expect(expected.count == rules.count)
         for (rule, want) in zip(rules, expected) {
             let dates = rule.dates(through: through)
@@ -158,7 +158,7 @@ import VaporTesting
                 created.append((series["id"] as! String, rule, occurrences))
             }
             let through = LocalDate("2027-03-31")!
-            let oracle = try SeriesOracle.expand(created.map { Self.oracleInput($0.rule, through: through) })
+            let oracle = try await SeriesOracle.expand(created.map { Self.oracleInput($0.rule, through: through) })
             for (series, want) in zip(created, oracle) {
                 // Eight weeks of Mondays and Wednesdays, exactly dateutil's first instants.
                 let starts = series.occurrences.compactMap { $0["startTime"] as? String }.map { Self.compact($0.replacingOccurrences(of: ".000", with: "")) }
@@ -178,7 +178,7 @@ import VaporTesting
 
             let feed = try await t.send(.GET, "api/creator/creator/schedule.ics")
             #expect(feed.status == .ok)
-            let read = try SeriesOracle.feed(feed.raw, from: t.start, to: t.start.addingTimeInterval(400 * 86_400))
+            let read = try await SeriesOracle.feed(feed.raw, from: t.start, to: t.start.addingTimeInterval(400 * 86_400))
             #expect(read["crlf_only"] as? Bool == true && (read["max_line_octets"] as? Int ?? 99) <= 75)
             #expect((read["vtimezone_problems"] as? [String])?.isEmpty == true, "\(read["vtimezone_problems"] ?? "")")
             let vtimezones = read["vtimezones"] as? [String: Int] ?? [:]
@@ -209,7 +209,7 @@ import VaporTesting
             // A creator with nothing planned: a valid, empty calendar.
             let empty = try await t.send(.GET, "api/creator/creator2/schedule.ics")
             #expect(empty.status == .ok && !empty.raw.contains("BEGIN:VEVENT"))
-            let emptyRead = try SeriesOracle.feed(empty.raw, from: t.start, to: t.start.addingTimeInterval(86_400))
+            let emptyRead = try await SeriesOracle.feed(empty.raw, from: t.start, to: t.start.addingTimeInterval(86_400))
             #expect((emptyRead["instances"] as? [Any])?.isEmpty == true && (emptyRead["components"] as? Int ?? 0) >= 1)
         }
     }

@@ -45,12 +45,16 @@ final class FakeEmailAPI: @unchecked Sendable {
 
     var emails: [Email] { lock.withLock { _emails } }
     var calls: [Call] { lock.withLock { _calls } }
+    /// Requests being handled now (a delayed call is counted until it has been recorded).
+    var inFlight: Int { lock.withLock { _inFlight } }
+    private var _inFlight = 0
     func emails(to address: String) -> [Email] { emails.filter { $0.to == address } }
 
     init() async throws {
         app = try await Application.make(.testing)
         app.logger.logLevel = .critical
         app.routes.defaultMaxBodySize = "60mb"
+        app.middleware.use(InFlight(fake: self))
         register()
         try await app.server.start(address: .hostname("127.0.0.1", port: 0))
         port = app.http.server.shared.localAddress?.port ?? 0
@@ -59,6 +63,15 @@ final class FakeEmailAPI: @unchecked Sendable {
     func shutdown() async {
         await app.server.shutdown()
         try? await app.asyncShutdown()
+    }
+
+    private struct InFlight: AsyncMiddleware {
+        let fake: FakeEmailAPI
+        func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
+            fake.lock.withLock { fake._inFlight += 1 }
+            defer { fake.lock.withLock { fake._inFlight -= 1 } }
+            return try await next.respond(to: request)
+        }
     }
 
     private func json(_ status: HTTPResponseStatus, _ body: Any, headers: HTTPHeaders = [:]) -> Response {

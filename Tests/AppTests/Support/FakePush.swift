@@ -44,12 +44,17 @@ final class FakePush: @unchecked Sendable {
         settings.caFile = directory.appendingPathComponent("ca.pem").path
         self.settings = settings
         // Wait until it answers.
-        for _ in 0..<100 where (try? log()) == nil { usleep(50_000) }
+        for _ in 0..<100 where (try? Self.fetchLog(controlURL)) == nil { usleep(50_000) }
     }
 
-    func log() throws -> [String: Any] {
-        let data = try Data(contentsOf: URL(string: controlURL + "/_log")!)
+    func log() async throws -> [String: Any] {
+        let url = controlURL
+        let data = try await Blocking.run { try Self.fetchLog(url) }
         return try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+    }
+
+    private static func fetchLog(_ controlURL: String) throws -> Data {
+        try Data(contentsOf: URL(string: controlURL + "/_log")!)
     }
 
     func stop() {

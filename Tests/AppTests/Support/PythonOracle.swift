@@ -5,7 +5,11 @@ import Foundation
 enum PythonOracle {
     static var available: Bool { ProcessInfo.processInfo.environment["AGORA_ORACLE_PYTHON"] != nil }
 
-    static func run(_ script: String, arguments: [String] = [], input: Data) throws -> Data {
+    static func run(_ script: String, arguments: [String] = [], input: Data) async throws -> Data {
+        try await Blocking.run { try runBlocking(script, arguments: arguments, input: input) }
+    }
+
+    private static func runBlocking(_ script: String, arguments: [String], input: Data) throws -> Data {
         let python = ProcessInfo.processInfo.environment["AGORA_ORACLE_PYTHON"]!
         let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("scripts/oracles/\(script)").path

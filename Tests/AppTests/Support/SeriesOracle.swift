@@ -6,17 +6,17 @@ import Foundation
 enum SeriesOracle {
     static var available: Bool { PythonOracle.available }
 
-    static func run(_ arguments: [String], input: Data) throws -> Any {
-        try JSONSerialization.jsonObject(with: try PythonOracle.run("series_oracle.py", arguments: arguments, input: input))
+    static func run(_ arguments: [String], input: Data) async throws -> Any {
+        try JSONSerialization.jsonObject(with: try await PythonOracle.run("series_oracle.py", arguments: arguments, input: input))
     }
 
     /// UTC instants ("2026-03-09T12:30:00Z") of each rule, expanded by dateutil.
-    static func expand(_ rules: [[String: Any]]) throws -> [[String]] {
-        try run(["rrule"], input: try JSONSerialization.data(withJSONObject: rules)) as? [[String]] ?? []
+    static func expand(_ rules: [[String: Any]]) async throws -> [[String]] {
+        try await run(["rrule"], input: try JSONSerialization.data(withJSONObject: rules)) as? [[String]] ?? []
     }
 
     /// The feed as icalendar + recurring-ical-events read it, between two UTC instants.
-    static func feed(_ ics: String, from: Date, to: Date) throws -> [String: Any] {
-        try run(["feed", ISO8601.string(from), ISO8601.string(to)], input: Data(ics.utf8)) as? [String: Any] ?? [:]
+    static func feed(_ ics: String, from: Date, to: Date) async throws -> [String: Any] {
+        try await run(["feed", ISO8601.string(from), ISO8601.string(to)], input: Data(ics.utf8)) as? [String: Any] ?? [:]
     }
 }

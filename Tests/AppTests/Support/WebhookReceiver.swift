@@ -63,8 +63,8 @@ enum WebhookOracle {
     static var available: Bool { PythonOracle.available }
 
     /// For each (secret, request): true, or the library's error.
-    static func verify(_ checks: [(secret: String, headers: [String: String], body: String)]) throws -> [Any] {
+    static func verify(_ checks: [(secret: String, headers: [String: String], body: String)]) async throws -> [Any] {
         let input = try JSONSerialization.data(withJSONObject: ["checks": checks.map { ["secret": $0.secret, "headers": $0.headers, "body": $0.body] }])
-        return try JSONSerialization.jsonObject(with: try PythonOracle.run("webhook_verify.py", input: input)) as? [Any] ?? []
+        return try JSONSerialization.jsonObject(with: try await PythonOracle.run("webhook_verify.py", input: input)) as? [Any] ?? []
     }
 }

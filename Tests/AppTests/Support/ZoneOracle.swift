@@ -6,9 +6,9 @@ enum ZoneOracle {
 
     static var available: Bool { PythonOracle.available }
 
-    static func format(_ cases: [(epoch: Int, zone: String)]) throws -> [Answer] {
+    static func format(_ cases: [(epoch: Int, zone: String)]) async throws -> [Answer] {
         let input = Data(cases.map { "{\"epoch\": \($0.epoch), \"zone\": \"\($0.zone)\"}\n" }.joined().utf8)
-        let lines = String(decoding: try PythonOracle.run("zone_format.py", input: input), as: UTF8.self).split(separator: "\n")
+        let lines = String(decoding: try await PythonOracle.run("zone_format.py", input: input), as: UTF8.self).split(separator: "\n")
         return try lines.map {
             let o = try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
             return Answer(local: o["local"] as! String, tzname: o["tzname"] as! String, offset: o["offset"] as! Int)
