@@ -10,7 +10,7 @@ import VaporTesting
     static func settings(_ provider: EmailProvider, _ fake: FakeEmailAPI, rate: Double = 1000, key: String? = nil) -> EmailAPISettings {
         var s = EmailAPISettings(provider: provider, apiKey: key ?? fake.apiKey, baseURL: fake.baseURL, requestsPerSecond: rate)
         // Generous: a loaded CI machine must not turn a slow answer into a retry (SendGrid has no idempotency).
-        s.timeoutSeconds = 10
+        s.timeoutSeconds = 30
         s.pauseSeconds = 30
         return s
     }

@@ -98,11 +98,11 @@ import VaporTesting
             #expect(try await KickingRule.query(on: t.app.db).first()?.agoraRuleID == Int64(rule.key))
 
             try await t.send(.POST, "api/creator/streams/\(id)/moderation/unblock", bearer: try await t.token("creator"), json: ["userId": "m1"])
-            try await t.drainWorker()
+            try await t.drainWorker(until: { fake.deletedRules == [rule.key] })
             #expect(fake.deletedRules == [rule.key] && fake.rules.isEmpty)
 
             try await t.send(.POST, "api/creator/streams/\(id)/moderation/mute", bearer: try await t.token("creator"), json: ["userId": "m2"])
-            try await t.drainWorker()
+            try await t.drainWorker(until: { !fake.rules.isEmpty })
             #expect(fake.rules.first?.value["privileges"] as? [String] == ["publish_audio", "publish_video"])
             #expect(fake.problems.isEmpty, "\(fake.problems)")
         }

@@ -75,6 +75,18 @@ extension TestApp {
             setNow(app.deps.clock.now().addingTimeInterval(advancing))
         }
     }
+
+    /// Drains until `done`, moving the clock `advancing` between rounds (at most `rounds` times): a
+    /// call to a fake that timed out on a loaded machine is retried after a backoff the manual clock
+    /// has to reach.
+    func drainWorker(until done: () async throws -> Bool, advancing: TimeInterval = 300, rounds: Int = 6) async throws {
+        try await app.deps.worker.drain()
+        for _ in 0..<rounds {
+            guard try await !done() else { return }
+            setNow(app.deps.clock.now().addingTimeInterval(advancing))
+            try await app.deps.worker.drain()
+        }
+    }
 }
 
 @Suite struct NotificationPipelineTests {

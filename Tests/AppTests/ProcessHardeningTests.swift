@@ -48,10 +48,11 @@ struct ProcessHardeningTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let port = AppProcess.freePort()
         let log = dir.appendingPathComponent("app.log")
+        // The drain's own limit far above what a loaded machine needs to finish the import (its default is 10 s).
         let server = try Self.launch(["serve", "--env", "production", "--hostname", "127.0.0.1", "--port", "\(port)"],
-                                     environment: Self.environment(dir), output: log)
+                                     environment: Self.environment(dir, extra: ["SHUTDOWN_DRAIN_SECONDS": "120"]), output: log)
         defer { if server.isRunning { kill(server.processIdentifier, SIGKILL) } }
-        #expect(await AppProcess.waitForHealth(port: port), "server did not start")
+        #expect(await AppProcess.waitForHealth(port: port, timeout: 180), "server did not start")
 
         let users = (0..<300).map { ["id": "drain-\($0)", "name": "Member \($0)", "email": "drain\($0)@example.com"] }
         let body = try JSONSerialization.data(withJSONObject: ["users": users])
@@ -60,12 +61,12 @@ struct ProcessHardeningTests {
         let socket = try RawHTTP(port: port)
         defer { socket.close() }
         try socket.send(Data(head.utf8) + body.prefix(body.count / 2))
-        try await Task.sleep(for: .milliseconds(300))
+        try await Task.sleep(for: .seconds(2)) // the server has read the request's head (a loaded machine is slow to)
         kill(server.processIdentifier, SIGTERM)
         try await Task.sleep(for: .milliseconds(700))
         #expect(server.isRunning, "the process must wait for the request in flight")
         try socket.send(body.suffix(from: body.count / 2))
-        let reply = socket.receiveAll(timeout: 30)
+        let reply = try await Blocking.run { socket.receiveAll(timeout: 60) }
         #expect(reply.hasPrefix("HTTP/1.1 200"), "reply: \(reply.prefix(300))")
         #expect(reply.contains("\"users\":300"), "reply: \(reply.prefix(300))")
         #expect(await AppProcess.exited(server, timeout: 60))

@@ -191,7 +191,8 @@ struct PushTests {
                             "needs APP_BINARY, the SMTP peers and the oracle venv (scripts/test provides them)"))
 struct PushCrashTests {
     @Test func killDashNineMidFanOutLosesNoPush() async throws {
-        let fake = try FakePush(latencyMilliseconds: 100)
+        // 300 ms a push: from the first 40 to all 400 takes the worker ~7 s, time enough for a loaded machine to kill it midway.
+        let fake = try FakePush(latencyMilliseconds: 300)
         defer { fake.stop() }
         let members = 400, window = 16
         try await TestApp.run(realClock: true, fileDatabase: true, adjust: { $0.push = fake.settings }) { t in

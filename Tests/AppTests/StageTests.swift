@@ -126,14 +126,14 @@ import VaporTesting
             _ = try await t.send(.PATCH, "api/creator/streams/\(id)", bearer: owner, json: ["stagePolicy": "invite"])
             #expect(try await t.send(.POST, "api/streams/\(id)/stage/invite", bearer: owner, json: ["userId": "m1"]).status == .ok)
             #expect(try await t.send(.POST, "api/streams/\(id)/stage/remove", bearer: owner, json: ["userId": "m1"]).status == .ok)
-            try await t.drainWorker()
+            try await t.drainWorker(until: { !fake.rules.isEmpty })
             let m1 = try #require(try await User.find("m1", on: t.app.db))
             let rule = try #require(fake.rules.first)
             #expect(rule.value["cname"] as? String == id && rule.value["uid"] as? Int == Int(m1.agoraUid))
             #expect(rule.value["privileges"] as? [String] == ["publish_audio", "publish_video"] && rule.value["time_in_seconds"] as? Int == 3600)
             // Invited again: the rule goes, so the new publisher token works in the channel.
             #expect(try await t.send(.POST, "api/streams/\(id)/stage/invite", bearer: owner, json: ["userId": "m1"]).status == .ok)
-            try await t.drainWorker()
+            try await t.drainWorker(until: { fake.rules.isEmpty })
             #expect(fake.rules.isEmpty && fake.problems.isEmpty, "\(fake.problems)")
         }
     }

@@ -93,7 +93,7 @@ enum AppProcess {
     struct Answer { let status: Int; let body: String; let headers: [String: String] }
 
     static func request(_ method: String, port: Int, _ path: String, bearer: String? = nil, headers: [String: String] = [:],
-                        json: Any? = nil, timeout: TimeInterval = 10) async -> Answer? {
+                        json: Any? = nil, timeout: TimeInterval = 60) async -> Answer? {
         var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/\(path)")!)
         request.httpMethod = method
         request.timeoutInterval = timeout
@@ -109,7 +109,7 @@ enum AppProcess {
         return Answer(status: http.statusCode, body: String(decoding: data, as: UTF8.self), headers: fields)
     }
 
-    static func waitForHealth(port: Int, timeout: TimeInterval = 60) async -> Bool {
+    static func waitForHealth(port: Int, timeout: TimeInterval = 180) async -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if await request("GET", port: port, "health", timeout: 2)?.status == 200 { return true }
