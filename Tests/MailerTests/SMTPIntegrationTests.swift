@@ -304,12 +304,15 @@ struct SMTPIntegrationTests {
         let pipelining: Bool
         /// Hang up after every message (a relay that limits messages per connection, or one restarted while we were idle).
         let closeAfterMessage: Bool
+        /// Answer a message's end this much later (a relay scanning it).
+        let dataEndDelay: TimeAmount?
         private var buffer = ""
         private var inData = false
         private var inTransaction = false
         private var accepted = 0
-        init(greeting: String, log: Log, pipelining: Bool = false, closeAfterMessage: Bool = false) {
+        init(greeting: String, log: Log, pipelining: Bool = false, closeAfterMessage: Bool = false, dataEndDelay: TimeAmount? = nil) {
             self.greeting = greeting; self.log = log; self.pipelining = pipelining; self.closeAfterMessage = closeAfterMessage
+            self.dataEndDelay = dataEndDelay
         }
 
         func channelActive(context: ChannelHandlerContext) { send(context, greeting) }
@@ -324,7 +327,11 @@ struct SMTPIntegrationTests {
                 lines.append(line)
                 log.append(line)
                 if inData {
-                    if line == "." {
+                    if line == ".", let delay = dataEndDelay {
+                        inData = false; inTransaction = false
+                        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+                        context.eventLoop.scheduleTask(in: delay) { self.send(bound.value, "250 queued") }
+                    } else if line == "." {
                         inData = false; inTransaction = false; send(context, "250 queued")
                         if closeAfterMessage { buffer = ""; context.close(promise: nil); return }
                     }
@@ -363,15 +370,48 @@ struct SMTPIntegrationTests {
         var all: [String] { lock.withLock { lines } }
     }
 
-    func withServer(greeting: String, pipelining: Bool = false, closeAfterMessage: Bool = false, _ body: (Int, Log) async throws -> Void) async throws {
+    func withServer(greeting: String, pipelining: Bool = false, closeAfterMessage: Bool = false, dataEndDelay: TimeAmount? = nil,
+                    _ body: (Int, Log) async throws -> Void) async throws {
         let log = Log()
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Script(greeting: greeting, log: log, pipelining: pipelining, closeAfterMessage: closeAfterMessage)) }
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Script(greeting: greeting, log: log, pipelining: pipelining,
+                                                                                                    closeAfterMessage: closeAfterMessage, dataEndDelay: dataEndDelay)) }
             }
             .bind(host: "127.0.0.1", port: 0).get()
         do { try await body(server.localAddress!.port!, log) } catch { try? await server.close(); throw error }
         try await server.close()
+    }
+
+    /// `shutdown` while a connection is at work (its message's end sent, the relay's answer not yet
+    /// back): it waits for that message's outcome and the connection's QUIT — within its patience.
+    @Test func shutdownWaitsForAConnectionAtWorkToFinishAndSayQuit() async throws {
+        try await withServer(greeting: "220 slow.example.com ESMTP", dataEndDelay: .milliseconds(500)) { port, log in
+            let client = try SMTPClient(configuration: SMTPConfiguration(host: "127.0.0.1", port: port, security: .none), maxConnections: 1)
+            let sending = Task { await client.send(raw: "Subject: s\r\n\r\nbody\r\n", from: "a@example.com", to: ["b@example.com"]) }
+            let deadline = ContinuousClock.now.advanced(by: .seconds(60))
+            while !log.all.contains("."), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+            await client.shutdown(patience: .seconds(120))
+            #expect(log.all.last == "QUIT", "shutdown returned before the connection at work said QUIT: \(log.all.suffix(3))")
+            #expect(await sending.value["b@example.com"] == .accepted(reply: "250 queued"))
+        }
+    }
+
+    @Test func shutdownWaitsNoLongerThanItsPatience() async throws {
+        try await withServer(greeting: "220 slow.example.com ESMTP", dataEndDelay: .seconds(5)) { port, log in
+            let client = try SMTPClient(configuration: SMTPConfiguration(host: "127.0.0.1", port: port, security: .none), maxConnections: 1)
+            let done = Log()
+            let sending = Task {
+                let outcome = await client.send(raw: "Subject: s\r\n\r\nbody\r\n", from: "a@example.com", to: ["b@example.com"])
+                done.append("sent")
+                return outcome
+            }
+            let deadline = ContinuousClock.now.advanced(by: .seconds(60))
+            while !log.all.contains("."), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+            await client.shutdown(patience: .milliseconds(200))
+            #expect(done.all.isEmpty, "shutdown waited for the message's answer (5 s) past its patience (200 ms)")
+            #expect(await sending.value["b@example.com"] == .accepted(reply: "250 queued"))
+        }
     }
 
     @Test func heloFallbackDotStuffingAndRsetBetweenMessages() async throws {
@@ -381,10 +421,9 @@ struct SMTPIntegrationTests {
                 let outcome = await client.send(raw: "Subject: \(i)\r\n\r\n.leading dot\r\nend\r\n", from: "a@example.com", to: ["b@example.com"])
                 #expect(outcome["b@example.com"] == .accepted(reply: "250 queued"))
             }
-            await client.shutdown()
-            // A connection still finishing its last message when `shutdown` ran says QUIT itself, once done.
-            let deadline = ContinuousClock.now.advanced(by: .seconds(5))
-            while log.all.last != "QUIT", ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+            // A connection still finishing its last message when `shutdown` ran says QUIT itself, once done,
+            // and `shutdown` waits for it.
+            await client.shutdown(patience: .seconds(120))
             let lines = log.all
             #expect(lines.first == "EHLO localhost")
             #expect(lines.dropFirst().first == "HELO localhost")

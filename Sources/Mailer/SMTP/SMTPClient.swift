@@ -36,6 +36,9 @@ public final class SMTPClient: Sendable {
         var drivers = 0
         /// After `shutdown`: connections that finish their work say QUIT instead of waiting in the pool.
         var closed = false
+        /// `shutdown` calls waiting for the connections at work to finish (and say QUIT).
+        var drainWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var lastWaiter = 0
     }
     private let state = NIOLockedValueBox(State())
 
@@ -93,11 +96,15 @@ public final class SMTPClient: Sendable {
 
     /// The next job, or nil (and this driver stops) when the queue is empty.
     private func take() -> SMTPJob? {
-        state.withLockedValue { s in
-            if let job = s.queue.popFirst() { return job }
+        let (job, drained) = state.withLockedValue { s -> (SMTPJob?, [CheckedContinuation<Void, Never>]) in
+            if let job = s.queue.popFirst() { return (job, []) }
             s.drivers -= 1
-            return nil
+            guard s.drivers == 0 else { return (nil, []) }
+            defer { s.drainWaiters = [:] }
+            return (nil, Array(s.drainWaiters.values))
         }
+        for waiter in drained { waiter.resume() }
+        return job
     }
 
     /// A job for the connection at hand, if one is waiting (the driver goes on either way).
@@ -158,8 +165,9 @@ public final class SMTPClient: Sendable {
         }
     }
 
-    /// Politely closes pooled connections.
-    public func shutdown() async {
+    /// Politely closes pooled connections, and waits (up to `patience`) for the connections still at
+    /// work to finish their messages and say QUIT themselves.
+    public func shutdown(patience: Duration = .seconds(10)) async {
         let sessions = state.withLockedValue { s in
             s.closed = true
             let idle = s.idle
@@ -167,5 +175,19 @@ public final class SMTPClient: Sendable {
             return idle
         }
         for s in sessions { await s.quit() }
+        // Resumed by the last connection at work to stop, or by the patience running out, whichever comes first.
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let waiter = state.withLockedValue { s -> Int? in
+                if s.drivers == 0 { return nil }
+                s.lastWaiter += 1
+                s.drainWaiters[s.lastWaiter] = c
+                return s.lastWaiter
+            }
+            guard let waiter else { return c.resume() }
+            Task {
+                try? await Task.sleep(for: patience)
+                state.withLockedValue { $0.drainWaiters.removeValue(forKey: waiter) }?.resume()
+            }
+        }
     }
 }
