@@ -148,15 +148,22 @@ struct EmailTemplates: Sendable {
             return v
         }
         var first = true
+        var slots: [String] = [] // the line's slot values, each looked up once
         lineLoop: for line in template.lines {
+            slots.removeAll(keepingCapacity: true)
             for piece in line {
-                if case .slot(let name) = piece, value(name) == nil { continue lineLoop }
+                guard case .slot(let name) = piece else { continue }
+                guard let v = value(name) else { continue lineLoop }
+                slots.append(v)
             }
             if !first { out.append("\n") }
+            var next = 0
             for piece in line {
                 switch piece {
                 case .text(let t): out.append(t)
-                case .slot(let name): if let v = value(name) { out.append(escape ? HTML.escape(v) : v) }
+                case .slot:
+                    out.append(escape ? HTML.escape(slots[next]) : slots[next])
+                    next += 1
                 }
             }
             first = false
