@@ -197,58 +197,93 @@ struct EmailEventTests {
 
 extension EmailEventTests {
     /// A fan-out writes a handed email's row with its outcome, so the provider's events can come
-    /// first: they wait for the row (15 s, doubling) instead of being applied without it, and
-    /// one that never finds a row is applied without it after `holdFor`.
+    /// first: they wait for the row (10 s, doubling) instead of being applied without it, and
+    /// one that never finds a row is applied without it when the window (`holdFor`) ends.
     @Test func eventsThatArriveBeforeTheirEmailsRowWaitForIt() async throws {
         try await Self.run { t, secret, _ in
             try await t.seedBasics()
             try await t.importUsers([], follows: [["followerId": "m1", "followedId": "creator"], ["followerId": "m2", "followedId": "creator"]])
             let stream = try await t.createStream(scheduled: false)
             try await t.drainWorker()
+            let received = t.app.deps.clock.now()
+            func at(_ seconds: TimeInterval) async throws {
+                t.setNow(received.addingTimeInterval(seconds))
+                try await t.app.deps.worker.drain()
+            }
             let (early1, early2) = ("re_early_m1", "re_early_m2")
             _ = try await Self.resendEvent(t, secret: secret, type: "email.delivered", emailID: early1, to: "m1@example.com")
             _ = try await Self.resendEvent(t, secret: secret, type: "email.complained", emailID: early2, to: "m2@example.com")
             _ = try await Self.resendEvent(t, secret: secret, type: "email.bounced", emailID: "re_never", to: "gone@example.com", bounceType: "Permanent")
-            try await t.drainWorker()
+            try await at(0)
             struct Row: Decodable { let delivered_at: Date?; let complained_at: Date? }
             func row(_ recipient: String) async throws -> Row? {
                 try await t.app.db.sql.raw("""
                     SELECT delivered_at, complained_at FROM deliveries WHERE stream_id = \(bind: stream) AND recipient_id = \(bind: recipient)
                     """).first(decoding: Row.self)
             }
-            func suppressed(_ address: String) async throws -> Bool {
-                struct S: Decodable { let suppressed_at: Date? }
-                return try await t.app.db.sql.raw("SELECT suppressed_at FROM email_suppressions WHERE address_hash = \(bind: EmailHash.of(address))")
-                    .first(decoding: S.self)?.suppressed_at != nil
-            }
             func muted() async throws -> Int {
                 try await NotificationMute.query(on: t.app.db).filter(\.$member.$id == "m2").filter(\.$creator.$id == "creator").count()
             }
             // Held: nothing applied yet, not even the complaint's suppression (it is applied once, with its row).
-            #expect(try await suppressed("m2@example.com") == false)
+            #expect(try await Self.suppressed(t, "m2@example.com") == false)
             #expect(try await muted() == 0)
-            #expect(try await suppressed("gone@example.com") == false)
+            #expect(try await Self.suppressed(t, "gone@example.com") == false)
 
             // The rows are written (as a fan-out does once the provider has answered); the next try finds them.
             for (recipient, id) in [("m1", early1), ("m2", early2)] {
                 try await t.app.db.sql.raw("UPDATE deliveries SET provider_message_id = \(bind: id) WHERE stream_id = \(bind: stream) AND recipient_id = \(bind: recipient)").run()
             }
-            t.setNow(t.app.deps.clock.now().addingTimeInterval(16))
-            try await t.drainWorker()
+            try await at(16)
             #expect(try await row("m1")?.delivered_at == ISO8601.parse("2026-03-07T16:20:00Z"))
             #expect(try await row("m2")?.complained_at != nil)
-            #expect(try await suppressed("m2@example.com"))
+            #expect(try await Self.suppressed(t, "m2@example.com"))
             #expect(try await muted() == 1)
             let counts = try await t.send(.GET, "api/creator/streams/\(stream)/notifications", bearer: try await t.token("creator"))
             #expect(((counts.json["notifications"] as? [String: Any])?["live_now"] as? [String: Int])?["complained"] == 1)
 
-            // The bounce for an email we have no row of: applied without one once the hold is over.
-            try await t.drainWorker(advancing: 60)
-            #expect(try await suppressed("gone@example.com"))
+            // The bounce for an email that has no row: held on every try inside the window (tries at 10, 36, 100 s
+            // here), applied without a row by the try the window's end is due at.
+            #expect(try await Self.suppressed(t, "gone@example.com") == false)
+            try await at(100)
+            #expect(try await Self.suppressed(t, "gone@example.com") == false)
+            try await at(EmailEventApplier.holdFor + 1)
+            #expect(try await Self.suppressed(t, "gone@example.com"))
             struct Held: Decodable { let n: Int }
             let open = try await t.app.db.sql.raw("SELECT COUNT(*) AS n FROM jobs WHERE kind = 'email_events' AND status = 'queued'").first(decoding: Held.self)
             #expect(open?.n == 0)
         }
+    }
+
+    /// Postmark echoes our delivery id: one that names no row yet is held; one whose row is there
+    /// (with another provider id: an earlier attempt's) is applied at once — waiting would change nothing.
+    @Test func anEventWithOurDeliveryIDIsHeldOnlyUntilItsRowExists() async throws {
+        try await Self.run { t, _, _ in
+            try await t.seedBasics()
+            try await t.importUsers([], follows: [["followerId": "m1", "followedId": "creator"], ["followerId": "m2", "followedId": "creator"]])
+            let stream = try await t.createStream(scheduled: false)
+            try await t.drainWorker()
+            struct Row: Decodable { let id: Int64 }
+            let m1 = try #require(try await t.app.db.sql.raw("SELECT id FROM deliveries WHERE stream_id = \(bind: stream) AND recipient_id = 'm1'")
+                .first(decoding: Row.self)?.id)
+            var headers = HTTPHeaders()
+            headers.basicAuthorization = .init(username: Self.postmarkUser, password: Self.postmarkPassword)
+            func bounce(_ id: Int, deliveryID: Int64, email: String) async throws {
+                let body = #"{"RecordType":"Bounce","Type":"HardBounce","ID":\#(id),"MessageID":"pm-\#(id)","Email":"\#(email)","#
+                    + #""BouncedAt":"2026-03-07T16:20:00Z","Metadata":{"delivery_id":"\#(deliveryID)"}}"#
+                #expect(try await t.send(.POST, "api/webhooks/email/postmark", raw: body, headers: headers).status == .ok)
+            }
+            try await bounce(1, deliveryID: m1, email: "m1@example.com")
+            try await bounce(2, deliveryID: m1 + 1_000_000, email: "m2@example.com")
+            try await t.app.deps.worker.drain()
+            #expect(try await Self.suppressed(t, "m1@example.com"), "its row exists: applied at once")
+            #expect(try await Self.suppressed(t, "m2@example.com") == false, "no row by that id yet: held")
+        }
+    }
+
+    static func suppressed(_ t: TestApp, _ address: String) async throws -> Bool {
+        struct S: Decodable { let suppressed_at: Date? }
+        return try await t.app.db.sql.raw("SELECT suppressed_at FROM email_suppressions WHERE address_hash = \(bind: EmailHash.of(address))")
+            .first(decoding: S.self)?.suppressed_at != nil
     }
 }
 

@@ -54,13 +54,14 @@ struct ScaleOutTests {
             // answered at least `minimumAnswers` calls (however slow the machine, the loop keeps
             // calling rather than judging the endpoints by how many calls fit in the time).
             let minimumAnswers = 5
-            var cronCalls = 0, unanswered = 0, answered: [Int: Int] = [:], errors: [Int: Int] = [:] // port → 200s; status → count
+            var cronCalls = 0, unanswered = 0, busy = 0, answered: [Int: Int] = [:], errors: [Int: Int] = [:] // port → 200s; status → count
             let deadline = Date().addingTimeInterval(240)
             while Date() < deadline {
                 for (i, port) in ports.enumerated() {
                     cronCalls += 1
                     switch await Self.cron(port: port, get: (cronCalls + i) % 2 == 0) {
                     case 200?: answered[port, default: 0] += 1
+                    case 503?: busy += 1 // the database pool's own limit on a loaded machine: a clean refusal, counted
                     case let status?: errors[status, default: 0] += 1
                     case nil: unanswered += 1
                     }
@@ -74,7 +75,7 @@ struct ScaleOutTests {
             for s in servers { await DeliveryResilienceTests.exited(s) }
             #expect(errors.isEmpty, "the cron endpoints answered with errors (status: count): \(errors)")
             #expect(ports.allSatisfy { answered[$0, default: 0] >= minimumAnswers },
-                    "the cron endpoints answered too few calls: \(answered) of \(cronCalls), \(unanswered) without an answer in 30 s")
+                    "the cron endpoints answered too few calls: \(answered) of \(cronCalls), \(busy) busy (503), \(unanswered) without an answer in 30 s")
 
             let rows = try await reminders()
             #expect(rows.count == due.count * members.count)

@@ -115,6 +115,7 @@ final class LazySQLiteConnection: Sendable {
     private let state = NIOLockedValueBox<State>(.unopened)
 
     private enum State { case unopened, open(SQLiteConnection), closed }
+    private static let closed = APIError(.serviceUnavailable, "shutting_down", "The server is shutting down; try again shortly")
 
     init(source: SQLiteConnectionSource, eventLoop: any EventLoop, logger: Logger, setup: [String]) {
         (self.source, self.eventLoop, self.logger, self.setup) = (source, eventLoop, logger, setup)
@@ -145,7 +146,7 @@ final class LazySQLiteConnection: Sendable {
     private func open() async throws -> SQLiteConnection {
         switch state.withLockedValue({ $0 }) {
         case .open(let conn): return conn
-        case .closed: throw APIError(.serviceUnavailable, "shutting_down", "The server is shutting down; try again shortly")
+        case .closed: throw Self.closed
         case .unopened:
             let conn = try await source.makeConnection(logger: logger, on: eventLoop).get()
             do {
@@ -154,7 +155,16 @@ final class LazySQLiteConnection: Sendable {
                 try? await conn.close()
                 throw error
             }
-            state.withLockedValue { $0 = .open(conn) }
+            // Closed meanwhile (`closeNow` does not wait for the gate): this connection is not kept.
+            let kept = state.withLockedValue { s in
+                guard case .unopened = s else { return false }
+                s = .open(conn)
+                return true
+            }
+            guard kept else {
+                try? await conn.close()
+                throw Self.closed
+            }
             return conn
         }
     }

@@ -122,10 +122,13 @@ enum EmailEventParser {
 ///
 /// An event about an email whose row is not there yet is held back, not applied half: a fan-out
 /// writes the rows of the emails it hands to the provider together with their outcomes, so a
-/// fast provider's "delivered" (or a bounce, a complaint) can arrive first. Such an event waits in
-/// a job of its own (15 s, doubling to 2 min) until its row appears, for at most `holdFor` after
-/// the webhook brought it; then it is applied without a row (the address's suppression still
-/// counts). Events naming neither our id nor the provider's are applied at once.
+/// fast provider's "delivered" (or a bounce, a complaint) can arrive first — by a second or two.
+/// Such an event waits in a job of its own (10 s, doubling to 1 min) until its row appears, for at
+/// most `holdFor` after the webhook brought it; then it is applied without a row (the address's
+/// suppression still counts). Applied at once: events naming neither our id nor the provider's, and
+/// those whose delivery id names a row already (it has its outcome: waiting changes nothing). The
+/// window is short because events that will never find a row wait it out too: mail the account
+/// sent from elsewhere, rows erased with their member, answers that carried no provider id.
 struct EmailEventApplier: Sendable {
     struct Payload: Codable, Sendable {
         let provider: EmailProvider
@@ -136,8 +139,8 @@ struct EmailEventApplier: Sendable {
         var holds: Int? = nil
     }
 
-    static let holdFor: TimeInterval = 600
-    static let holdRetry = Backoff(base: 15, cap: 120)
+    static let holdFor: TimeInterval = 120
+    static let holdRetry = Backoff(base: 10, cap: 60)
 
     let clock: AppClock
     let queue: JobQueue
@@ -156,9 +159,13 @@ struct EmailEventApplier: Sendable {
         return .done
     }
 
+    /// Queued under a key of the event and the hold's number: a job run again (after a crash, or a
+    /// later event's failure) holds the same event once, not twice. The last try runs when the
+    /// window ends, and applies it.
     private func hold(_ event: EmailEvent, provider: EmailProvider, received: Date, holds: Int, on db: any Database) async throws {
-        let runAt = clock.now().addingTimeInterval(Self.holdRetry.delay(afterAttempt: holds, jitter: 1))
-        try await queue.enqueue(kind: .emailEvents, key: "email_events:\(provider.rawValue):held:\(UUID().uuidString)",
+        let runAt = min(clock.now().addingTimeInterval(Self.holdRetry.delay(afterAttempt: holds, jitter: 1)),
+                        received.addingTimeInterval(Self.holdFor))
+        try await queue.enqueue(kind: .emailEvents, key: "email_events:\(provider.rawValue):held:\(holds):\(event.id.prefix(200))",
                                 payload: Payload(provider: provider, events: [event], receivedAt: received, holds: holds),
                                 runAt: runAt, on: db)
     }
@@ -166,24 +173,28 @@ struct EmailEventApplier: Sendable {
     struct Match: Decodable { let id: Int64; let recipient_id: String; let email: String; let creator_id: String; let stream_id: String }
 
     /// Applies `event`; with `holdingUnmatched`, an event that names an email (by our id or the
-    /// provider's) we cannot find is left untouched and false returned.
+    /// provider's) whose row is not there yet is left untouched and false returned.
     func apply(_ event: EmailEvent, provider: EmailProvider, holdingUnmatched: Bool, on db: any Database) async throws -> Bool {
         let sql = db.sql
         let now = clock.now()
         var match: Match?
+        var ourIDNamesARow = false
         let base: SQLQueryString = """
             SELECT d.id, d.recipient_id, u.email, s.creator_id, d.stream_id FROM deliveries d
             JOIN users u ON u.id = d.recipient_id JOIN streams s ON s.id = d.stream_id WHERE
             """
         if let id = event.deliveryID {
             match = try await sql.raw(base + " d.id = \(bind: id)").first(decoding: Match.self)
+            ourIDNamesARow = match != nil
             // Our id must agree with the provider's, when both are known (an id in metadata is theirs to echo, not to invent).
             if let m = match, let pid = event.providerMessageID, try await !providerIDMatches(m.id, pid, on: sql) { match = nil }
         }
         if match == nil, let pid = event.providerMessageID, !pid.isEmpty {
             match = try await sql.raw(base + " d.provider_message_id = \(bind: pid)").first(decoding: Match.self)
         }
-        if match == nil && holdingUnmatched && (event.deliveryID != nil || !(event.providerMessageID ?? "").isEmpty) { return false }
+        if match == nil && holdingUnmatched && !ourIDNamesARow && (event.deliveryID != nil || !(event.providerMessageID ?? "").isEmpty) {
+            return false
+        }
         if let m = match {
             let column: String = switch event.kind {
             case .delivered: "delivered_at"
