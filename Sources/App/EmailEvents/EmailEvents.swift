@@ -170,7 +170,10 @@ struct EmailEventApplier: Sendable {
                                 runAt: runAt, on: db)
     }
 
-    struct Match: Decodable { let id: Int64; let recipient_id: String; let email: String; let creator_id: String; let stream_id: String }
+    struct Match: Decodable {
+        let id: Int64; let recipient_id: String; let email: String; let creator_id: String; let stream_id: String
+        let provider_message_id: String?
+    }
 
     /// Applies `event`; with `holdingUnmatched`, an event that names an email (by our id or the
     /// provider's) whose row is not there yet is left untouched and false returned.
@@ -180,14 +183,14 @@ struct EmailEventApplier: Sendable {
         var match: Match?
         var ourIDNamesARow = false
         let base: SQLQueryString = """
-            SELECT d.id, d.recipient_id, u.email, s.creator_id, d.stream_id FROM deliveries d
+            SELECT d.id, d.recipient_id, u.email, s.creator_id, d.stream_id, d.provider_message_id FROM deliveries d
             JOIN users u ON u.id = d.recipient_id JOIN streams s ON s.id = d.stream_id WHERE
             """
         if let id = event.deliveryID {
             match = try await sql.raw(base + " d.id = \(bind: id)").first(decoding: Match.self)
             ourIDNamesARow = match != nil
             // Our id must agree with the provider's, when both are known (an id in metadata is theirs to echo, not to invent).
-            if let m = match, let pid = event.providerMessageID, try await !providerIDMatches(m.id, pid, on: sql) { match = nil }
+            if let stored = match?.provider_message_id, let pid = event.providerMessageID, stored != pid { match = nil }
         }
         if match == nil, let pid = event.providerMessageID, !pid.isEmpty {
             match = try await sql.raw(base + " d.provider_message_id = \(bind: pid)").first(decoding: Match.self)
@@ -226,11 +229,5 @@ struct EmailEventApplier: Sendable {
         case .opened, .clicked: break
         }
         return true
-    }
-
-    private func providerIDMatches(_ delivery: Int64, _ pid: String, on sql: any SQLDatabase) async throws -> Bool {
-        struct Row: Decodable { let provider_message_id: String? }
-        let stored = try await sql.raw("SELECT provider_message_id FROM deliveries WHERE id = \(bind: delivery)").first(decoding: Row.self)
-        return stored?.provider_message_id.map { $0 == pid } ?? true
     }
 }
