@@ -39,8 +39,6 @@ public final class SMTPClient: Sendable {
         /// `shutdown` calls waiting for the connections at work to finish (and say QUIT).
         var drainWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
         var lastWaiter = 0
-        /// Waiters whose patience ran out before they were registered.
-        var timedOut = Set<Int>()
     }
     private let state = NIOLockedValueBox(State())
 
@@ -178,21 +176,23 @@ public final class SMTPClient: Sendable {
         }
         for s in sessions { await s.quit() }
         // Resumed by the last connection at work to stop, or by the patience running out, whichever comes first.
-        let waiter = state.withLockedValue { s in s.lastWaiter += 1; return s.lastWaiter }
-        let timer = Task {
-            try? await Task.sleep(for: patience)
-            guard !Task.isCancelled else { return }
-            state.withLockedValue { s in s.timedOut.insert(waiter); return s.drainWaiters.removeValue(forKey: waiter) }?.resume()
-        }
+        let timer = NIOLockedValueBox<Task<Void, Never>?>(nil)
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let now = state.withLockedValue { s in
-                if s.drivers == 0 || s.timedOut.contains(waiter) { return true }
-                s.drainWaiters[waiter] = c
-                return false
+            let waiter = state.withLockedValue { s -> Int? in
+                if s.drivers == 0 { return nil }
+                s.lastWaiter += 1
+                s.drainWaiters[s.lastWaiter] = c
+                return s.lastWaiter
             }
-            if now { c.resume() }
+            guard let waiter else { return c.resume() }
+            timer.withLockedValue {
+                $0 = Task {
+                    try? await Task.sleep(for: patience)
+                    guard !Task.isCancelled else { return }
+                    state.withLockedValue { $0.drainWaiters.removeValue(forKey: waiter) }?.resume()
+                }
+            }
         }
-        timer.cancel()
-        state.withLockedValue { _ = $0.timedOut.remove(waiter) }
+        timer.withLockedValue { $0?.cancel() }
     }
 }
