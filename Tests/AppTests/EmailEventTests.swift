@@ -61,6 +61,15 @@ struct EmailEventTests {
                                 headers: headers)
     }
 
+    /// A stream gone live whose live-now email went to `followers` of the creator: its id.
+    static func liveNowSent(_ t: TestApp, followers: [String]) async throws -> String {
+        try await t.seedBasics()
+        try await t.importUsers([], follows: followers.map { ["followerId": $0, "followedId": "creator"] })
+        let stream = try await t.createStream(scheduled: false)
+        try await t.drainWorker()
+        return stream
+    }
+
     /// Provider id of the delivery to `recipient` (what ProviderIDTransport answered).
     static func providerID(_ t: TestApp, stream: String, recipient: String) async throws -> String {
         struct Row: Decodable { let provider_message_id: String? }
@@ -72,10 +81,7 @@ struct EmailEventTests {
 
     @Test func resendSignaturesAreCheckedWithSvix() async throws {
         try await Self.run { t, secret, _ in
-            try await t.seedBasics()
-            try await t.importUsers([], follows: [["followerId": "m1", "followedId": "creator"]])
-            let stream = try await t.createStream(scheduled: false)
-            try await t.drainWorker()
+            let stream = try await Self.liveNowSent(t, followers: ["m1"])
             let pid = try await Self.providerID(t, stream: stream, recipient: "m1")
             let ok = try await Self.resendEvent(t, secret: secret, id: "msg_fixed1", type: "email.delivered", emailID: pid, to: "m1@example.com")
             #expect(ok.status == .ok && ok.json["accepted"] as? Int == 1, "\(ok.raw)")
@@ -130,10 +136,7 @@ struct EmailEventTests {
 
     @Test func aHardBounceSuppressesTheAddressForEveryLaterFanOut() async throws {
         try await Self.run { t, secret, _ in
-            try await t.seedBasics()
-            try await t.importUsers([], follows: [["followerId": "m1", "followedId": "creator"], ["followerId": "m2", "followedId": "creator"]])
-            let first = try await t.createStream(scheduled: false)
-            try await t.drainWorker()
+            let first = try await Self.liveNowSent(t, followers: ["m1", "m2"])
             let pid = try await Self.providerID(t, stream: first, recipient: "m1")
             let bounce = try await Self.resendEvent(t, secret: secret, type: "email.bounced", emailID: pid, to: "m1@example.com", bounceType: "Permanent")
             #expect(bounce.status == .ok)
@@ -164,10 +167,7 @@ struct EmailEventTests {
 
     @Test func softBouncesSuppressOnlyWhenRepeatedAndComplaintsMuteTheCreator() async throws {
         try await Self.run { t, secret, _ in
-            try await t.seedBasics()
-            try await t.importUsers([], follows: [["followerId": "m1", "followedId": "creator"], ["followerId": "m2", "followedId": "creator"]])
-            let stream = try await t.createStream(scheduled: false)
-            try await t.drainWorker()
+            let stream = try await Self.liveNowSent(t, followers: ["m1", "m2"])
             let m1 = try await Self.providerID(t, stream: stream, recipient: "m1")
             for i in 0..<(Suppression.softBounceLimit - 1) {
                 _ = try await Self.resendEvent(t, secret: secret, id: "msg_soft\(i)", type: "email.bounced", emailID: m1, to: "m1@example.com", bounceType: "Transient")
@@ -201,10 +201,7 @@ extension EmailEventTests {
     /// one that never finds a row is applied without it when the window (`holdFor`) ends.
     @Test func eventsThatArriveBeforeTheirEmailsRowWaitForIt() async throws {
         try await Self.run { t, secret, _ in
-            try await t.seedBasics()
-            try await t.importUsers([], follows: [["followerId": "m1", "followedId": "creator"], ["followerId": "m2", "followedId": "creator"]])
-            let stream = try await t.createStream(scheduled: false)
-            try await t.drainWorker()
+            let stream = try await Self.liveNowSent(t, followers: ["m1", "m2"])
             let received = t.app.deps.clock.now()
             func at(_ seconds: TimeInterval) async throws {
                 t.setNow(received.addingTimeInterval(seconds))
@@ -258,10 +255,7 @@ extension EmailEventTests {
     /// (with another provider id: an earlier attempt's) is applied at once — waiting would change nothing.
     @Test func anEventWithOurDeliveryIDIsHeldOnlyUntilItsRowExists() async throws {
         try await Self.run { t, _, _ in
-            try await t.seedBasics()
-            try await t.importUsers([], follows: [["followerId": "m1", "followedId": "creator"], ["followerId": "m2", "followedId": "creator"]])
-            let stream = try await t.createStream(scheduled: false)
-            try await t.drainWorker()
+            let stream = try await Self.liveNowSent(t, followers: ["m1", "m2"])
             struct Row: Decodable { let id: Int64 }
             let m1 = try #require(try await t.app.db.sql.raw("SELECT id FROM deliveries WHERE stream_id = \(bind: stream) AND recipient_id = 'm1'")
                 .first(decoding: Row.self)?.id)
@@ -276,6 +270,9 @@ extension EmailEventTests {
             try await bounce(2, deliveryID: m1 + 1_000_000, email: "m2@example.com")
             try await t.app.deps.worker.drain()
             #expect(try await Self.suppressed(t, "m1@example.com"), "its row exists: applied at once")
+            struct Bounced: Decodable { let bounced_at: Date? }
+            let stamped = try await t.app.db.sql.raw("SELECT bounced_at FROM deliveries WHERE id = \(bind: m1)").first(decoding: Bounced.self)
+            #expect(stamped != nil && stamped?.bounced_at == nil, "another provider id than the row's: the row is not this email's")
             #expect(try await Self.suppressed(t, "m2@example.com") == false, "no row by that id yet: held")
         }
     }

@@ -98,13 +98,8 @@ struct NotificationSinkTests {
                 "startTime": ISO8601.string(start),
             ])
             let stream = (r.json["stream"] as? [String: Any])?["id"] as? String ?? ""
-            try await t.drainWorker()
             // A transient failure on a loaded machine waits for a retry on the manual clock (a few minutes, far from the reminder).
-            for _ in 0..<5 {
-                guard try await t.deliveries(stream).contains(where: { $0.status == .queued }) else { break }
-                t.setNow(t.app.deps.clock.now().addingTimeInterval(60))
-                try await t.drainWorker()
-            }
+            try await t.drainWorker(until: { try await !t.deliveries(stream).contains(where: { $0.status == .queued }) }, advancing: 60, rounds: 5)
             let stored = MailPeers.sinkMessages(containing: "-\(run)@")
             #expect(Set(stored.keys) == ["keen-\(run)@example.com"])
             let statuses = Dictionary(uniqueKeysWithValues: try await t.deliveries(stream).map { ($0.recipientID, $0.status) })

@@ -21,8 +21,7 @@ import Testing
             // Let go after 300 ms, and not before the writer has been refused (however slow the machine; at most 60 s).
             let holder = Task {
                 try await Task.sleep(for: .milliseconds(300))
-                let deadline = ContinuousClock.now.advanced(by: .seconds(60))
-                while writer.busyRetries == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+                _ = try await DeliveryResilienceTests.waitUntil(timeout: 60) { writer.busyRetries > 0 }
                 _ = try await other.query("INSERT INTO webhook_notices (notice_id, received_at) VALUES ('held', 0)", [])
                 let committing = ContinuousClock.now
                 _ = try await other.query("COMMIT", [])
@@ -85,8 +84,7 @@ import Testing
                 let id = "checkpoint-\(i)-" + String(repeating: "x", count: 100)
                 try await writer.run { try await $0.raw("INSERT INTO webhook_notices (notice_id, received_at) VALUES (\(bind: id), \(bind: Date()))").run() }
             }
-            let deadline = ContinuousClock.now.advanced(by: .seconds(60))
-            while size() <= before.size, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+            _ = try await DeliveryResilienceTests.waitUntil(timeout: 60) { size() > before.size }
             #expect(size() > before.size, "the rows reached the database file")
             #expect(writer.checkpoints.background > before.checkpoints)
         }
@@ -107,8 +105,7 @@ import Testing
                     try await writer.run { try await $0.raw("INSERT INTO webhook_notices (notice_id, received_at) VALUES (\(bind: id), \(bind: Date()))").run() }
                 }
                 for i in 0..<20 { try await insert("limit-\(i)") }
-                let deadline = ContinuousClock.now.advanced(by: .seconds(60))
-                while writer.checkpoints.catchUps == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+                _ = try await DeliveryResilienceTests.waitUntil(timeout: 60) { writer.checkpoints.catchUps > 0 }
                 #expect(writer.checkpoints.catchUps > 0)
                 try await insert("after-catch-up")
                 struct WAL: Decodable { let log: Int }
